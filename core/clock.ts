@@ -1,0 +1,148 @@
+/**
+ * Time source for stores and runtimes. Everything that reads "now" or waits
+ * goes through a `Clock`, so tests can control time without global fake timers.
+ */
+export interface Clock {
+  /** Current time in integer milliseconds since the Unix epoch. */
+  now(): number;
+  /**
+   * Calls `callback` once, `delayMs` from now. Returns a function that cancels
+   * the timer (a no-op once it fired). Delays beyond Node's 2^31-1 ms timer
+   * limit must not fire early.
+   */
+  setTimer(callback: () => void, delayMs: number): () => void;
+}
+
+/** Node's timers clamp delays above this to 1 ms; longer waits are chained. */
+const MAX_TIMER_DELAY_MS = 2_147_483_647;
+
+/** Wall-clock time and real timers. The default everywhere. */
+export class SystemClock implements Clock {
+  now(): number {
+    return Date.now();
+  }
+
+  setTimer(callback: () => void, delayMs: number): () => void {
+    const dueAt = Date.now() + Math.max(0, delayMs);
+    let handle: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      const remaining = dueAt - Date.now();
+      if (remaining <= 0 && handle !== undefined) {
+        handle = undefined;
+        callback();
+        return;
+      }
+      handle = setTimeout(arm, Math.min(Math.max(remaining, 0), MAX_TIMER_DELAY_MS));
+      // Timers must never keep a process alive on their own: workers are
+      // kept alive by their own loop promise, not by housekeeping timers.
+      handle.unref?.();
+    };
+    handle = setTimeout(arm, Math.min(Math.max(delayMs, 0), MAX_TIMER_DELAY_MS));
+    handle.unref?.();
+    return () => {
+      if (handle !== undefined) clearTimeout(handle);
+      handle = undefined;
+    };
+  }
+}
+
+interface ManualTimer {
+  readonly dueAt: number;
+  readonly seq: number;
+  readonly callback: () => void;
+  cancelled: boolean;
+}
+
+/**
+ * A clock that moves only when told to. Timers fire, in due order, while
+ * `advance`/`set` moves time past them; nothing happens on its own.
+ */
+export class ManualClock implements Clock {
+  private current: number;
+  private timers: ManualTimer[] = [];
+  private seq = 0;
+
+  constructor(startMs: number = Date.parse('2026-01-01T00:00:00Z')) {
+    if (!Number.isFinite(startMs)) throw new TypeError(`ManualClock start must be a finite number, got ${startMs}`);
+    this.current = Math.trunc(startMs);
+  }
+
+  now(): number {
+    return this.current;
+  }
+
+  setTimer(callback: () => void, delayMs: number): () => void {
+    const timer: ManualTimer = {
+      dueAt: this.current + Math.max(0, Number.isFinite(delayMs) ? Math.trunc(delayMs) : 0),
+      seq: this.seq++,
+      callback,
+      cancelled: false,
+    };
+    this.timers.push(timer);
+    return () => {
+      timer.cancelled = true;
+    };
+  }
+
+  /** Moves time forward by `ms`, firing every timer that falls due, in order. */
+  advance(ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0) throw new TypeError(`ManualClock.advance needs a finite, non-negative ms, got ${ms}`);
+    this.set(this.current + Math.trunc(ms));
+  }
+
+  /** Moves time to `ms` (never backwards), firing due timers in order. */
+  set(ms: number): void {
+    if (!Number.isFinite(ms)) throw new TypeError(`ManualClock.set needs a finite ms, got ${ms}`);
+    const target = Math.trunc(ms);
+    if (target < this.current) throw new RangeError(`ManualClock cannot go backwards (${target} < ${this.current})`);
+    for (;;) {
+      const next = this.nextDueTimer(target);
+      if (next === undefined) break;
+      this.current = Math.max(this.current, next.dueAt);
+      next.cancelled = true;
+      next.callback();
+    }
+    this.current = target;
+    this.timers = this.timers.filter((t) => !t.cancelled);
+  }
+
+  /** Due time of the earliest live timer, if any (used to skip idle time). */
+  nextTimerAt(): number | undefined {
+    let best: number | undefined;
+    for (const t of this.timers) if (!t.cancelled && (best === undefined || t.dueAt < best)) best = t.dueAt;
+    return best;
+  }
+
+  /** Number of live timers. */
+  pendingTimers(): number {
+    return this.timers.filter((t) => !t.cancelled).length;
+  }
+
+  private nextDueTimer(limit: number): ManualTimer | undefined {
+    let best: ManualTimer | undefined;
+    for (const t of this.timers) {
+      if (t.cancelled || t.dueAt > limit) continue;
+      if (best === undefined || t.dueAt < best.dueAt || (t.dueAt === best.dueAt && t.seq < best.seq)) best = t;
+    }
+    return best;
+  }
+}
+
+/** Resolves after `ms` on `clock`, or rejects with the signal's reason when aborted. */
+export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = (): void => {
+      cancel();
+      reject(signal?.reason);
+    };
+    const cancel = clock.setTimer(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

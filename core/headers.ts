@@ -1,0 +1,29 @@
+import type { Headers } from './queue-store.js';
+
+/**
+ * A header map with no prototype, so keys such as `__proto__` or
+ * `constructor` are plain data and can never reach `Object.prototype`.
+ */
+export function createHeaders(): Headers {
+  return Object.create(null) as Headers;
+}
+
+/** Copies own enumerable string entries into a prototype-free map. */
+export function copyHeaders(source: Headers | undefined): Headers {
+  const out = createHeaders();
+  if (!source) return out;
+  for (const key of Object.keys(source)) out[key] = source[key] as string;
+  return out;
+}
+
+/** Size of a header map as stored: UTF-8 bytes of every key and value. */
+export function headerBytes(headers: Headers): number {
+  let total = 0;
+  for (const key of Object.keys(headers)) total += Buffer.byteLength(key) + Buffer.byteLength(headers[key] as string);
+  return total;
+}
+
+/** Parses JSON headers into a prototype-free map (`JSON.parse` makes `__proto__` an own key). */
+export function parseHeadersJson(json: string): Headers {
+  return copyHeaders(JSON.parse(json) as Headers);
+}

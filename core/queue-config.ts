@@ -1,0 +1,114 @@
+import { InvalidArgumentError } from './errors.js';
+
+/** Claim-order constants: a lower number is claimed first. */
+export const Priority = {
+  HIGH: 100,
+  NORMAL: 1000,
+  LOW: 10000,
+} as const;
+
+/** Per-queue settings. Every store accepts a store-wide default plus per-queue overrides. */
+export interface QueueConfig {
+  /** Claims allowed before a failing job goes dead. Default 3. */
+  maxAttempts: number;
+  /** Lease given to a claim unless the claim asks for another. Default 30 000. */
+  leaseDurationMs: number;
+  /** Priority of jobs enqueued without one. Default 1000 (`Priority.NORMAL`). */
+  defaultPriority: number;
+  /** Retry delay after the n-th failure is `min(base * 2^(n-1), max)`. 0 = straight back to pending. Default 1000. */
+  retryBackoffBaseMs: number;
+  /** Cap of the retry delay. Default 300 000. */
+  retryBackoffMaxMs: number;
+  /** Keep acked jobs as `done` for this long. `undefined` = delete on ack (the done counter still counts). */
+  keepDoneJobsMs: number | undefined;
+  /** Delete dead jobs this long after `failedAt`. `null` = keep forever. Default 7 days. */
+  deadRetentionMs: number | null;
+}
+
+/** The defaults of SPEC section 3. */
+export const DEFAULT_QUEUE_CONFIG: Readonly<QueueConfig> = Object.freeze({
+  maxAttempts: 3,
+  leaseDurationMs: 30_000,
+  defaultPriority: Priority.NORMAL,
+  retryBackoffBaseMs: 1_000,
+  retryBackoffMaxMs: 300_000,
+  keepDoneJobsMs: undefined,
+  deadRetentionMs: 7 * 24 * 60 * 60 * 1000,
+});
+
+/** Store-wide housekeeping intervals (SPEC section 3). */
+export const DEFAULT_REAPER_INTERVAL_MS = 5_000;
+export const DEFAULT_PROMOTE_INTERVAL_MS = 1_000;
+
+/** Options every store constructor accepts (adapters add their own). */
+export interface StoreOptions {
+  /** Time source; `SystemClock` when omitted. */
+  clock?: import('./clock.js').Clock;
+  /** Overrides of `DEFAULT_QUEUE_CONFIG` for every queue. */
+  defaultQueueConfig?: Partial<QueueConfig>;
+  /** Per-queue overrides, applied on top of `defaultQueueConfig`. */
+  queueConfigs?: Record<string, Partial<QueueConfig>>;
+  /**
+   * Run the reaper and promotion on timers from the clock (default true).
+   * Turn off to drive `reap`/`promote` by hand, as the store-level
+   * conformance suite does.
+   */
+  backgroundMaintenance?: boolean;
+  /** Reaper period. Default 5 000. */
+  reaperIntervalMs?: number;
+  /** Promotion period (a store may also wake precisely at the next due job). Default 1 000. */
+  promoteIntervalMs?: number;
+}
+
+function checkNonNegativeInteger(name: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidArgumentError(name, `expected a non-negative integer, got ${String(value)}`);
+  }
+}
+
+/** Validates and completes a partial config. Throws `InvalidArgumentError` on bad values. */
+export function resolveQueueConfig(...layers: Array<Partial<QueueConfig> | undefined>): QueueConfig {
+  const config: QueueConfig = { ...DEFAULT_QUEUE_CONFIG };
+  for (const layer of layers) {
+    if (!layer) continue;
+    for (const key of Object.keys(layer) as Array<keyof QueueConfig>) {
+      if (!(key in DEFAULT_QUEUE_CONFIG)) throw new InvalidArgumentError('queue config', `unknown setting "${String(key)}"`);
+      (config as unknown as Record<string, unknown>)[key] = layer[key];
+    }
+  }
+  checkNonNegativeInteger('maxAttempts', config.maxAttempts);
+  if (config.maxAttempts < 1) throw new InvalidArgumentError('maxAttempts', 'must be at least 1');
+  checkNonNegativeInteger('leaseDurationMs', config.leaseDurationMs);
+  if (config.leaseDurationMs < 1) throw new InvalidArgumentError('leaseDurationMs', 'must be at least 1');
+  checkNonNegativeInteger('defaultPriority', config.defaultPriority);
+  checkNonNegativeInteger('retryBackoffBaseMs', config.retryBackoffBaseMs);
+  checkNonNegativeInteger('retryBackoffMaxMs', config.retryBackoffMaxMs);
+  if (config.keepDoneJobsMs !== undefined) checkNonNegativeInteger('keepDoneJobsMs', config.keepDoneJobsMs);
+  if (config.deadRetentionMs !== null) checkNonNegativeInteger('deadRetentionMs', config.deadRetentionMs);
+  return config;
+}
+
+/** Resolves the config of one queue from store options. */
+export class QueueConfigs {
+  private readonly cache = new Map<string, QueueConfig>();
+  private readonly base: QueueConfig;
+
+  constructor(private readonly options: Pick<StoreOptions, 'defaultQueueConfig' | 'queueConfigs'>) {
+    this.base = resolveQueueConfig(options.defaultQueueConfig);
+    for (const [name, layer] of Object.entries(options.queueConfigs ?? {})) {
+      this.cache.set(name, resolveQueueConfig(options.defaultQueueConfig, layer));
+    }
+  }
+
+  get(queue: string): QueueConfig {
+    return this.cache.get(queue) ?? this.base;
+  }
+}
+
+/** Retry delay after the `attempts`-th failed attempt (SPEC section 3). */
+export function retryDelayMs(config: QueueConfig, attempts: number): number {
+  if (config.retryBackoffBaseMs === 0) return 0;
+  const exponent = Math.max(0, attempts - 1);
+  // 2^exponent overflows to Infinity for large attempts; min() caps it.
+  return Math.min(config.retryBackoffBaseMs * 2 ** exponent, config.retryBackoffMaxMs);
+}

@@ -1,0 +1,314 @@
+/**
+ * The `QueueStore` contract: the queue semantics of SPEC section 4 that every
+ * storage adapter (memory, SQLite, PostgreSQL, third-party) implements and
+ * that the conformance suite (`taquba-workflow/conformance`) checks.
+ *
+ * General rules for adapter authors:
+ * - Every method is atomic: it commits entirely or not at all, and no
+ *   concurrent caller (task, process or host, depending on the adapter) ever
+ *   observes a half-applied change.
+ * - Times are integer epoch milliseconds read from the store's injected
+ *   `Clock` (or, for shared databases, a clock all hosts agree on).
+ * - Records handed out are copies: mutating them never changes the store.
+ * - Errors are the typed classes of `core/errors.ts`; driver failures that
+ *   may succeed on retry are wrapped in `StoreUnavailableError` (transient)
+ *   with the driver error as `cause`.
+ * - Nothing here is workflow-specific: stores hold no workflow logic.
+ */
+
+/** Lifecycle of a job. See SPEC section 2. */
+export type JobStatus = 'pending' | 'scheduled' | 'claimed' | 'done' | 'dead';
+
+/** Header map. Stores must keep keys such as `__proto__` as plain data. */
+export type Headers = Record<string, string>;
+
+/** A job as stored. Optional fields are absent (not null) when unset. */
+export interface JobRecord {
+  id: string;
+  queue: string;
+  payload: Uint8Array;
+  headers: Headers;
+  status: JobStatus;
+  /** Claims taken so far (incremented by every claim; reset only by `requeueDead`). */
+  attempts: number;
+  maxAttempts: number;
+  priority: number;
+  enqueuedAt: number;
+  /** Set while `claimed`, and kept afterwards as the last claim time. */
+  claimedAt?: number;
+  /** Set only while `claimed`. */
+  leaseExpiresAt?: number;
+  /** Set only while `scheduled`. */
+  runAt?: number;
+  lastError?: string;
+  /** Present only while the job is pending or scheduled: a claim releases it. */
+  dedupKey?: string;
+  /** Set when the job became `done`. */
+  completedAt?: number;
+  /** Set when the job became `dead`. */
+  failedAt?: number;
+  /** A cancel was requested while the job was claimed. */
+  cancelRequested: boolean;
+}
+
+/** Options of one enqueue. */
+export interface EnqueueOptions {
+  /** Caller-chosen id (a ULID is generated otherwise). Must be unique in the store. */
+  id?: string;
+  headers?: Headers;
+  /** Earliest claim time. At or before now: `pending`; later: `scheduled`. */
+  runAt?: number;
+  /** Lower is claimed first. Defaults to the queue's `defaultPriority`. */
+  priority?: number;
+  /** Defaults to the queue's `maxAttempts`. */
+  maxAttempts?: number;
+  /** At most one pending-or-scheduled job per `(queue, dedupKey)`. */
+  dedupKey?: string;
+}
+
+/** One key-value write. Values are at most `KV_VALUE_MAX_BYTES`. */
+export interface KvWrite {
+  key: string;
+  value: Uint8Array;
+  /**
+   * Write only if the key does not exist. If it exists, the whole operation
+   * (job and every other write) is not applied and the result reports
+   * `kvConflict`. Used to make "create once" records race-free across processes.
+   */
+  ifAbsent?: boolean;
+}
+
+/** Largest kv value a store accepts (256 KiB). */
+export const KV_VALUE_MAX_BYTES = 256 * 1024;
+
+/** Result of an enqueue. */
+export type EnqueueResult =
+  | { kind: 'new'; id: string }
+  /** A pending or scheduled job already holds the dedup key: nothing was written. */
+  | { kind: 'alreadyEnqueued'; id: string }
+  /** A `KvWrite` with `ifAbsent` found its key present: nothing was written. */
+  | { kind: 'kvConflict'; key: string };
+
+/** A job to enqueue, as part of a batch or of settlement effects. */
+export interface EnqueueRequest {
+  queue: string;
+  payload: Uint8Array;
+  options?: EnqueueOptions;
+}
+
+/** Writes that commit together with a transition. */
+export interface Effects {
+  /** Jobs to enqueue, each under the dedup rules of `enqueue`. */
+  enqueue?: EnqueueRequest[];
+  /** Plain writes (`ifAbsent` is not honoured inside effects). */
+  kvWrites?: KvWrite[];
+  kvDeletes?: string[];
+}
+
+/** How a settlement ends a claim. */
+export type SettleAction =
+  /** Delete the job (or keep it `done` when the queue retains done jobs). */
+  | { type: 'ack' }
+  /** Record the error; retry after backoff, or dead when attempts >= maxAttempts. */
+  | { type: 'nack'; error: string }
+  /** Straight to `dead`, whatever the attempts. */
+  | { type: 'deadLetter'; reason: string };
+
+/** A branch of a settlement: an action and the effects that commit with it. */
+export interface SettlementBranch {
+  action: SettleAction;
+  effects?: Effects;
+}
+
+/**
+ * What to do with a claim. `ifCancelRequested`, when given, is applied
+ * *instead* of the primary branch if the job's `cancelRequested` flag is set
+ * at commit time; the store chooses atomically and reports which it applied.
+ */
+export interface Settlement extends SettlementBranch {
+  ifCancelRequested?: SettlementBranch;
+}
+
+/** The proof of one delivery. Only the current owner can settle or renew. */
+export interface ClaimRef {
+  jobId: string;
+  token: string;
+}
+
+/** One claimed job. `job` is the record as it is after the claim. */
+export interface Claim extends ClaimRef {
+  job: JobRecord;
+}
+
+/** Result of a committed settlement. */
+export interface SettleResult {
+  /** Which branch was applied. */
+  branch: 'primary' | 'cancel';
+  /** Status the job ended in: `done` (ack, also when not retained), `pending`, `scheduled` or `dead`. */
+  status: Exclude<JobStatus, 'claimed'>;
+  /** One result per effect enqueue, in order. */
+  enqueued: EnqueueResult[];
+}
+
+/** Result of `cancel`. */
+export type CancelResult =
+  /** The job was pending or scheduled and is gone (with its dedup key); `job` is its last state. */
+  | { outcome: 'removed'; job: JobRecord }
+  /** The job is claimed; its cancel flag is set. `firstRequest` is false when it already was. */
+  | { outcome: 'requested'; job: JobRecord; firstRequest: boolean }
+  /** Done, dead or unknown. */
+  | { outcome: 'notFound' };
+
+/** Result of `renewLease`. */
+export interface RenewResult {
+  leaseExpiresAt: number;
+  cancelRequested: boolean;
+}
+
+/** What one `reap` pass moved. */
+export interface ReapReport {
+  /** Expired claims put back to `pending`. */
+  requeued: string[];
+  /** Expired claims on their last attempt, now `dead` with `lastError = "lease expired"`. */
+  deadLettered: JobRecord[];
+  /** Done jobs deleted by retention. */
+  doneSwept: number;
+  /** Dead jobs deleted by retention. */
+  deadSwept: number;
+}
+
+/** Counters of one queue. `done` is cumulative; the others are current sizes. */
+export interface QueueStats {
+  pending: number;
+  claimed: number;
+  scheduled: number;
+  dead: number;
+  done: number;
+}
+
+/** Result of `waitForCompletion`. */
+export type CompletionResult =
+  /** The job was acked (`job` present when retained as done) or went dead (`job.status === 'dead'`). */
+  | { kind: 'completed'; job?: JobRecord }
+  | { kind: 'timedOut' }
+  | { kind: 'notFound' };
+
+/** Something a waiting worker may want to react to. */
+export type StoreNotification =
+  /** A job may have become claimable on the queue. */
+  | { type: 'jobsAvailable'; queue: string }
+  /** A cancel was requested for a claimed job. */
+  | { type: 'cancelRequested'; queue: string; jobId: string }
+  /** The reaper dead-lettered expired claims (their records, as after the move). */
+  | { type: 'deadLettered'; queue: string; jobs: JobRecord[] };
+
+/**
+ * Storage contract. See SPEC section 4 for the full semantics; the
+ * conformance suite is the executable form of this contract.
+ */
+export interface QueueStore {
+  /**
+   * Adds one job, and applies `kvWrites` in the same commit.
+   * - With `dedupKey`: if a pending or scheduled job on `queue` holds it,
+   *   nothing is written (no kv write either) → `alreadyEnqueued(existingId)`.
+   * - With an `ifAbsent` kv write whose key exists: nothing is written → `kvConflict`.
+   * - Otherwise the job and every kv write commit → `new(id)`.
+   * Errors: `KvValueTooLargeError`, `InvalidArgumentError` (bad priority,
+   * maxAttempts, runAt, id in use); nothing is written on error.
+   */
+  enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult>;
+
+  /** All-or-nothing enqueue of many jobs; one result per item, in input order. */
+  enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]>;
+
+  /**
+   * Claims up to `limit` (default 1) pending jobs in `(priority, id)` order.
+   * For each: status `claimed`, `claimedAt = now`, `leaseExpiresAt = now +
+   * lease` (`leaseMs` or the queue's `leaseDurationMs`), `attempts + 1`, dedup
+   * key released, a fresh claim token. A job whose cancel flag is set stays
+   * claimable; the flag is reported in the record. Never returns a job twice
+   * to concurrent callers. Returns `[]` when nothing is claimable.
+   */
+  claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]>;
+
+  /**
+   * Ends a claim with one atomic commit of the action and its effects,
+   * choosing the `ifCancelRequested` branch when the job's cancel flag is set
+   * at commit time. A token that no longer owns the job (expired and
+   * re-queued, re-claimed, cancelled, settled, dead) changes nothing and
+   * throws `LeaseLostError`. An expired lease that the reaper has not yet
+   * moved is still owned. `KvValueTooLargeError` leaves everything unchanged.
+   */
+  settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult>;
+
+  /**
+   * Moves the owner's `leaseExpiresAt` to now + `extendMs` and reports the
+   * cancel flag. A stale token throws `LeaseLostError`.
+   */
+  renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult>;
+
+  /**
+   * Cancels a job: pending or scheduled → deleted with its dedup key
+   * (`effects` commit with the removal and only then); claimed → the cancel
+   * flag is persisted and the claiming process is notified (`cancelRequested`
+   * notification); done, dead or unknown → `notFound`.
+   */
+  cancel(jobId: string, effects?: Effects): Promise<CancelResult>;
+
+  /**
+   * Moves every expired claim (`leaseExpiresAt <= now`): to `dead` with
+   * `lastError = "lease expired"` and `failedAt = now` when `attempts >=
+   * maxAttempts`, otherwise back to `pending` (attempts unchanged, lease
+   * fields cleared). Then deletes done jobs older than `keepDoneJobsMs`
+   * (by `completedAt`) and dead jobs older than `deadRetentionMs` (by
+   * `failedAt`). Emits `deadLettered` for reaper dead-letters.
+   */
+  reap(): Promise<ReapReport>;
+
+  /** Scheduled jobs with `runAt <= now` become pending. Returns how many moved. */
+  promote(): Promise<number>;
+
+  /**
+   * Dead → pending with `attempts = 0` and no `lastError`, `failedAt` or
+   * cancel flag. `JobNotFoundError` for an unknown id, `InvalidStateError`
+   * for a job that is not dead.
+   */
+  requeueDead(jobId: string): Promise<void>;
+
+  /** The job, or `undefined`. */
+  getJob(jobId: string): Promise<JobRecord | undefined>;
+
+  /** Dead jobs of `queue` in id order, strictly after the cursor `after`. */
+  deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]>;
+
+  /** Counters of `queue` (all zero for an unknown queue). */
+  stats(queue: string): Promise<QueueStats>;
+
+  /** Names of queues that have ever held a job, sorted. */
+  listQueues(): Promise<string[]>;
+
+  /**
+   * Waits until the job is acked or dead, up to `timeoutMs` of clock time.
+   * `notFound` when the job does not exist at the call.
+   */
+  waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult>;
+
+  /** Value of a kv key, or `undefined`. Kv keys never collide with job data. */
+  kvGet(key: string): Promise<Uint8Array | undefined>;
+
+  /**
+   * Deletes a kv key. With `ifValue`, deletes only when the stored value is
+   * byte-equal to it (compare-and-delete). Returns whether a key was deleted.
+   */
+  kvDelete(key: string, options?: { ifValue?: Uint8Array }): Promise<boolean>;
+
+  /**
+   * Subscribes to notifications about `queue`. In-process notifications are
+   * required; cross-process ones (e.g. LISTEN/NOTIFY) are a capability that
+   * lets workers react faster. Returns an unsubscribe function.
+   */
+  subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void;
+
+  /** Stops background timers and releases resources. Later calls throw `StoreClosedError`. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,116 @@
+/**
+ * Argument checks shared by every adapter, so each raises the same typed
+ * errors for the same bad input (one place, as bullmq does for its backends).
+ */
+import { InvalidArgumentError, KvValueTooLargeError } from './errors.js';
+import { KV_VALUE_MAX_BYTES } from './queue-store.js';
+import type { Effects, EnqueueOptions, KvWrite, Settlement, SettleAction } from './queue-store.js';
+
+export function checkQueueName(queue: unknown): asserts queue is string {
+  if (typeof queue !== 'string' || queue.length === 0 || queue.length > 256) {
+    throw new InvalidArgumentError('queue name', `expected a non-empty string of at most 256 characters, got ${describe(queue)}`);
+  }
+}
+
+export function checkPayload(payload: unknown, name = 'payload'): asserts payload is Uint8Array {
+  if (!(payload instanceof Uint8Array)) throw new InvalidArgumentError(name, `expected a Uint8Array, got ${describe(payload)}`);
+}
+
+export function checkNonNegativeInt(name: string, value: unknown): asserts value is number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidArgumentError(name, `expected a non-negative integer, got ${describe(value)}`);
+  }
+}
+
+export function checkPositiveInt(name: string, value: unknown): asserts value is number {
+  checkNonNegativeInt(name, value);
+  if (value < 1) throw new InvalidArgumentError(name, `expected at least 1, got ${value}`);
+}
+
+export function checkHeaders(headers: unknown): void {
+  if (headers === undefined) return;
+  if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) {
+    throw new InvalidArgumentError('headers', `expected an object of string values, got ${describe(headers)}`);
+  }
+  for (const key of Object.keys(headers)) {
+    const value = (headers as Record<string, unknown>)[key];
+    if (typeof value !== 'string') throw new InvalidArgumentError('headers', `value of "${key}" must be a string, got ${describe(value)}`);
+  }
+}
+
+export function checkEnqueueOptions(options: EnqueueOptions | undefined): void {
+  if (options === undefined) return;
+  if (options.id !== undefined && (typeof options.id !== 'string' || options.id.length === 0 || options.id.length > 256)) {
+    throw new InvalidArgumentError('id', `expected a non-empty string of at most 256 characters, got ${describe(options.id)}`);
+  }
+  checkHeaders(options.headers);
+  if (options.runAt !== undefined) checkNonNegativeInt('runAt', options.runAt);
+  if (options.priority !== undefined) checkNonNegativeInt('priority', options.priority);
+  if (options.maxAttempts !== undefined) checkPositiveInt('maxAttempts', options.maxAttempts);
+  if (options.dedupKey !== undefined && (typeof options.dedupKey !== 'string' || options.dedupKey.length === 0)) {
+    throw new InvalidArgumentError('dedupKey', `expected a non-empty string, got ${describe(options.dedupKey)}`);
+  }
+}
+
+export function checkKvKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string' || key.length === 0 || key.length > 1024) {
+    throw new InvalidArgumentError('kv key', `expected a non-empty string of at most 1024 characters, got ${describe(key)}`);
+  }
+}
+
+export function checkKvWrites(writes: KvWrite[] | undefined): void {
+  for (const write of writes ?? []) {
+    checkKvKey(write.key);
+    checkPayload(write.value, `kv value of "${write.key}"`);
+    if (write.value.byteLength > KV_VALUE_MAX_BYTES) throw new KvValueTooLargeError(write.key, write.value.byteLength, KV_VALUE_MAX_BYTES);
+  }
+}
+
+export function checkEffects(effects: Effects | undefined): void {
+  if (!effects) return;
+  for (const request of effects.enqueue ?? []) {
+    checkQueueName(request.queue);
+    checkPayload(request.payload);
+    checkEnqueueOptions(request.options);
+  }
+  checkKvWrites(effects.kvWrites);
+  for (const key of effects.kvDeletes ?? []) checkKvKey(key);
+}
+
+function checkAction(action: SettleAction): void {
+  switch (action?.type) {
+    case 'ack':
+      return;
+    case 'nack':
+      if (typeof action.error !== 'string') throw new InvalidArgumentError('nack error', 'expected a string');
+      return;
+    case 'deadLetter':
+      if (typeof action.reason !== 'string') throw new InvalidArgumentError('dead-letter reason', 'expected a string');
+      return;
+    default:
+      throw new InvalidArgumentError('settle action', `expected ack, nack or deadLetter, got ${describe(action)}`);
+  }
+}
+
+export function checkSettlement(settlement: Settlement): void {
+  checkAction(settlement.action);
+  checkEffects(settlement.effects);
+  if (settlement.ifCancelRequested) {
+    checkAction(settlement.ifCancelRequested.action);
+    checkEffects(settlement.ifCancelRequested.effects);
+  }
+}
+
+export function describe(value: unknown): string {
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean' || value == null) return String(value);
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
+  if (value instanceof Uint8Array) return `${value.constructor.name}(${value.byteLength})`;
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? `an object (${(value as object).constructor?.name ?? 'null prototype'})` : typeof value;
+}
+
+/** Byte-equality of two kv values. */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
