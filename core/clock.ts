@@ -59,7 +59,7 @@ interface ManualTimer {
  */
 export class ManualClock implements Clock {
   private current: number;
-  private timers: ManualTimer[] = [];
+  private readonly timers = new Set<ManualTimer>();
   private seq = 0;
 
   constructor(startMs: number = Date.parse('2026-01-01T00:00:00Z')) {
@@ -78,9 +78,10 @@ export class ManualClock implements Clock {
       callback,
       cancelled: false,
     };
-    this.timers.push(timer);
+    this.timers.add(timer);
     return () => {
       timer.cancelled = true;
+      this.timers.delete(timer);
     };
   }
 
@@ -100,28 +101,28 @@ export class ManualClock implements Clock {
       if (next === undefined) break;
       this.current = Math.max(this.current, next.dueAt);
       next.cancelled = true;
+      this.timers.delete(next);
       next.callback();
     }
     this.current = target;
-    this.timers = this.timers.filter((t) => !t.cancelled);
   }
 
   /** Due time of the earliest live timer, if any (used to skip idle time). */
   nextTimerAt(): number | undefined {
     let best: number | undefined;
-    for (const t of this.timers) if (!t.cancelled && (best === undefined || t.dueAt < best)) best = t.dueAt;
+    for (const t of this.timers) if (best === undefined || t.dueAt < best) best = t.dueAt;
     return best;
   }
 
   /** Number of live timers. */
   pendingTimers(): number {
-    return this.timers.filter((t) => !t.cancelled).length;
+    return this.timers.size;
   }
 
   private nextDueTimer(limit: number): ManualTimer | undefined {
     let best: ManualTimer | undefined;
     for (const t of this.timers) {
-      if (t.cancelled || t.dueAt > limit) continue;
+      if (t.dueAt > limit) continue;
       if (best === undefined || t.dueAt < best.dueAt || (t.dueAt === best.dueAt && t.seq < best.seq)) best = t;
     }
     return best;

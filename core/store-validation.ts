@@ -114,3 +114,9 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.byteLength !== b.byteLength) return false;
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
+
+export function checkJobId(jobId: unknown): asserts jobId is string {
+  if (typeof jobId !== 'string' || jobId.length === 0 || jobId.length > 256) {
+    throw new InvalidArgumentError('job id', `expected a non-empty string of at most 256 characters, got ${describe(jobId)}`);
+  }
+}

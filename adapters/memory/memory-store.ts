@@ -1,0 +1,618 @@
+import { SystemClock } from '../../core/clock.js';
+import type { Clock } from '../../core/clock.js';
+import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError } from '../../core/errors.js';
+import { copyHeaders } from '../../core/headers.js';
+import { newId } from '../../core/ids.js';
+import {
+  DEFAULT_PROMOTE_INTERVAL_MS,
+  DEFAULT_REAPER_INTERVAL_MS,
+  QueueConfigs,
+  retryDelayMs,
+} from '../../core/queue-config.js';
+import type { StoreOptions } from '../../core/queue-config.js';
+import type {
+  CancelResult,
+  Claim,
+  ClaimRef,
+  CompletionResult,
+  Effects,
+  EnqueueOptions,
+  EnqueueRequest,
+  EnqueueResult,
+  JobRecord,
+  JobStatus,
+  KvWrite,
+  QueueStats,
+  QueueStore,
+  ReapReport,
+  RenewResult,
+  SettleResult,
+  Settlement,
+  StoreNotification,
+} from '../../core/queue-store.js';
+import {
+  bytesEqual,
+  checkEffects,
+  checkEnqueueOptions,
+  checkJobId,
+  checkKvKey,
+  checkKvWrites,
+  checkPayload,
+  checkPositiveInt,
+  checkQueueName,
+  checkSettlement,
+} from '../../core/store-validation.js';
+import { BinaryHeap, SortedStringSet } from './binary-heap.js';
+
+/** A job as kept in memory: the record plus the current claim token and a version for lazy heap deletion. */
+interface StoredJob extends JobRecord {
+  token?: string;
+  /** Bumped whenever the job changes status, invalidating heap entries made before. */
+  version: number;
+}
+
+interface HeapEntry {
+  key: number;
+  id: string;
+  version: number;
+  job: StoredJob;
+}
+
+const byKeyThenId = (a: HeapEntry, b: HeapEntry): boolean => a.key < b.key || (a.key === b.key && a.id < b.id);
+
+class QueueState {
+  readonly pending = new BinaryHeap<HeapEntry>(byKeyThenId);
+  readonly scheduled = new BinaryHeap<HeapEntry>(byKeyThenId);
+  readonly leases = new BinaryHeap<HeapEntry>(byKeyThenId);
+  readonly done = new BinaryHeap<HeapEntry>(byKeyThenId);
+  readonly deadByTime = new BinaryHeap<HeapEntry>(byKeyThenId);
+  readonly deadIds = new SortedStringSet();
+  readonly dedup = new Map<string, string>();
+  readonly counters: QueueStats = { pending: 0, claimed: 0, scheduled: 0, dead: 0, done: 0 };
+}
+
+/** Options of `MemoryStore`: the common `StoreOptions`. */
+export type MemoryStoreOptions = StoreOptions;
+
+/**
+ * The in-memory reference store: SPEC section 4 to the letter, fast with
+ * large backlogs (ordered heaps with lazy deletion, no scans), and fully
+ * deterministic under a `ManualClock`. Nothing survives the process.
+ */
+export class MemoryStore implements QueueStore {
+  private readonly clock: Clock;
+  private readonly configs: QueueConfigs;
+  private readonly jobs = new Map<string, StoredJob>();
+  private readonly queues = new Map<string, QueueState>();
+  private readonly kv = new Map<string, Uint8Array>();
+  private readonly listeners = new Map<string, Set<(n: StoreNotification) => void>>();
+  private readonly completionWaiters = new Map<string, Set<(result: CompletionResult) => void>>();
+  private readonly pendingNotifications = new Set<string>();
+  private readonly timers = new Set<() => void>();
+  private wake: { at: number; cancel: () => void } | undefined;
+  private tokenSeq = 0;
+  private closed = false;
+  private readonly background: boolean;
+
+  constructor(options: MemoryStoreOptions = {}) {
+    this.clock = options.clock ?? new SystemClock();
+    this.configs = new QueueConfigs(options);
+    this.background = options.backgroundMaintenance !== false;
+    if (this.background) {
+      this.every(options.reaperIntervalMs ?? DEFAULT_REAPER_INTERVAL_MS, () => void this.reap().catch(() => undefined));
+      this.every(options.promoteIntervalMs ?? DEFAULT_PROMOTE_INTERVAL_MS, () => void this.promote().catch(() => undefined));
+    }
+  }
+
+  async enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
+    this.checkOpen();
+    checkQueueName(queue);
+    checkPayload(payload);
+    checkEnqueueOptions(options);
+    checkKvWrites(kvWrites);
+    const existing = options?.dedupKey === undefined ? undefined : this.queues.get(queue)?.dedup.get(options.dedupKey);
+    if (existing !== undefined) return { kind: 'alreadyEnqueued', id: existing };
+    for (const write of kvWrites ?? []) {
+      if (write.ifAbsent && this.kv.has(write.key)) return { kind: 'kvConflict', key: write.key };
+    }
+    this.checkNewIds([{ queue, payload, options }]);
+    const result = this.insertJob(queue, payload, options);
+    this.applyKvWrites(kvWrites);
+    return result;
+  }
+
+  async enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]> {
+    this.checkOpen();
+    checkQueueName(queue);
+    if (!Array.isArray(items)) throw new InvalidArgumentError('items', 'expected an array');
+    for (const item of items) {
+      checkPayload(item?.payload);
+      checkEnqueueOptions(item.options);
+    }
+    this.checkNewIds(items.map((item) => ({ queue, ...item })));
+    return items.map((item) => this.insertJob(queue, item.payload, item.options));
+  }
+
+  async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
+    this.checkOpen();
+    checkQueueName(queue);
+    if (options?.leaseMs !== undefined) checkPositiveInt('leaseMs', options.leaseMs);
+    const limit = options?.limit ?? 1;
+    checkPositiveInt('limit', limit);
+    const state = this.queues.get(queue);
+    if (!state) return [];
+    const now = this.clock.now();
+    const lease = options?.leaseMs ?? this.configs.get(queue).leaseDurationMs;
+    const claims: Claim[] = [];
+    while (claims.length < limit) {
+      const entry = state.pending.pop();
+      if (!entry) break;
+      const job = entry.job;
+      if (job.version !== entry.version || job.status !== 'pending') continue;
+      this.releaseDedup(state, job);
+      job.status = 'claimed';
+      job.attempts += 1;
+      job.claimedAt = now;
+      job.leaseExpiresAt = now + lease;
+      job.token = `c${++this.tokenSeq}`;
+      job.version++;
+      state.counters.pending--;
+      state.counters.claimed++;
+      state.leases.push({ key: job.leaseExpiresAt, id: job.id, version: job.version, job });
+      claims.push({ jobId: job.id, token: job.token, job: toRecord(job) });
+    }
+    return claims;
+  }
+
+  async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+    this.checkOpen();
+    checkSettlement(settlement);
+    const job = this.ownedJob(claim);
+    const useCancel = job.cancelRequested && settlement.ifCancelRequested !== undefined;
+    const branch = useCancel ? settlement.ifCancelRequested! : settlement;
+    this.checkNewIds(branch.effects?.enqueue ?? []);
+    const state = this.queueState(job.queue);
+    const config = this.configs.get(job.queue);
+    const now = this.clock.now();
+    state.counters.claimed--;
+    delete job.leaseExpiresAt;
+    delete job.token;
+    job.version++;
+    const action = branch.action;
+    let status: SettleResult['status'];
+    if (action.type === 'ack') {
+      status = 'done';
+      state.counters.done++;
+      if (config.keepDoneJobsMs === undefined) {
+        this.jobs.delete(job.id);
+        this.resolveCompletion(job.id, { kind: 'completed' });
+      } else {
+        job.status = 'done';
+        job.completedAt = now;
+        state.done.push({ key: now, id: job.id, version: job.version, job });
+        this.resolveCompletion(job.id, { kind: 'completed', job: toRecord(job) });
+      }
+    } else if (action.type === 'deadLetter' || job.attempts >= job.maxAttempts) {
+      status = 'dead';
+      job.lastError = action.type === 'deadLetter' ? action.reason : action.error;
+      this.makeDead(state, job, now);
+    } else {
+      job.lastError = action.error;
+      const delay = retryDelayMs(config, job.attempts);
+      status = delay === 0 ? 'pending' : 'scheduled';
+      if (delay === 0) this.makePending(state, job);
+      else this.makeScheduled(state, job, now + delay);
+    }
+    const enqueued = this.applyEffects(branch.effects);
+    return { branch: useCancel ? 'cancel' : 'primary', status, enqueued };
+  }
+
+  async renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
+    this.checkOpen();
+    checkPositiveInt('extendMs', extendMs);
+    const job = this.ownedJob(claim);
+    job.leaseExpiresAt = this.clock.now() + extendMs;
+    this.queueState(job.queue).leases.push({ key: job.leaseExpiresAt, id: job.id, version: job.version, job });
+    return { leaseExpiresAt: job.leaseExpiresAt, cancelRequested: job.cancelRequested };
+  }
+
+  async cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
+    this.checkOpen();
+    checkJobId(jobId);
+    checkEffects(effects);
+    const job = this.jobs.get(jobId);
+    if (!job || job.status === 'done' || job.status === 'dead') return { outcome: 'notFound' };
+    const state = this.queueState(job.queue);
+    if (job.status === 'claimed') {
+      const firstRequest = !job.cancelRequested;
+      job.cancelRequested = true;
+      this.notify(job.queue, { type: 'cancelRequested', queue: job.queue, jobId });
+      return { outcome: 'requested', job: toRecord(job), firstRequest };
+    }
+    this.checkNewIds(effects?.enqueue ?? []);
+    const removed = toRecord(job);
+    this.releaseDedup(state, job);
+    state.counters[job.status]--;
+    job.version++;
+    this.jobs.delete(jobId);
+    this.applyEffects(effects);
+    this.resolveCompletion(jobId, { kind: 'notFound' });
+    return { outcome: 'removed', job: removed };
+  }
+
+  async reap(): Promise<ReapReport> {
+    this.checkOpen();
+    const now = this.clock.now();
+    const report: ReapReport = { requeued: [], deadLettered: [], doneSwept: 0, deadSwept: 0 };
+    for (const [name, state] of this.queues) {
+      const config = this.configs.get(name);
+      const deadHere: JobRecord[] = [];
+      for (let entry = state.leases.peek(); entry && entry.key <= now; entry = state.leases.peek()) {
+        state.leases.pop();
+        const job = entry.job;
+        if (job.version !== entry.version || job.status !== 'claimed' || job.leaseExpiresAt !== entry.key) continue;
+        state.counters.claimed--;
+        delete job.leaseExpiresAt;
+        delete job.token;
+        job.version++;
+        if (job.attempts >= job.maxAttempts) {
+          job.lastError = 'lease expired';
+          this.makeDead(state, job, now);
+          deadHere.push(toRecord(job));
+        } else {
+          this.makePending(state, job);
+          report.requeued.push(job.id);
+        }
+      }
+      if (config.keepDoneJobsMs !== undefined) {
+        const keep = config.keepDoneJobsMs;
+        for (let entry = state.done.peek(); entry && entry.key + keep <= now; entry = state.done.peek()) {
+          state.done.pop();
+          if (entry.job.version !== entry.version || this.jobs.get(entry.id) !== entry.job) continue;
+          this.jobs.delete(entry.id);
+          report.doneSwept++;
+        }
+      }
+      if (config.deadRetentionMs !== null) {
+        const keep = config.deadRetentionMs;
+        for (let entry = state.deadByTime.peek(); entry && entry.key + keep <= now; entry = state.deadByTime.peek()) {
+          state.deadByTime.pop();
+          const job = entry.job;
+          if (job.version !== entry.version || job.status !== 'dead' || this.jobs.get(entry.id) !== job) continue;
+          this.jobs.delete(job.id);
+          state.deadIds.delete(job.id);
+          state.counters.dead--;
+          report.deadSwept++;
+        }
+      }
+      if (deadHere.length > 0) {
+        report.deadLettered.push(...deadHere);
+        this.notify(name, { type: 'deadLettered', queue: name, jobs: deadHere });
+      }
+    }
+    return report;
+  }
+
+  async promote(): Promise<number> {
+    this.checkOpen();
+    return this.promoteDue();
+  }
+
+  async requeueDead(jobId: string): Promise<void> {
+    this.checkOpen();
+    checkJobId(jobId);
+    const job = this.jobs.get(jobId);
+    if (!job) throw new JobNotFoundError(jobId);
+    if (job.status !== 'dead') throw new InvalidStateError(jobId, job.status, 'requeue');
+    const state = this.queueState(job.queue);
+    state.counters.dead--;
+    state.deadIds.delete(job.id);
+    job.attempts = 0;
+    job.cancelRequested = false;
+    delete job.lastError;
+    delete job.failedAt;
+    job.version++;
+    this.makePending(state, job);
+  }
+
+  async getJob(jobId: string): Promise<JobRecord | undefined> {
+    this.checkOpen();
+    const job = this.jobs.get(jobId);
+    return job ? toRecord(job) : undefined;
+  }
+
+  async deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]> {
+    this.checkOpen();
+    checkQueueName(queue);
+    const limit = options?.limit ?? 100;
+    checkPositiveInt('limit', limit);
+    const state = this.queues.get(queue);
+    if (!state) return [];
+    return state.deadIds.page(options?.after, limit).map((id) => toRecord(this.jobs.get(id) as StoredJob));
+  }
+
+  async stats(queue: string): Promise<QueueStats> {
+    this.checkOpen();
+    checkQueueName(queue);
+    const counters = this.queues.get(queue)?.counters;
+    return counters ? { ...counters } : { pending: 0, claimed: 0, scheduled: 0, dead: 0, done: 0 };
+  }
+
+  async listQueues(): Promise<string[]> {
+    this.checkOpen();
+    return [...this.queues.keys()].sort();
+  }
+
+  async waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult> {
+    this.checkOpen();
+    checkJobId(jobId);
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 0) throw new InvalidArgumentError('timeoutMs', `expected a non-negative integer, got ${timeoutMs}`);
+    const job = this.jobs.get(jobId);
+    if (!job) return { kind: 'notFound' };
+    if (job.status === 'done' || job.status === 'dead') return { kind: 'completed', job: toRecord(job) };
+    return new Promise((resolve) => {
+      let waiters = this.completionWaiters.get(jobId);
+      if (!waiters) this.completionWaiters.set(jobId, (waiters = new Set()));
+      const set = waiters;
+      const cancelTimer = this.clock.setTimer(() => finish({ kind: 'timedOut' }), timeoutMs);
+      const finish = (result: CompletionResult): void => {
+        cancelTimer();
+        set.delete(finish);
+        if (set.size === 0 && this.completionWaiters.get(jobId) === set) this.completionWaiters.delete(jobId);
+        resolve(result);
+      };
+      set.add(finish);
+    });
+  }
+
+  async kvGet(key: string): Promise<Uint8Array | undefined> {
+    this.checkOpen();
+    checkKvKey(key);
+    return this.kv.get(key)?.slice();
+  }
+
+  async kvDelete(key: string, options?: { ifValue?: Uint8Array }): Promise<boolean> {
+    this.checkOpen();
+    checkKvKey(key);
+    if (options?.ifValue !== undefined) checkPayload(options.ifValue, 'ifValue');
+    const current = this.kv.get(key);
+    if (current === undefined) return false;
+    if (options?.ifValue !== undefined && !bytesEqual(current, options.ifValue)) return false;
+    return this.kv.delete(key);
+  }
+
+  subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void {
+    let set = this.listeners.get(queue);
+    if (!set) this.listeners.set(queue, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const cancel of this.timers) cancel();
+    this.timers.clear();
+    this.wake?.cancel();
+    for (const [id, waiters] of this.completionWaiters) {
+      for (const finish of [...waiters]) finish({ kind: 'timedOut' });
+      this.completionWaiters.delete(id);
+    }
+    this.listeners.clear();
+  }
+
+  // ---- internals -------------------------------------------------------
+
+  private checkOpen(): void {
+    if (this.closed) throw new StoreClosedError();
+  }
+
+  private queueState(queue: string): QueueState {
+    let state = this.queues.get(queue);
+    if (!state) this.queues.set(queue, (state = new QueueState()));
+    return state;
+  }
+
+  private ownedJob(claim: ClaimRef): StoredJob {
+    const job = typeof claim?.jobId === 'string' ? this.jobs.get(claim.jobId) : undefined;
+    if (!job || job.status !== 'claimed' || job.token === undefined || job.token !== claim.token) {
+      throw new LeaseLostError(String(claim?.jobId));
+    }
+    return job;
+  }
+
+  /** Rejects ids already in the store or repeated in one request, before anything is written. */
+  private checkNewIds(requests: EnqueueRequest[]): void {
+    let seen: Set<string> | undefined;
+    for (const request of requests) {
+      const id = request.options?.id;
+      if (id === undefined) continue;
+      seen ??= new Set();
+      if (this.jobs.has(id) || seen.has(id)) throw new InvalidArgumentError('id', `job id "${id}" is already in use`);
+      seen.add(id);
+    }
+  }
+
+  private insertJob(queue: string, payload: Uint8Array, options: EnqueueOptions | undefined): EnqueueResult {
+    const state = this.queueState(queue);
+    const dedupKey = options?.dedupKey;
+    if (dedupKey !== undefined) {
+      const existing = state.dedup.get(dedupKey);
+      if (existing !== undefined) return { kind: 'alreadyEnqueued', id: existing };
+    }
+    const config = this.configs.get(queue);
+    const now = this.clock.now();
+    const id = options?.id ?? newId(now);
+    const job: StoredJob = {
+      id,
+      queue,
+      payload: payload.slice(),
+      headers: copyHeaders(options?.headers),
+      status: 'pending',
+      attempts: 0,
+      maxAttempts: options?.maxAttempts ?? config.maxAttempts,
+      priority: options?.priority ?? config.defaultPriority,
+      enqueuedAt: now,
+      cancelRequested: false,
+      version: 0,
+    };
+    if (dedupKey !== undefined) {
+      job.dedupKey = dedupKey;
+      state.dedup.set(dedupKey, id);
+    }
+    this.jobs.set(id, job);
+    const runAt = options?.runAt;
+    if (runAt !== undefined && runAt > now) this.makeScheduled(state, job, runAt);
+    else this.makePending(state, job);
+    return { kind: 'new', id };
+  }
+
+  private applyEffects(effects: Effects | undefined): EnqueueResult[] {
+    const enqueued = (effects?.enqueue ?? []).map((request) => this.insertJob(request.queue, request.payload, request.options));
+    this.applyKvWrites(effects?.kvWrites);
+    for (const key of effects?.kvDeletes ?? []) this.kv.delete(key);
+    return enqueued;
+  }
+
+  private applyKvWrites(writes: KvWrite[] | undefined): void {
+    for (const write of writes ?? []) this.kv.set(write.key, write.value.slice());
+  }
+
+  private releaseDedup(state: QueueState, job: StoredJob): void {
+    if (job.dedupKey === undefined) return;
+    if (state.dedup.get(job.dedupKey) === job.id) state.dedup.delete(job.dedupKey);
+    delete job.dedupKey;
+  }
+
+  private makePending(state: QueueState, job: StoredJob): void {
+    job.status = 'pending';
+    delete job.runAt;
+    state.counters.pending++;
+    state.pending.push({ key: job.priority, id: job.id, version: job.version, job });
+    this.notify(job.queue, { type: 'jobsAvailable', queue: job.queue });
+  }
+
+  private makeScheduled(state: QueueState, job: StoredJob, runAt: number): void {
+    job.status = 'scheduled';
+    job.runAt = runAt;
+    state.counters.scheduled++;
+    state.scheduled.push({ key: runAt, id: job.id, version: job.version, job });
+    this.armWake(runAt);
+  }
+
+  private makeDead(state: QueueState, job: StoredJob, now: number): void {
+    job.status = 'dead';
+    job.failedAt = now;
+    state.counters.dead++;
+    state.deadIds.add(job.id);
+    state.deadByTime.push({ key: now, id: job.id, version: job.version, job });
+    this.resolveCompletion(job.id, { kind: 'completed', job: toRecord(job) });
+  }
+
+  private promoteDue(): number {
+    const now = this.clock.now();
+    let moved = 0;
+    for (const state of this.queues.values()) {
+      for (let entry = state.scheduled.peek(); entry && entry.key <= now; entry = state.scheduled.peek()) {
+        state.scheduled.pop();
+        const job = entry.job;
+        if (job.version !== entry.version || job.status !== 'scheduled') continue;
+        state.counters.scheduled--;
+        job.version++;
+        this.makePending(state, job);
+        moved++;
+      }
+    }
+    return moved;
+  }
+
+  /** Wakes exactly when the earliest scheduled job falls due, so delays are not rounded up to the promote interval. */
+  private armWake(runAt: number): void {
+    if (!this.background || this.closed) return;
+    if (this.wake && this.wake.at <= runAt) return;
+    this.wake?.cancel();
+    const cancel = this.clock.setTimer(() => {
+      this.wake = undefined;
+      if (this.closed) return;
+      this.promoteDue();
+      const next = this.nextScheduledAt();
+      if (next !== undefined) this.armWake(next);
+    }, runAt - this.clock.now());
+    this.wake = { at: runAt, cancel };
+  }
+
+  private nextScheduledAt(): number | undefined {
+    let best: number | undefined;
+    for (const state of this.queues.values()) {
+      for (let entry = state.scheduled.peek(); entry; entry = state.scheduled.peek()) {
+        if (entry.job.version === entry.version && entry.job.status === 'scheduled') {
+          if (best === undefined || entry.key < best) best = entry.key;
+          break;
+        }
+        state.scheduled.pop();
+      }
+    }
+    return best;
+  }
+
+  private every(intervalMs: number, task: () => void): void {
+    checkPositiveInt('maintenance interval', intervalMs);
+    let cancel: () => void = () => undefined;
+    const tick = (): void => {
+      this.timers.delete(cancel);
+      if (this.closed) return;
+      task();
+      cancel = this.clock.setTimer(tick, intervalMs);
+      this.timers.add(cancel);
+    };
+    cancel = this.clock.setTimer(tick, intervalMs);
+    this.timers.add(cancel);
+  }
+
+  /** Delivers notifications on a microtask so listeners never run inside a store operation. */
+  private notify(queue: string, notification: StoreNotification): void {
+    const listeners = this.listeners.get(queue);
+    if (!listeners || listeners.size === 0) return;
+    if (notification.type === 'jobsAvailable') {
+      // Coalesce: one wakeup per queue per microtask is enough.
+      if (this.pendingNotifications.has(queue)) return;
+      this.pendingNotifications.add(queue);
+    }
+    queueMicrotask(() => {
+      if (notification.type === 'jobsAvailable') this.pendingNotifications.delete(queue);
+      for (const listener of [...listeners]) listener(notification);
+    });
+  }
+
+  private resolveCompletion(jobId: string, result: CompletionResult): void {
+    const waiters = this.completionWaiters.get(jobId);
+    if (!waiters) return;
+    for (const finish of [...waiters]) finish(result);
+  }
+}
+
+/** A detached copy of the public fields, with absent optional fields omitted. */
+function toRecord(job: StoredJob): JobRecord {
+  const record: JobRecord = {
+    id: job.id,
+    queue: job.queue,
+    payload: job.payload.slice(),
+    headers: copyHeaders(job.headers),
+    status: job.status as JobStatus,
+    attempts: job.attempts,
+    maxAttempts: job.maxAttempts,
+    priority: job.priority,
+    enqueuedAt: job.enqueuedAt,
+    cancelRequested: job.cancelRequested,
+  };
+  if (job.claimedAt !== undefined) record.claimedAt = job.claimedAt;
+  if (job.leaseExpiresAt !== undefined) record.leaseExpiresAt = job.leaseExpiresAt;
+  if (job.runAt !== undefined) record.runAt = job.runAt;
+  if (job.lastError !== undefined) record.lastError = job.lastError;
+  if (job.dedupKey !== undefined) record.dedupKey = job.dedupKey;
+  if (job.completedAt !== undefined) record.completedAt = job.completedAt;
+  if (job.failedAt !== undefined) record.failedAt = job.failedAt;
+  return record;
+}

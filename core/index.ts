@@ -1,0 +1,18 @@
+export { WorkflowRuntime, DEFAULT_LIMITS, SettlementUncertainError } from './runtime.js';
+export type { RunSpec, SubmitResult, RunState, RunStatus, RuntimeLimits, WorkflowRuntimeOptions, RuntimeEvents } from './runtime.js';
+export { StepOutcome, StepError, noopHook } from './outcomes.js';
+export type { Step, StepRunner, RunOutcome, TerminalHook, TerminalStatus, RunnerResult } from './outcomes.js';
+export { decideSettlement, stepDedupKey, stepHeaders, HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX } from './settlement.js';
+export type { StepFacts, SettlementDecision } from './settlement.js';
+export { runKeys, encodeRecord, decodeRecord, sha256Hex } from './run-records.js';
+export type { RunIdentity, RunCursor } from './run-records.js';
+export { SystemClock, ManualClock, sleep } from './clock.js';
+export type { Clock } from './clock.js';
+export * from './errors.js';
+export { Priority, DEFAULT_QUEUE_CONFIG, DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs, resolveQueueConfig, retryDelayMs } from './queue-config.js';
+export type { QueueConfig, StoreOptions } from './queue-config.js';
+export { KV_VALUE_MAX_BYTES } from './queue-store.js';
+export type * from './queue-store.js';
+export * as storeValidation from './store-validation.js';
+export { copyHeaders, createHeaders, headerBytes, parseHeadersJson } from './headers.js';
+export { newId } from './ids.js';

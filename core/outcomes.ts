@@ -1,0 +1,154 @@
+import { InvalidArgumentError, WorkflowError } from './errors.js';
+import type { Headers } from './queue-store.js';
+
+/** What a runner decided for its step. Build with the `StepOutcome` helpers. */
+export type StepOutcome =
+  | { readonly kind: 'continue'; readonly payload: Uint8Array }
+  | { readonly kind: 'continueAfter'; readonly payload: Uint8Array; readonly delayMs: number }
+  | { readonly kind: 'succeed'; readonly result: Uint8Array }
+  | { readonly kind: 'fail'; readonly reason: string }
+  | { readonly kind: 'cancel'; readonly reason: string };
+
+function bytes(name: string, value: unknown): Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new InvalidArgumentError(name, 'expected a Uint8Array');
+  return value;
+}
+
+function text(name: string, value: unknown): string {
+  if (typeof value !== 'string') throw new InvalidArgumentError(name, 'expected a string');
+  return value;
+}
+
+/** Builders for `StepOutcome`. */
+export const StepOutcome = {
+  /** Run the next step now with `payload`. */
+  continue(payload: Uint8Array): StepOutcome {
+    return { kind: 'continue', payload: bytes('continue payload', payload) };
+  },
+  /** Run the next step with `payload` once `delayMs` has passed. */
+  continueAfter(payload: Uint8Array, delayMs: number): StepOutcome {
+    if (typeof delayMs !== 'number' || !Number.isSafeInteger(delayMs) || delayMs < 0) {
+      throw new InvalidArgumentError('continueAfter delayMs', `expected a non-negative integer of milliseconds, got ${String(delayMs)}`);
+    }
+    return { kind: 'continueAfter', payload: bytes('continueAfter payload', payload), delayMs };
+  },
+  /** End the run as succeeded with `result`. */
+  succeed(result: Uint8Array): StepOutcome {
+    return { kind: 'succeed', result: bytes('succeed result', result) };
+  },
+  /** End the run as failed (the step itself ran cleanly: no dead-letter). */
+  fail(reason: string): StepOutcome {
+    return { kind: 'fail', reason: text('fail reason', reason) };
+  },
+  /** End the run as cancelled with a reason (wins over an external cancel). */
+  cancel(reason: string): StepOutcome {
+    return { kind: 'cancel', reason: text('cancel reason', reason) };
+  },
+};
+
+/**
+ * Thrown by runners. `transient` failures are retried with backoff up to the
+ * step's max attempts; `permanent` ones dead-letter the step and fail the run.
+ * Any other thrown value counts as transient.
+ */
+export class StepError extends WorkflowError {
+  readonly code = 'STEP_FAILED';
+  private constructor(
+    message: string,
+    readonly isPermanent: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  static transient(message: string, options?: { cause?: unknown }): StepError {
+    return new StepError(message, false, options);
+  }
+
+  static permanent(message: string, options?: { cause?: unknown }): StepError {
+    return new StepError(message, true, options);
+  }
+}
+
+/** One step as handed to the runner. */
+export interface Step {
+  readonly runId: string;
+  /** Zero-based step number. */
+  readonly stepNumber: number;
+  readonly payload: Uint8Array;
+  /** The submitter's headers (the runtime's `workflow.*` headers are stripped). */
+  readonly headers: Headers;
+  readonly jobId: string;
+  /** Delivery count of this step, starting at 1. */
+  readonly attempts: number;
+  /** Aborted when the run is cancelled (or this delivery lost its lease). */
+  readonly signal: AbortSignal;
+}
+
+/** Runs one step. Must be idempotent for `(runId, stepNumber)`: delivery is at least once. */
+export type StepRunner = (step: Step) => StepOutcome | Promise<StepOutcome>;
+
+/** How a run ended. */
+export type TerminalStatus = 'succeeded' | 'failed' | 'cancelled';
+
+/** The single terminal outcome of a run, handed to the hook. */
+export interface RunOutcome {
+  runId: string;
+  status: TerminalStatus;
+  /** Present when succeeded. */
+  result?: Uint8Array;
+  /** Failure message, or the runner's cancel reason; absent for an external cancel. */
+  error?: string;
+  /** The submitter's headers only. */
+  headers: Headers;
+  /** Step number the run ended on. */
+  finalStep: number;
+}
+
+/** Called once per run after its terminal settlement committed. Errors are caught and reported. */
+export type TerminalHook = (outcome: RunOutcome) => void | Promise<void>;
+
+/** A hook that does nothing. */
+export const noopHook: TerminalHook = () => undefined;
+
+/** What the runner produced: an outcome, or a thrown value. */
+export type RunnerResult = { ok: true; outcome: StepOutcome } | { ok: false; error: unknown };
+
+const OUTCOME_KINDS = new Set(['continue', 'continueAfter', 'succeed', 'fail', 'cancel']);
+
+/** Checks a value returned by a runner; a malformed one becomes a permanent error. */
+export function toRunnerResult(value: unknown): RunnerResult {
+  const outcome = value as StepOutcome | undefined;
+  if (!outcome || typeof outcome !== 'object' || !OUTCOME_KINDS.has(outcome.kind)) {
+    return { ok: false, error: StepError.permanent(`runner returned an invalid outcome (${describeValue(value)}); use the StepOutcome builders`) };
+  }
+  try {
+    switch (outcome.kind) {
+      case 'continue':
+        return { ok: true, outcome: StepOutcome.continue(outcome.payload) };
+      case 'continueAfter':
+        return { ok: true, outcome: StepOutcome.continueAfter(outcome.payload, outcome.delayMs) };
+      case 'succeed':
+        return { ok: true, outcome: StepOutcome.succeed(outcome.result) };
+      case 'fail':
+        return { ok: true, outcome: StepOutcome.fail(outcome.reason) };
+      case 'cancel':
+        return { ok: true, outcome: StepOutcome.cancel(outcome.reason) };
+    }
+  } catch (error) {
+    return { ok: false, error: StepError.permanent(`runner returned an invalid outcome: ${(error as Error).message}`) };
+  }
+}
+
+function describeValue(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === 'object') return `object with kind ${JSON.stringify((value as { kind?: unknown }).kind)}`;
+  return typeof value;
+}
+
+/** The message of a thrown value, and whether it is permanent (only `WorkflowError`s can say so). */
+export function describeFailure(error: unknown): { message: string; permanent: boolean } {
+  if (error instanceof WorkflowError) return { message: error.message, permanent: error.isPermanent };
+  if (error instanceof Error) return { message: error.message, permanent: false };
+  return { message: String(error), permanent: false };
+}

@@ -1,0 +1,41 @@
+/**
+ * The runtime's durable per-run records, kept in the store's kv namespace
+ * under keys the runtime owns. Two records per active run:
+ * - identity (`…/run/{runId}`): written once at submit with `ifAbsent`, so
+ *   concurrent submits of one run id cannot both win; carries the input hash.
+ * - cursor (`…/cursor/{runId}`): the job that currently carries the run, and
+ *   its step, rewritten by every continuing settlement.
+ * Both are deleted by the settlement (or cancel) that ends the run.
+ */
+import { createHash } from 'node:crypto';
+
+export interface RunIdentity {
+  runId: string;
+  submittedAt: number;
+  /** Hex SHA-256 of the run's input. */
+  inputSha256: string;
+}
+
+export interface RunCursor {
+  jobId: string;
+  step: number;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export function runKeys(queueName: string, runId: string): { identity: string; cursor: string } {
+  return { identity: `workflow/${queueName}/run/${runId}`, cursor: `workflow/${queueName}/cursor/${runId}` };
+}
+
+export function encodeRecord(record: RunIdentity | RunCursor): Uint8Array {
+  return encoder.encode(JSON.stringify(record));
+}
+
+export function decodeRecord<T extends RunIdentity | RunCursor>(bytes: Uint8Array): T {
+  return JSON.parse(decoder.decode(bytes)) as T;
+}
+
+export function sha256Hex(input: Uint8Array): string {
+  return createHash('sha256').update(input).digest('hex');
+}

@@ -1,0 +1,580 @@
+import { EventEmitter } from 'eventemitter3';
+import { SystemClock } from './clock.js';
+import type { Clock } from './clock.js';
+import {
+  InputMismatchError,
+  InvalidArgumentError,
+  InvalidRunIdError,
+  InvalidStateError,
+  LeaseLostError,
+  LimitExceededError,
+  MissingHeaderError,
+  InvalidStepHeaderError,
+  ReservedHeaderInSubmitError,
+  isTransientError,
+} from './errors.js';
+import { copyHeaders, headerBytes } from './headers.js';
+import { newId } from './ids.js';
+import { noopHook, toRunnerResult } from './outcomes.js';
+import type { RunOutcome, RunnerResult, Step, StepRunner, TerminalHook } from './outcomes.js';
+import type { Claim, Headers, JobRecord, QueueStore, SettleResult, StoreNotification } from './queue-store.js';
+import { decodeRecord, encodeRecord, runKeys, sha256Hex } from './run-records.js';
+import type { RunCursor, RunIdentity } from './run-records.js';
+import { HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX, decideSettlement, stepDedupKey, stepHeaders } from './settlement.js';
+import type { SettlementDecision } from './settlement.js';
+import { checkNonNegativeInt, checkPositiveInt, describe } from './store-validation.js';
+
+/** Spec of a new run. */
+export interface RunSpec {
+  /** 1 to 128 characters of [A-Za-z0-9_-]; a ULID when omitted. */
+  runId?: string;
+  /** Payload of step 0; its SHA-256 identifies the run on re-submission. */
+  input: Uint8Array;
+  /** Threaded through every step and handed to the hook. No `workflow.` keys. */
+  headers?: Headers;
+  /** Priority of every step of the run (lower first). */
+  priority?: number;
+  /** Max attempts of every step of the run. */
+  maxAttemptsPerStep?: number;
+}
+
+/** Result of `submit`. */
+export interface SubmitResult {
+  runId: string;
+  /** False when the run was already active with the same input (nothing was written). */
+  newlySubmitted: boolean;
+}
+
+/** Where an active run is. */
+export type RunState = 'pending' | 'running' | 'cancelling';
+
+/** Status of an active run. */
+export interface RunStatus {
+  runId: string;
+  state: RunState;
+  currentStep: number;
+}
+
+/** Size caps on submitted runs (and on continue payloads). */
+export interface RuntimeLimits {
+  /** Default 2 MiB. */
+  maxPayloadBytes: number;
+  /** Default 64. */
+  maxHeaders: number;
+  /** UTF-8 bytes of all keys and values. Default 8 KiB. */
+  maxHeaderBytes: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<RuntimeLimits> = Object.freeze({
+  maxPayloadBytes: 2 * 1024 * 1024,
+  maxHeaders: 64,
+  maxHeaderBytes: 8 * 1024,
+});
+
+/** Options of `WorkflowRuntime`. */
+export interface WorkflowRuntimeOptions {
+  store: QueueStore;
+  runner: StepRunner;
+  /** Called once per ended run, after the terminal commit. Default: no-op. */
+  hook?: TerminalHook;
+  /** Queue carrying the step jobs. Default `workflow-steps`. */
+  queueName?: string;
+  /** Steps run at once by `run()`. Default 16. */
+  maxConcurrentSteps?: number;
+  /** Longest wait on an empty queue before claiming again. Default 250. */
+  pollIntervalMs?: number;
+  /** Must be the store's clock. Default `SystemClock`. */
+  clock?: Clock;
+  limits?: Partial<RuntimeLimits>;
+}
+
+/** Typed lifecycle events, for logging and metrics without wrapping the runner. */
+export interface RuntimeEvents {
+  runSubmitted: (event: { runId: string; jobId: string }) => void;
+  stepStarted: (event: { runId: string; stepNumber: number; jobId: string; attempts: number }) => void;
+  stepSettled: (event: {
+    runId: string;
+    stepNumber: number;
+    jobId: string;
+    branch: SettleResult['branch'];
+    status: SettleResult['status'];
+    /** Clock ms from claim to committed settlement. */
+    durationMs: number;
+  }) => void;
+  runEnded: (outcome: RunOutcome) => void;
+  hookFailed: (event: { outcome: RunOutcome; error: unknown }) => void;
+  storeError: (event: { operation: string; error: unknown; runId?: string; jobId?: string }) => void;
+  leaseLost: (event: { runId: string; stepNumber: number; jobId: string }) => void;
+  /** A step job without valid `workflow.*` headers was dead-lettered (no hook: it belongs to no run). */
+  malformedStep: (event: { jobId: string; error: Error }) => void;
+}
+
+const RUN_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+const MAX_STORE_BACKOFF_MS = 5_000;
+const SETTLE_RETRIES = 5;
+
+interface InFlightStep {
+  claim: Claim;
+  controller: AbortController;
+  leaseMs: number;
+  renewedAt: number;
+}
+
+/**
+ * Drives workflow runs over a `QueueStore`: `submit` starts runs, `run`
+ * executes their steps, `status` and `cancel` work from any runtime sharing
+ * the store. All run state lives in the store, so any number of runtimes (in
+ * one process or many) can share it, and a restart resumes every run at the
+ * step after the last settled one.
+ */
+export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
+  readonly store: QueueStore;
+  readonly queueName: string;
+  private readonly runner: StepRunner;
+  private readonly hook: TerminalHook;
+  private readonly maxConcurrentSteps: number;
+  private readonly pollIntervalMs: number;
+  private readonly clock: Clock;
+  private readonly limits: RuntimeLimits;
+  private readonly inFlight = new Map<string, InFlightStep>();
+  private running = false;
+  private wakeUp: (() => void) | undefined;
+  private woken = false;
+  private renewTimer: (() => void) | undefined;
+
+  constructor(options: WorkflowRuntimeOptions) {
+    super();
+    if (!options || typeof options !== 'object') throw new InvalidArgumentError('runtime options', 'expected an object');
+    if (!options.store) throw new InvalidArgumentError('store', 'a QueueStore is required');
+    if (typeof options.runner !== 'function') throw new InvalidArgumentError('runner', 'expected a function (step) => StepOutcome');
+    if (options.hook !== undefined && typeof options.hook !== 'function') throw new InvalidArgumentError('hook', 'expected a function');
+    this.store = options.store;
+    this.runner = options.runner;
+    this.hook = options.hook ?? noopHook;
+    this.queueName = options.queueName ?? 'workflow-steps';
+    if (typeof this.queueName !== 'string' || this.queueName.length === 0) throw new InvalidArgumentError('queueName', 'expected a non-empty string');
+    this.maxConcurrentSteps = options.maxConcurrentSteps ?? 16;
+    checkPositiveInt('maxConcurrentSteps', this.maxConcurrentSteps);
+    this.pollIntervalMs = options.pollIntervalMs ?? 250;
+    checkPositiveInt('pollIntervalMs', this.pollIntervalMs);
+    this.clock = options.clock ?? new SystemClock();
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    checkPositiveInt('limits.maxPayloadBytes', this.limits.maxPayloadBytes);
+    checkNonNegativeInt('limits.maxHeaders', this.limits.maxHeaders);
+    checkNonNegativeInt('limits.maxHeaderBytes', this.limits.maxHeaderBytes);
+  }
+
+  // ---- submit / status / cancel ------------------------------------------
+
+  /**
+   * Starts a run: step 0 and the run's durable records commit together.
+   * Idempotent on `(runId, input)`: an active run with the same input gives
+   * `newlySubmitted: false`; a different input throws `InputMismatchError`.
+   * Bad input throws a typed error and writes nothing.
+   */
+  async submit(spec: RunSpec): Promise<SubmitResult> {
+    const { runId, headers, input } = this.checkSpec(spec);
+    const keys = runKeys(this.queueName, runId);
+    const inputSha256 = sha256Hex(input);
+    const now = this.clock.now();
+    const jobId = newId(now);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const existing = await this.store.kvGet(keys.identity);
+      if (existing !== undefined) return this.duplicateSubmit(runId, existing, inputSha256);
+      const result = await this.store.enqueue(
+        this.queueName,
+        input,
+        {
+          id: jobId,
+          headers: stepHeaders(headers, runId, 0),
+          dedupKey: stepDedupKey(runId, 0),
+          ...(spec.priority === undefined ? {} : { priority: spec.priority }),
+          ...(spec.maxAttemptsPerStep === undefined ? {} : { maxAttempts: spec.maxAttemptsPerStep }),
+        },
+        [
+          { key: keys.identity, value: encodeRecord({ runId, submittedAt: now, inputSha256 } satisfies RunIdentity), ifAbsent: true },
+          { key: keys.cursor, value: encodeRecord({ jobId, step: 0 } satisfies RunCursor) },
+        ],
+      );
+      if (result.kind === 'new') {
+        this.emit('runSubmitted', { runId, jobId });
+        return { runId, newlySubmitted: true };
+      }
+      // Another submitter won the race (dedup hit or identity present): compare inputs.
+      const winner = await this.store.kvGet(keys.identity);
+      if (winner !== undefined) return this.duplicateSubmit(runId, winner, inputSha256);
+      if (result.kind === 'alreadyEnqueued') return { runId, newlySubmitted: false };
+      // The identity vanished in between (that run just ended): try again.
+    }
+    return { runId, newlySubmitted: false };
+  }
+
+  /** Status of an active run, from any runtime sharing the store; `undefined` once it ended or if unknown. */
+  async status(runId: string): Promise<RunStatus | undefined> {
+    checkRunId(runId);
+    const keys = runKeys(this.queueName, runId);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const raw = await this.store.kvGet(keys.cursor);
+      if (raw === undefined) return undefined;
+      const cursor = decodeRecord<RunCursor>(raw);
+      const job = await this.store.getJob(cursor.jobId);
+      if (!job) continue; // the run advanced between the two reads
+      const state: RunState = job.cancelRequested ? 'cancelling' : job.status === 'pending' || job.status === 'scheduled' ? 'pending' : 'running';
+      return { runId, state, currentStep: cursor.step };
+    }
+    return undefined;
+  }
+
+  /**
+   * Cancels an active run. A pending or scheduled step is removed and the run
+   * ends cancelled (hook fired) before this returns; a running step gets its
+   * signal aborted and the run ends cancelled when it settles. Returns false
+   * for an unknown or ended run, and for a run already being cancelled.
+   */
+  async cancel(runId: string): Promise<boolean> {
+    checkRunId(runId);
+    const keys = runKeys(this.queueName, runId);
+    let previousJobId: string | undefined;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const raw = await this.store.kvGet(keys.cursor);
+      if (raw === undefined) return false;
+      const cursor = decodeRecord<RunCursor>(raw);
+      // Same job twice and still not found: it is dead awaiting finalization, not cancellable.
+      if (cursor.jobId === previousJobId) return false;
+      const result = await this.store.cancel(cursor.jobId, { kvDeletes: [keys.identity, keys.cursor] });
+      if (result.outcome === 'removed') {
+        const outcome: RunOutcome = { runId, status: 'cancelled', headers: userHeaders(result.job.headers), finalStep: cursor.step };
+        await this.finish(outcome);
+        return true;
+      }
+      if (result.outcome === 'requested') {
+        if (result.firstRequest) this.inFlight.get(cursor.jobId)?.controller.abort(cancelReason());
+        return result.firstRequest;
+      }
+      previousJobId = cursor.jobId; // the run moved on meanwhile: follow it
+    }
+    return false;
+  }
+
+  // ---- worker loop -------------------------------------------------------
+
+  /**
+   * Claims and runs steps until `signal` aborts, then lets in-flight steps
+   * finish and settle, and resolves. One loop per runtime at a time.
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    if (this.running) throw new InvalidStateError(this.queueName, 'running', 'start a second worker loop on');
+    this.running = true;
+    const unsubscribe = this.store.subscribe(this.queueName, (n) => this.onNotification(n));
+    const onAbort = (): void => this.wake();
+    signal.addEventListener('abort', onAbort);
+    const steps = new Set<Promise<void>>();
+    try {
+      await this.finalizeReapedRuns();
+      let failures = 0;
+      while (!signal.aborted) {
+        const free = this.maxConcurrentSteps - steps.size;
+        let claimed = 0;
+        if (free > 0) {
+          this.woken = false;
+          let claims: Claim[];
+          try {
+            claims = await this.store.claim(this.queueName, { limit: free });
+            failures = 0;
+          } catch (error) {
+            this.emit('storeError', { operation: 'claim', error });
+            failures++;
+            await this.idle(Math.min(MAX_STORE_BACKOFF_MS, 50 * 2 ** Math.min(failures, 10)), signal);
+            continue;
+          }
+          claimed = claims.length;
+          for (const claim of claims) {
+            const step = this.processStep(claim).finally(() => {
+              steps.delete(step);
+              this.wake();
+            });
+            steps.add(step);
+          }
+        }
+        // A full batch means more may be waiting; otherwise sleep until something changes.
+        if (claimed === 0 || claimed < free) await this.idle(this.pollIntervalMs, signal);
+      }
+      await Promise.all(steps);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      unsubscribe();
+      this.renewTimer?.();
+      this.renewTimer = undefined;
+      this.running = false;
+    }
+  }
+
+  private wake(): void {
+    this.woken = true;
+    this.wakeUp?.();
+  }
+
+  /** Waits for a wakeup (store notification, a freed slot, abort) or `ms` of clock time. */
+  private idle(ms: number, signal: AbortSignal): Promise<void> {
+    if (this.woken || signal.aborted) {
+      this.woken = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const done = (): void => {
+        cancelTimer();
+        this.wakeUp = undefined;
+        this.woken = false;
+        resolve();
+      };
+      const cancelTimer = this.clock.setTimer(done, ms);
+      this.wakeUp = done;
+    });
+  }
+
+  private onNotification(notification: StoreNotification): void {
+    switch (notification.type) {
+      case 'jobsAvailable':
+        this.wake();
+        return;
+      case 'cancelRequested':
+        this.inFlight.get(notification.jobId)?.controller.abort(cancelReason());
+        return;
+      case 'deadLettered':
+        for (const job of notification.jobs) void this.finalizeReapedStep(job);
+        return;
+    }
+  }
+
+  // ---- one step ------------------------------------------------------------
+
+  private async processStep(claim: Claim): Promise<void> {
+    const job = claim.job;
+    const parsed = parseStepHeaders(job.headers);
+    if (parsed instanceof Error) {
+      this.emit('malformedStep', { jobId: job.id, error: parsed });
+      await this.settleWithRetry(claim, { settlement: { action: { type: 'deadLetter', reason: parsed.message } } }).catch(() => undefined);
+      return;
+    }
+    const { runId, stepNumber } = parsed;
+    const headers = userHeaders(job.headers);
+    const controller = new AbortController();
+    if (job.cancelRequested) controller.abort(cancelReason());
+    const leaseMs = Math.max(1, (job.leaseExpiresAt ?? 0) - (job.claimedAt ?? 0));
+    this.inFlight.set(job.id, { claim, controller, leaseMs, renewedAt: this.clock.now() });
+    this.armRenewal(leaseMs);
+    this.emit('stepStarted', { runId, stepNumber, jobId: job.id, attempts: job.attempts });
+    const step: Step = { runId, stepNumber, payload: job.payload, headers, jobId: job.id, attempts: job.attempts, signal: controller.signal };
+    let result: RunnerResult;
+    try {
+      result = toRunnerResult(await this.runner(step));
+    } catch (error) {
+      result = { ok: false, error };
+    } finally {
+      this.inFlight.delete(job.id);
+    }
+    const now = this.clock.now();
+    const decision = decideSettlement(
+      {
+        queueName: this.queueName,
+        runId,
+        stepNumber,
+        attempts: job.attempts,
+        maxAttempts: job.maxAttempts,
+        priority: job.priority,
+        userHeaders: headers,
+        keys: runKeys(this.queueName, runId),
+        now,
+        nextJobId: newId(now),
+        maxPayloadBytes: this.limits.maxPayloadBytes,
+      },
+      result,
+    );
+    let settled: SettleResult;
+    try {
+      settled = await this.settleWithRetry(claim, decision);
+    } catch (error) {
+      if (error instanceof LeaseLostError && !(error instanceof SettlementUncertainError)) this.emit('leaseLost', { runId, stepNumber, jobId: job.id });
+      else this.emit('storeError', { operation: 'settle', error, runId, jobId: job.id });
+      return; // not committed (or unknown): the reaper re-delivers the step; no hook for an uncommitted outcome
+    }
+    this.emit('stepSettled', { runId, stepNumber, jobId: job.id, branch: settled.branch, status: settled.status, durationMs: this.clock.now() - (job.claimedAt ?? now) });
+    const outcome = settled.branch === 'cancel' ? decision.cancelOutcome : decision.primaryOutcome;
+    if (outcome) await this.finish(outcome);
+  }
+
+  /**
+   * Settles, retrying transient store errors. If a retry finds the lease
+   * gone after a failed attempt, the first attempt may have committed: that
+   * is reported as a store error, and no hook fires (never for an outcome
+   * that might not have committed; at worst the notification is lost, as in
+   * a crash between commit and hook).
+   */
+  private async settleWithRetry(claim: Claim, decision: Pick<SettlementDecision, 'settlement'>): Promise<SettleResult> {
+    let lastError: unknown;
+    for (let attempt = 0; attempt < SETTLE_RETRIES; attempt++) {
+      try {
+        return await this.store.settle(claim, decision.settlement);
+      } catch (error) {
+        if (!isTransientError(error)) {
+          if (attempt > 0 && error instanceof LeaseLostError) throw new SettlementUncertainError(claim.jobId, lastError);
+          throw error;
+        }
+        lastError = error;
+        this.emit('storeError', { operation: 'settle', error, jobId: claim.jobId });
+        await sleepOn(this.clock, Math.min(MAX_STORE_BACKOFF_MS, 20 * 2 ** attempt));
+      }
+    }
+    throw lastError;
+  }
+
+  /** Terminal bookkeeping after a commit: event, then the hook (errors caught). */
+  private async finish(outcome: RunOutcome): Promise<void> {
+    this.emit('runEnded', outcome);
+    try {
+      await this.hook(outcome);
+    } catch (error) {
+      this.emit('hookFailed', { outcome, error });
+    }
+  }
+
+  // ---- leases --------------------------------------------------------------
+
+  /** One timer renews every in-flight lease at a third of its length (and learns of remote cancels). */
+  private armRenewal(leaseMs: number): void {
+    if (this.renewTimer) return;
+    const period = Math.max(1, Math.floor(leaseMs / 3));
+    this.renewTimer = this.clock.setTimer(() => {
+      this.renewTimer = undefined;
+      void this.renewLeases().finally(() => {
+        let shortest: number | undefined;
+        for (const step of this.inFlight.values()) shortest = Math.min(shortest ?? step.leaseMs, step.leaseMs);
+        if (shortest !== undefined) this.armRenewal(shortest);
+      });
+    }, period);
+  }
+
+  private async renewLeases(): Promise<void> {
+    const now = this.clock.now();
+    await Promise.all(
+      [...this.inFlight.values()]
+        .filter((step) => now - step.renewedAt >= step.leaseMs / 3)
+        .map(async (step) => {
+          try {
+            const renewed = await this.store.renewLease(step.claim, step.leaseMs);
+            step.renewedAt = now;
+            if (renewed.cancelRequested) step.controller.abort(cancelReason());
+          } catch (error) {
+            if (error instanceof LeaseLostError) step.controller.abort(new LeaseLostError(step.claim.jobId));
+            else this.emit('storeError', { operation: 'renewLease', error, jobId: step.claim.jobId });
+          }
+        }),
+    );
+  }
+
+  // ---- runs dead-lettered by the reaper --------------------------------------
+
+  /** Finishes runs whose current step the reaper dead-lettered, including ones missed while no runtime listened. */
+  private async finalizeReapedRuns(): Promise<void> {
+    let after: string | undefined;
+    for (;;) {
+      let page: JobRecord[];
+      try {
+        page = await this.store.deadJobs(this.queueName, { after, limit: 500 });
+      } catch (error) {
+        this.emit('storeError', { operation: 'deadJobs', error });
+        return;
+      }
+      for (const job of page) await this.finalizeReapedStep(job);
+      if (page.length < 500) return;
+      after = page[page.length - 1]?.id;
+    }
+  }
+
+  private async finalizeReapedStep(job: JobRecord): Promise<void> {
+    const parsed = parseStepHeaders(job.headers);
+    if (parsed instanceof Error) return;
+    const keys = runKeys(this.queueName, parsed.runId);
+    try {
+      const raw = await this.store.kvGet(keys.cursor);
+      if (raw === undefined || decodeRecord<RunCursor>(raw).jobId !== job.id) return; // the run did not end here
+      await this.store.kvDelete(keys.identity);
+      // Compare-and-delete decides which runtime reports the run's end.
+      if (!(await this.store.kvDelete(keys.cursor, { ifValue: raw }))) return;
+    } catch (error) {
+      this.emit('storeError', { operation: 'finalizeReapedStep', error, runId: parsed.runId, jobId: job.id });
+      return;
+    }
+    const headers = userHeaders(job.headers);
+    await this.finish(
+      job.cancelRequested
+        ? { runId: parsed.runId, status: 'cancelled', headers, finalStep: parsed.stepNumber }
+        : { runId: parsed.runId, status: 'failed', error: job.lastError ?? 'lease expired', headers, finalStep: parsed.stepNumber },
+    );
+  }
+
+  // ---- input checks ----------------------------------------------------------
+
+  private checkSpec(spec: RunSpec): { runId: string; headers: Headers; input: Uint8Array } {
+    if (!spec || typeof spec !== 'object') throw new InvalidArgumentError('run spec', `expected an object, got ${describe(spec)}`);
+    if (!(spec.input instanceof Uint8Array)) throw new InvalidArgumentError('input', `expected a Uint8Array, got ${describe(spec.input)}`);
+    if (spec.runId !== undefined) checkRunId(spec.runId);
+    const headers = spec.headers ?? {};
+    if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) throw new InvalidArgumentError('headers', `expected an object, got ${describe(headers)}`);
+    for (const key of Object.keys(headers)) {
+      if (key.startsWith(RESERVED_HEADER_PREFIX)) throw new ReservedHeaderInSubmitError(key);
+      if (typeof headers[key] !== 'string') throw new InvalidArgumentError('headers', `value of "${key}" must be a string, got ${describe(headers[key])}`);
+    }
+    if (spec.priority !== undefined) checkNonNegativeInt('priority', spec.priority);
+    if (spec.maxAttemptsPerStep !== undefined) checkPositiveInt('maxAttemptsPerStep', spec.maxAttemptsPerStep);
+    if (spec.input.byteLength > this.limits.maxPayloadBytes) throw new LimitExceededError('input size in bytes', spec.input.byteLength, this.limits.maxPayloadBytes);
+    const copied = copyHeaders(headers);
+    const count = Object.keys(copied).length;
+    if (count > this.limits.maxHeaders) throw new LimitExceededError('header count', count, this.limits.maxHeaders);
+    const bytes = headerBytes(copied);
+    if (bytes > this.limits.maxHeaderBytes) throw new LimitExceededError('header size in bytes', bytes, this.limits.maxHeaderBytes);
+    return { runId: spec.runId ?? newId(this.clock.now()), headers: copied, input: spec.input };
+  }
+
+  private duplicateSubmit(runId: string, existing: Uint8Array, inputSha256: string): SubmitResult {
+    if (decodeRecord<RunIdentity>(existing).inputSha256 !== inputSha256) throw new InputMismatchError(runId);
+    return { runId, newlySubmitted: false };
+  }
+}
+
+/** A settlement whose first attempt failed and whose retry found the lease gone: it may have committed. */
+export class SettlementUncertainError extends LeaseLostError {
+  constructor(jobId: string, cause: unknown) {
+    super(jobId);
+    this.message = `settlement of job "${jobId}" failed and its retry found the lease gone: the first attempt may have committed`;
+    this.cause = cause;
+  }
+}
+
+function checkRunId(runId: unknown): asserts runId is string {
+  if (typeof runId !== 'string' || !RUN_ID_PATTERN.test(runId)) throw new InvalidRunIdError(runId);
+}
+
+function cancelReason(): Error {
+  return new Error('run cancelled');
+}
+
+/** The submitter's headers of a step job (every `workflow.*` key stripped). */
+function userHeaders(headers: Headers): Headers {
+  const out = copyHeaders(undefined);
+  for (const key of Object.keys(headers)) if (!key.startsWith(RESERVED_HEADER_PREFIX)) out[key] = headers[key] as string;
+  return out;
+}
+
+function parseStepHeaders(headers: Headers): { runId: string; stepNumber: number } | Error {
+  const runId = Object.hasOwn(headers, HEADER_RUN_ID) ? headers[HEADER_RUN_ID] : undefined;
+  if (runId === undefined) return new MissingHeaderError(HEADER_RUN_ID);
+  const step = Object.hasOwn(headers, HEADER_STEP) ? headers[HEADER_STEP] : undefined;
+  if (step === undefined) return new MissingHeaderError(HEADER_STEP);
+  if (!/^\d{1,15}$/.test(step)) return new InvalidStepHeaderError(HEADER_STEP, step);
+  return { runId, stepNumber: Number(step) };
+}
+
+function sleepOn(clock: Clock, ms: number): Promise<void> {
+  return new Promise((resolve) => clock.setTimer(resolve, ms));
+}

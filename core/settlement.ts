@@ -1,0 +1,156 @@
+/**
+ * The settlement decision of SPEC section 5 as one pure function:
+ * runner result × attempts → the store settlement (primary branch, and the
+ * branch the store applies instead when an external cancel is flagged at
+ * commit time) and the terminal outcome each branch implies.
+ *
+ * | runner result                      | primary action                  | run ends            |
+ * |------------------------------------|---------------------------------|---------------------|
+ * | continue / continueAfter           | ack + enqueue step n+1 + cursor | no                  |
+ * | succeed(result)                    | ack + delete run records        | succeeded, result   |
+ * | fail(reason)                       | ack + delete run records        | failed, reason      |
+ * | cancel(reason)                     | ack + delete run records        | cancelled, reason   |
+ * | permanent error                    | dead-letter + delete records    | failed, message     |
+ * | transient error, attempts < max    | nack (retry with backoff)       | no                  |
+ * | transient error, attempts >= max   | nack (dead) + delete records    | failed, message     |
+ * | any of the above, cancel flagged   | ack + delete run records        | cancelled, no error |
+ *   (except a runner-issued cancel, whose reason wins)
+ */
+import { encodeRecord } from './run-records.js';
+import { describeFailure } from './outcomes.js';
+import type { RunOutcome, RunnerResult } from './outcomes.js';
+import type { Headers, Settlement, SettlementBranch } from './queue-store.js';
+
+/** Reserved step-job header carrying the run id. */
+export const HEADER_RUN_ID = 'workflow.run_id';
+/** Reserved step-job header carrying the zero-based step number. */
+export const HEADER_STEP = 'workflow.step';
+/** Prefix the runtime owns on step-job headers. */
+export const RESERVED_HEADER_PREFIX = 'workflow.';
+
+/** Dedup key of a run's step: two live jobs for one `(run, step)` never exist at once. */
+export function stepDedupKey(runId: string, step: number): string {
+  return `run:${runId}:${step}`;
+}
+
+/** Everything the decision needs to know about the step that ran. */
+export interface StepFacts {
+  queueName: string;
+  runId: string;
+  stepNumber: number;
+  attempts: number;
+  maxAttempts: number;
+  priority: number;
+  userHeaders: Headers;
+  /** Run record keys (see run-records.ts). */
+  keys: { identity: string; cursor: string };
+  /** Clock time, for `continueAfter`. */
+  now: number;
+  /** Id to give the next step's job, so the cursor can name it in the same commit. */
+  nextJobId: string;
+  /** Largest payload a continue may carry. */
+  maxPayloadBytes: number;
+}
+
+/** The decision: what to commit, and how the run ends on each branch. */
+export interface SettlementDecision {
+  settlement: Settlement;
+  /** Terminal outcome when the primary branch commits; undefined when the run goes on. */
+  primaryOutcome: RunOutcome | undefined;
+  /** Terminal outcome when the cancel branch commits. */
+  cancelOutcome: RunOutcome;
+  /** Set when the primary branch enqueues the next step. */
+  next?: { jobId: string; stepNumber: number };
+}
+
+/** Step-job headers: the user's, plus the runtime's own. */
+export function stepHeaders(userHeaders: Headers, runId: string, step: number): Headers {
+  const headers = Object.create(null) as Headers;
+  for (const key of Object.keys(userHeaders)) headers[key] = userHeaders[key] as string;
+  headers[HEADER_RUN_ID] = runId;
+  headers[HEADER_STEP] = String(step);
+  return headers;
+}
+
+/** Decides the settlement of one step. Pure: same input, same output. */
+export function decideSettlement(facts: StepFacts, result: RunnerResult): SettlementDecision {
+  const end = (status: RunOutcome['status'], extra: { result?: Uint8Array; error?: string }): RunOutcome => ({
+    runId: facts.runId,
+    status,
+    ...extra,
+    headers: facts.userHeaders,
+    finalStep: facts.stepNumber,
+  });
+  const endRun = { kvDeletes: [facts.keys.identity, facts.keys.cursor] };
+  const externalCancel: SettlementBranch = { action: { type: 'ack' }, effects: endRun };
+  const cancelOutcome = end('cancelled', {});
+  const terminal = (branch: SettlementBranch, outcome: RunOutcome): SettlementDecision => ({
+    settlement: { ...branch, ifCancelRequested: externalCancel },
+    primaryOutcome: outcome,
+    cancelOutcome,
+  });
+
+  if (result.ok) {
+    const outcome = result.outcome;
+    switch (outcome.kind) {
+      case 'continue':
+      case 'continueAfter': {
+        if (outcome.payload.byteLength > facts.maxPayloadBytes) {
+          const message = `continue payload is ${outcome.payload.byteLength} bytes; the limit is ${facts.maxPayloadBytes} bytes`;
+          return terminal({ action: { type: 'deadLetter', reason: message }, effects: endRun }, end('failed', { error: message }));
+        }
+        const nextStep = facts.stepNumber + 1;
+        const runAt = outcome.kind === 'continueAfter' && outcome.delayMs > 0 ? facts.now + outcome.delayMs : undefined;
+        return {
+          settlement: {
+            action: { type: 'ack' },
+            effects: {
+              enqueue: [
+                {
+                  queue: facts.queueName,
+                  payload: outcome.payload,
+                  options: {
+                    id: facts.nextJobId,
+                    headers: stepHeaders(facts.userHeaders, facts.runId, nextStep),
+                    priority: facts.priority,
+                    maxAttempts: facts.maxAttempts,
+                    dedupKey: stepDedupKey(facts.runId, nextStep),
+                    ...(runAt === undefined ? {} : { runAt }),
+                  },
+                },
+              ],
+              kvWrites: [{ key: facts.keys.cursor, value: encodeRecord({ jobId: facts.nextJobId, step: nextStep }) }],
+            },
+            ifCancelRequested: externalCancel,
+          },
+          primaryOutcome: undefined,
+          cancelOutcome,
+          next: { jobId: facts.nextJobId, stepNumber: nextStep },
+        };
+      }
+      case 'succeed':
+        return terminal({ action: { type: 'ack' }, effects: endRun }, end('succeeded', { result: outcome.result }));
+      case 'fail':
+        return terminal({ action: { type: 'ack' }, effects: endRun }, end('failed', { error: outcome.reason }));
+      case 'cancel': {
+        // A runner-issued cancel wins over an external one: same branch either way.
+        const own = end('cancelled', { error: outcome.reason });
+        return { settlement: { action: { type: 'ack' }, effects: endRun, ifCancelRequested: { action: { type: 'ack' }, effects: endRun } }, primaryOutcome: own, cancelOutcome: own };
+      }
+    }
+  }
+
+  const failure = describeFailure(result.error);
+  if (failure.permanent) {
+    return terminal({ action: { type: 'deadLetter', reason: failure.message }, effects: endRun }, end('failed', { error: failure.message }));
+  }
+  if (facts.attempts >= facts.maxAttempts) {
+    // Last attempt: this nack dead-letters, and the run ends with it.
+    return terminal({ action: { type: 'nack', error: failure.message }, effects: endRun }, end('failed', { error: failure.message }));
+  }
+  return {
+    settlement: { action: { type: 'nack', error: failure.message }, ifCancelRequested: externalCancel },
+    primaryOutcome: undefined,
+    cancelOutcome,
+  };
+}
