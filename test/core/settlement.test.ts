@@ -1,0 +1,137 @@
+/** Table-driven tests of the pure settlement decision: every row and precedence rule of SPEC section 5. */
+import { describe, expect, it } from 'vitest';
+import { StepError, StepOutcome, decideSettlement, decodeRecord, runKeys } from '../../core/index.js';
+import type { RunCursor, RunnerResult, SettlementDecision, StepFacts } from '../../core/index.js';
+import { bytes } from '../support/harness.js';
+
+const keys = runKeys('q', 'run-1');
+const endRun = { kvDeletes: [keys.identity, keys.cursor] };
+const externalCancel = { action: { type: 'ack' }, effects: endRun };
+
+function facts(overrides: Partial<StepFacts> = {}): StepFacts {
+  return {
+    queueName: 'q',
+    runId: 'run-1',
+    stepNumber: 4,
+    attempts: 1,
+    maxAttempts: 3,
+    priority: 1000,
+    userHeaders: { tenant: 'acme' },
+    keys,
+    now: 1_000_000,
+    nextJobId: 'NEXT',
+    maxPayloadBytes: 1024,
+    ...overrides,
+  };
+}
+
+const ok = (outcome: StepOutcome): RunnerResult => ({ ok: true, outcome });
+const thrown = (error: unknown): RunnerResult => ({ ok: false, error });
+const ended = (status: string, extra: object = {}): object => ({ runId: 'run-1', status, ...extra, headers: { tenant: 'acme' }, finalStep: 4 });
+
+interface Row {
+  name: string;
+  result: RunnerResult;
+  attempts?: number;
+  action: object;
+  endsRun: object | undefined;
+  cancelOutcome?: object;
+}
+
+const rows: Row[] = [
+  { name: 'succeed', result: ok(StepOutcome.succeed(bytes('r'))), action: { type: 'ack' }, endsRun: ended('succeeded', { result: bytes('r') }) },
+  { name: 'fail', result: ok(StepOutcome.fail('no')), action: { type: 'ack' }, endsRun: ended('failed', { error: 'no' }) },
+  {
+    name: 'runner cancel (its reason wins over an external cancel)',
+    result: ok(StepOutcome.cancel('why')),
+    action: { type: 'ack' },
+    endsRun: ended('cancelled', { error: 'why' }),
+    cancelOutcome: ended('cancelled', { error: 'why' }),
+  },
+  { name: 'permanent error', result: thrown(StepError.permanent('bad')), action: { type: 'deadLetter', reason: 'bad' }, endsRun: ended('failed', { error: 'bad' }) },
+  { name: 'transient error, attempts < max', result: thrown(StepError.transient('flaky')), attempts: 2, action: { type: 'nack', error: 'flaky' }, endsRun: undefined },
+  { name: 'transient error, attempts = max', result: thrown(StepError.transient('flaky')), attempts: 3, action: { type: 'nack', error: 'flaky' }, endsRun: ended('failed', { error: 'flaky' }) },
+  { name: 'plain Error is transient', result: thrown(new Error('boom')), action: { type: 'nack', error: 'boom' }, endsRun: undefined },
+  { name: 'thrown string is transient', result: thrown('text'), action: { type: 'nack', error: 'text' }, endsRun: undefined },
+];
+
+describe('decideSettlement', () => {
+  for (const row of rows) {
+    it(`${row.name}`, () => {
+      const decision = decideSettlement(facts({ attempts: row.attempts ?? 1 }), row.result);
+      expect(decision.settlement.action).toEqual(row.action);
+      expect(decision.primaryOutcome).toEqual(row.endsRun);
+      if (row.endsRun) expect(decision.settlement.effects).toEqual(endRun);
+      else expect(decision.settlement.effects).toBeUndefined();
+      // Whatever the runner did, an external cancel flagged at commit acks and ends the run cancelled, no error...
+      expect(decision.settlement.ifCancelRequested).toEqual(externalCancel);
+      // ...except a runner-issued cancel, whose reason is kept.
+      expect(decision.cancelOutcome).toEqual(row.cancelOutcome ?? ended('cancelled'));
+    });
+  }
+
+  it('continue: ack, next step enqueued with inherited priority, attempts, headers and dedup key, cursor moved', () => {
+    const decision = decideSettlement(facts({ priority: 7, maxAttempts: 9 }), ok(StepOutcome.continue(bytes('p'))));
+    expect(decision.primaryOutcome).toBeUndefined();
+    expect(decision.next).toEqual({ jobId: 'NEXT', stepNumber: 5 });
+    expect(decision.settlement.action).toEqual({ type: 'ack' });
+    const effects = decision.settlement.effects!;
+    expect(effects.enqueue).toEqual([
+      {
+        queue: 'q',
+        payload: bytes('p'),
+        options: {
+          id: 'NEXT',
+          headers: { tenant: 'acme', 'workflow.run_id': 'run-1', 'workflow.step': '5' },
+          priority: 7,
+          maxAttempts: 9,
+          dedupKey: 'run:run-1:5',
+        },
+      },
+    ]);
+    expect(effects.kvWrites).toHaveLength(1);
+    expect(effects.kvWrites![0]!.key).toBe(keys.cursor);
+    expect(decodeRecord<RunCursor>(effects.kvWrites![0]!.value)).toEqual({ jobId: 'NEXT', step: 5 });
+    expect(decision.settlement.ifCancelRequested).toEqual(externalCancel);
+    expect(decision.cancelOutcome).toEqual(ended('cancelled'));
+  });
+
+  it('continueAfter schedules the next step at now + delay', () => {
+    const decision: SettlementDecision = decideSettlement(facts(), ok(StepOutcome.continueAfter(bytes('p'), 3_600_000)));
+    expect(decision.settlement.effects!.enqueue![0]!.options!.runAt).toBe(1_000_000 + 3_600_000);
+  });
+
+  it('continueAfter with zero delay is an immediate continue', () => {
+    const decision = decideSettlement(facts(), ok(StepOutcome.continueAfter(bytes('p'), 0)));
+    expect(decision.settlement.effects!.enqueue![0]!.options!.runAt).toBeUndefined();
+  });
+
+  it('a continue payload over the limit fails the run permanently', () => {
+    const decision = decideSettlement(facts({ maxPayloadBytes: 2 }), ok(StepOutcome.continue(bytes('too big'))));
+    expect(decision.settlement.action.type).toBe('deadLetter');
+    expect(decision.primaryOutcome?.status).toBe('failed');
+    expect(decision.primaryOutcome?.error).toMatch(/limit/);
+  });
+
+  it('is pure: the same facts give the same decision', () => {
+    const a = decideSettlement(facts(), ok(StepOutcome.continue(bytes('p'))));
+    const b = decideSettlement(facts(), ok(StepOutcome.continue(bytes('p'))));
+    expect(a).toEqual(b);
+  });
+});
+
+describe('StepOutcome builders', () => {
+  it.each([-1, Number.NaN, Number.POSITIVE_INFINITY, 1.5])('continueAfter rejects delay %s with INVALID_ARGUMENT', (delay) => {
+    expect(() => StepOutcome.continueAfter(bytes('x'), delay)).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+
+  it('rejects non-bytes payloads', () => {
+    expect(() => StepOutcome.continue('text' as unknown as Uint8Array)).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+
+  it('StepError carries its kind', () => {
+    expect(StepError.permanent('x').isPermanent).toBe(true);
+    expect(StepError.transient('x').isPermanent).toBe(false);
+    expect(StepError.transient('x').code).toBe('STEP_FAILED');
+  });
+});
