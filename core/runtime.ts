@@ -113,9 +113,31 @@ const RUN_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 const MAX_STORE_BACKOFF_MS = 5_000;
 const SETTLE_RETRIES = 5;
 
+/** Creates the step's AbortController only when the runner reads `signal` (most never do). */
+class LazyAbort {
+  private controller: AbortController | undefined;
+  private reason: unknown;
+  private aborted = false;
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
+}
+
 interface InFlightStep {
   claim: Claim;
-  controller: AbortController;
+  controller: LazyAbort;
   leaseMs: number;
   renewedAt: number;
 }
@@ -140,6 +162,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   private running = false;
   private wakeUp: (() => void) | undefined;
   private woken = false;
+  private pollTimer: { dueAt: number; cancel: () => void } | undefined;
   private renewTimer: (() => void) | undefined;
 
   constructor(options: WorkflowRuntimeOptions) {
@@ -305,6 +328,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       unsubscribe();
       this.renewTimer?.();
       this.renewTimer = undefined;
+      this.pollTimer?.cancel();
+      this.pollTimer = undefined;
       this.running = false;
     }
   }
@@ -314,21 +339,34 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     this.wakeUp?.();
   }
 
-  /** Waits for a wakeup (store notification, a freed slot, abort) or `ms` of clock time. */
+  /**
+   * Waits for a wakeup (store notification, a freed slot, abort) or `ms` of
+   * clock time. One poll timer is shared by successive waits, so a busy
+   * loop does not create and clear a timer per iteration.
+   */
   private idle(ms: number, signal: AbortSignal): Promise<void> {
     if (this.woken || signal.aborted) {
       this.woken = false;
       return Promise.resolve();
     }
+    const dueAt = this.clock.now() + ms;
+    if (!this.pollTimer || this.pollTimer.dueAt > dueAt) {
+      this.pollTimer?.cancel();
+      const timer = {
+        dueAt,
+        cancel: this.clock.setTimer(() => {
+          if (this.pollTimer === timer) this.pollTimer = undefined;
+          this.wake();
+        }, ms),
+      };
+      this.pollTimer = timer;
+    }
     return new Promise((resolve) => {
-      const done = (): void => {
-        cancelTimer();
+      this.wakeUp = () => {
         this.wakeUp = undefined;
         this.woken = false;
         resolve();
       };
-      const cancelTimer = this.clock.setTimer(done, ms);
-      this.wakeUp = done;
     });
   }
 
@@ -358,13 +396,23 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     }
     const { runId, stepNumber } = parsed;
     const headers = userHeaders(job.headers);
-    const controller = new AbortController();
+    const controller = new LazyAbort();
     if (job.cancelRequested) controller.abort(cancelReason());
     const leaseMs = Math.max(1, (job.leaseExpiresAt ?? 0) - (job.claimedAt ?? 0));
     this.inFlight.set(job.id, { claim, controller, leaseMs, renewedAt: this.clock.now() });
     this.armRenewal(leaseMs);
-    this.emit('stepStarted', { runId, stepNumber, jobId: job.id, attempts: job.attempts });
-    const step: Step = { runId, stepNumber, payload: job.payload, headers, jobId: job.id, attempts: job.attempts, signal: controller.signal };
+    if (this.listenerCount('stepStarted') > 0) this.emit('stepStarted', { runId, stepNumber, jobId: job.id, attempts: job.attempts });
+    const step: Step = {
+      runId,
+      stepNumber,
+      payload: job.payload,
+      headers,
+      jobId: job.id,
+      attempts: job.attempts,
+      get signal() {
+        return controller.signal;
+      },
+    };
     let result: RunnerResult;
     try {
       result = toRunnerResult(await this.runner(step));
@@ -398,7 +446,9 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       else this.emit('storeError', { operation: 'settle', error, runId, jobId: job.id });
       return; // not committed (or unknown): the reaper re-delivers the step; no hook for an uncommitted outcome
     }
-    this.emit('stepSettled', { runId, stepNumber, jobId: job.id, branch: settled.branch, status: settled.status, durationMs: this.clock.now() - (job.claimedAt ?? now) });
+    if (this.listenerCount('stepSettled') > 0) {
+      this.emit('stepSettled', { runId, stepNumber, jobId: job.id, branch: settled.branch, status: settled.status, durationMs: this.clock.now() - (job.claimedAt ?? now) });
+    }
     const outcome = settled.branch === 'cancel' ? decision.cancelOutcome : decision.primaryOutcome;
     if (outcome) await this.finish(outcome);
   }

@@ -44,11 +44,36 @@ import {
 } from '../../core/store-validation.js';
 import { BinaryHeap, SortedStringSet } from './binary-heap.js';
 
-/** A job as kept in memory: the record plus the current claim token and a version for lazy heap deletion. */
-interface StoredJob extends JobRecord {
-  token?: string;
+/**
+ * A job as kept in memory: the record plus the current claim token and a
+ * version for lazy heap deletion. A class with every field always present
+ * (undefined when unset), so V8 keeps one fast object shape: `delete` would
+ * turn each job into a slow dictionary object.
+ */
+class StoredJob {
+  status: JobStatus = 'pending';
+  attempts = 0;
+  claimedAt: number | undefined = undefined;
+  leaseExpiresAt: number | undefined = undefined;
+  runAt: number | undefined = undefined;
+  lastError: string | undefined = undefined;
+  dedupKey: string | undefined = undefined;
+  completedAt: number | undefined = undefined;
+  failedAt: number | undefined = undefined;
+  cancelRequested = false;
+  token: string | undefined = undefined;
   /** Bumped whenever the job changes status, invalidating heap entries made before. */
-  version: number;
+  version = 0;
+
+  constructor(
+    readonly id: string,
+    readonly queue: string,
+    readonly payload: Uint8Array,
+    readonly headers: Record<string, string>,
+    readonly maxAttempts: number,
+    readonly priority: number,
+    readonly enqueuedAt: number,
+  ) {}
 }
 
 interface HeapEntry {
@@ -175,8 +200,8 @@ export class MemoryStore implements QueueStore {
     const config = this.configs.get(job.queue);
     const now = this.clock.now();
     state.counters.claimed--;
-    delete job.leaseExpiresAt;
-    delete job.token;
+    job.leaseExpiresAt = undefined;
+    job.token = undefined;
     job.version++;
     const action = branch.action;
     let status: SettleResult['status'];
@@ -252,8 +277,8 @@ export class MemoryStore implements QueueStore {
         const job = entry.job;
         if (job.version !== entry.version || job.status !== 'claimed' || job.leaseExpiresAt !== entry.key) continue;
         state.counters.claimed--;
-        delete job.leaseExpiresAt;
-        delete job.token;
+        job.leaseExpiresAt = undefined;
+        job.token = undefined;
         job.version++;
         if (job.attempts >= job.maxAttempts) {
           job.lastError = 'lease expired';
@@ -309,8 +334,8 @@ export class MemoryStore implements QueueStore {
     state.deadIds.delete(job.id);
     job.attempts = 0;
     job.cancelRequested = false;
-    delete job.lastError;
-    delete job.failedAt;
+    job.lastError = undefined;
+    job.failedAt = undefined;
     job.version++;
     this.makePending(state, job);
   }
@@ -445,19 +470,15 @@ export class MemoryStore implements QueueStore {
     const config = this.configs.get(queue);
     const now = this.clock.now();
     const id = options?.id ?? newId(now);
-    const job: StoredJob = {
+    const job = new StoredJob(
       id,
       queue,
-      payload: payload.slice(),
-      headers: copyHeaders(options?.headers),
-      status: 'pending',
-      attempts: 0,
-      maxAttempts: options?.maxAttempts ?? config.maxAttempts,
-      priority: options?.priority ?? config.defaultPriority,
-      enqueuedAt: now,
-      cancelRequested: false,
-      version: 0,
-    };
+      payload.slice(),
+      copyHeaders(options?.headers),
+      options?.maxAttempts ?? config.maxAttempts,
+      options?.priority ?? config.defaultPriority,
+      now,
+    );
     if (dedupKey !== undefined) {
       job.dedupKey = dedupKey;
       state.dedup.set(dedupKey, id);
@@ -483,12 +504,12 @@ export class MemoryStore implements QueueStore {
   private releaseDedup(state: QueueState, job: StoredJob): void {
     if (job.dedupKey === undefined) return;
     if (state.dedup.get(job.dedupKey) === job.id) state.dedup.delete(job.dedupKey);
-    delete job.dedupKey;
+    job.dedupKey = undefined;
   }
 
   private makePending(state: QueueState, job: StoredJob): void {
     job.status = 'pending';
-    delete job.runAt;
+    job.runAt = undefined;
     state.counters.pending++;
     state.pending.push({ key: job.priority, id: job.id, version: job.version, job });
     this.notify(job.queue, { type: 'jobsAvailable', queue: job.queue });
@@ -600,7 +621,7 @@ function toRecord(job: StoredJob): JobRecord {
     queue: job.queue,
     payload: job.payload.slice(),
     headers: copyHeaders(job.headers),
-    status: job.status as JobStatus,
+    status: job.status,
     attempts: job.attempts,
     maxAttempts: job.maxAttempts,
     priority: job.priority,
