@@ -33,12 +33,15 @@ function parseArgs(argv: string[]): Args {
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
-    if (flag === '--store' && value) (args.store = value), i++;
-    else if (flag === '--runs' && value) (args.runs = Number(value)), i++;
-    else if (flag === '--steps' && value) (args.steps = Number(value)), i++;
-    else if (flag === '--concurrency' && value) (args.concurrency = Number(value)), i++;
+    const takesValue = ['--store', '--runs', '--steps', '--concurrency', '--heap-runs'].includes(flag ?? '');
+    if (takesValue && value === undefined) throw new Error(`${flag} needs a value`);
+    if (takesValue) i++;
+    if (flag === '--store') args.store = value as string;
+    else if (flag === '--runs') args.runs = Number(value);
+    else if (flag === '--steps') args.steps = Number(value);
+    else if (flag === '--concurrency') args.concurrency = Number(value);
+    else if (flag === '--heap-runs') args.heapRuns = Number(value);
     else if (flag === '--heap') args.heap = true;
-    else if (flag === '--heap-runs' && value) (args.heapRuns = Number(value)), i++;
     else throw new Error(`unknown argument ${flag}; stores: ${storeNames.join(', ')}`);
   }
   for (const [name, value] of Object.entries({ runs: args.runs, steps: args.steps, concurrency: args.concurrency })) {

@@ -1,3 +1,4 @@
+import type { Clock } from './clock.js';
 import { InvalidArgumentError } from './errors.js';
 
 /** Claim-order constants: a lower number is claimed first. */
@@ -43,7 +44,7 @@ export const DEFAULT_PROMOTE_INTERVAL_MS = 1_000;
 /** Options every store constructor accepts (adapters add their own). */
 export interface StoreOptions {
   /** Time source; `SystemClock` when omitted. */
-  clock?: import('./clock.js').Clock;
+  clock?: Clock;
   /** Overrides of `DEFAULT_QUEUE_CONFIG` for every queue. */
   defaultQueueConfig?: Partial<QueueConfig>;
   /** Per-queue overrides, applied on top of `defaultQueueConfig`. */
