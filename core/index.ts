@@ -1,6 +1,6 @@
 export { WorkflowRuntime, DEFAULT_LIMITS, SettlementUncertainError } from './runtime.js';
 export type { RunSpec, SubmitResult, RunState, RunStatus, RuntimeLimits, WorkflowRuntimeOptions, RuntimeEvents } from './runtime.js';
-export { StepOutcome, StepError, noopHook } from './outcomes.js';
+export { StepOutcome, StepError, noopHook, describeFailure, toRunnerResult } from './outcomes.js';
 export type { Step, StepRunner, RunOutcome, TerminalHook, TerminalStatus, RunnerResult } from './outcomes.js';
 export { decideSettlement, stepDedupKey, stepHeaders, HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX } from './settlement.js';
 export type { StepFacts, SettlementDecision } from './settlement.js';
