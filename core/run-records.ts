@@ -8,6 +8,8 @@
  * Both are deleted by the settlement (or cancel) that ends the run.
  */
 import { createHash } from 'node:crypto';
+import { parseHeadersJson } from './headers.js';
+import type { RunOutcome } from './outcomes.js';
 
 export interface RunIdentity {
   runId: string;
@@ -38,4 +40,21 @@ export function decodeRecord<T extends RunIdentity | RunCursor>(bytes: Uint8Arra
 
 export function sha256Hex(input: Uint8Array): string {
   return createHash('sha256').update(input).digest('hex');
+}
+
+/** Payload of a durable outcome-notification job. */
+export function encodeOutcome(outcome: RunOutcome): Uint8Array {
+  const { result, ...rest } = outcome;
+  return encoder.encode(JSON.stringify({ ...rest, ...(result === undefined ? {} : { result: Buffer.from(result).toString('base64') }) }));
+}
+
+export function decodeOutcome(bytes: Uint8Array): RunOutcome {
+  const raw = JSON.parse(decoder.decode(bytes)) as Omit<RunOutcome, 'result'> & { result?: string };
+  const { result, headers, ...rest } = raw;
+  return { ...rest, headers: parseHeadersJson(JSON.stringify(headers)), ...(result === undefined ? {} : { result: new Uint8Array(Buffer.from(result, 'base64')) }) };
+}
+
+/** Dedup key of the notification for a run that ended on `jobId`: at most one live notification per ending. */
+export function outcomeDedupKey(jobId: string): string {
+  return `outcome:${jobId}`;
 }

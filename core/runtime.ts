@@ -17,10 +17,10 @@ import { copyHeaders, headerBytes } from './headers.js';
 import { newId } from './ids.js';
 import { noopHook, toRunnerResult } from './outcomes.js';
 import type { RunOutcome, RunnerResult, Step, StepRunner, TerminalHook } from './outcomes.js';
-import type { Claim, Headers, JobRecord, QueueStore, SettleResult, StoreNotification } from './queue-store.js';
-import { decodeRecord, encodeRecord, runKeys, sha256Hex } from './run-records.js';
+import type { Claim, Effects, Headers, JobRecord, QueueStore, SettleResult, StoreNotification } from './queue-store.js';
+import { decodeOutcome, decodeRecord, encodeOutcome, encodeRecord, outcomeDedupKey, runKeys, sha256Hex } from './run-records.js';
 import type { RunCursor, RunIdentity } from './run-records.js';
-import { HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX, decideSettlement, stepDedupKey, stepHeaders } from './settlement.js';
+import { HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX, decideSettlement, endRunEffects, stepDedupKey, stepHeaders } from './settlement.js';
 import type { SettlementDecision } from './settlement.js';
 import { checkNonNegativeInt, checkPositiveInt, describe } from './store-validation.js';
 
@@ -86,6 +86,14 @@ export interface WorkflowRuntimeOptions {
   /** Must be the store's clock. Default `SystemClock`. */
   clock?: Clock;
   limits?: Partial<RuntimeLimits>;
+  /**
+   * How the hook is delivered. `inProcess` (default): awaited right after the
+   * terminal commit by the runtime that committed it; a crash in between loses
+   * that one notification. `durable`: the terminal commit also enqueues the
+   * outcome on `<queueName>.outcomes`, and worker loops run the hook as that
+   * job's worker, at least once, retried with the queue's backoff on failure.
+   */
+  hookDelivery?: 'inProcess' | 'durable';
 }
 
 /** Typed lifecycle events, for logging and metrics without wrapping the runner. */
@@ -158,6 +166,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   private readonly pollIntervalMs: number;
   private readonly clock: Clock;
   private readonly limits: RuntimeLimits;
+  /** Queue of durable outcome notifications; undefined for in-process hook delivery. */
+  readonly outcomeQueue: string | undefined;
   private readonly inFlight = new Map<string, InFlightStep>();
   private running = false;
   private wakeUp: (() => void) | undefined;
@@ -182,6 +192,10 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     checkPositiveInt('pollIntervalMs', this.pollIntervalMs);
     this.clock = options.clock ?? new SystemClock();
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    if (options.hookDelivery !== undefined && options.hookDelivery !== 'inProcess' && options.hookDelivery !== 'durable') {
+      throw new InvalidArgumentError('hookDelivery', `expected "inProcess" or "durable", got ${describe(options.hookDelivery)}`);
+    }
+    this.outcomeQueue = options.hookDelivery === 'durable' ? `${this.queueName}.outcomes` : undefined;
     checkPositiveInt('limits.maxPayloadBytes', this.limits.maxPayloadBytes);
     checkNonNegativeInt('limits.maxHeaders', this.limits.maxHeaders);
     checkNonNegativeInt('limits.maxHeaderBytes', this.limits.maxHeaderBytes);
@@ -264,10 +278,17 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       const cursor = decodeRecord<RunCursor>(raw);
       // Same job twice and still not found: it is dead awaiting finalization, not cancellable.
       if (cursor.jobId === previousJobId) return false;
-      const result = await this.store.cancel(cursor.jobId, { kvDeletes: [keys.identity, keys.cursor] });
+      let effects: Effects = { kvDeletes: [keys.identity, keys.cursor] };
+      if (this.outcomeQueue !== undefined) {
+        // The notification carries the outcome, and so the job's headers: read them first.
+        const job = await this.store.getJob(cursor.jobId);
+        if (job && (job.status === 'pending' || job.status === 'scheduled')) {
+          effects = endRunEffects({ keys, outcomeQueue: this.outcomeQueue, jobId: job.id }, cancelledOutcome(runId, job.headers, cursor.step));
+        }
+      }
+      const result = await this.store.cancel(cursor.jobId, effects);
       if (result.outcome === 'removed') {
-        const outcome: RunOutcome = { runId, status: 'cancelled', headers: userHeaders(result.job.headers), finalStep: cursor.step };
-        await this.finish(outcome);
+        await this.finish(cancelledOutcome(runId, result.job.headers, cursor.step));
         return true;
       }
       if (result.outcome === 'requested') {
@@ -288,7 +309,9 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   async run(signal: AbortSignal): Promise<void> {
     if (this.running) throw new InvalidStateError(this.queueName, 'running', 'start a second worker loop on');
     this.running = true;
-    const unsubscribe = this.store.subscribe(this.queueName, (n) => this.onNotification(n));
+    const sources: Array<{ queue: string; process: (claim: Claim) => Promise<void> }> = [{ queue: this.queueName, process: (c) => this.processStep(c) }];
+    if (this.outcomeQueue !== undefined) sources.push({ queue: this.outcomeQueue, process: (c) => this.processOutcome(c) });
+    const unsubscribes = sources.map((source) => this.store.subscribe(source.queue, (n) => this.onNotification(n)));
     const onAbort = (): void => this.wake();
     signal.addEventListener('abort', onAbort);
     const steps = new Set<Promise<void>>();
@@ -296,36 +319,35 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       await this.finalizeReapedRuns();
       let failures = 0;
       while (!signal.aborted) {
-        const free = this.maxConcurrentSteps - steps.size;
-        let claimed = 0;
-        if (free > 0) {
-          this.woken = false;
-          let claims: Claim[];
-          try {
-            claims = await this.store.claim(this.queueName, { limit: free });
-            failures = 0;
-          } catch (error) {
-            this.emit('storeError', { operation: 'claim', error });
-            failures++;
-            await this.idle(Math.min(MAX_STORE_BACKOFF_MS, 50 * 2 ** Math.min(failures, 10)), signal);
-            continue;
+        let moreWaiting = false;
+        this.woken = false;
+        try {
+          for (const source of sources) {
+            const free = this.maxConcurrentSteps - steps.size;
+            if (free <= 0) break;
+            const claims = await this.store.claim(source.queue, { limit: free });
+            if (claims.length === free) moreWaiting = true; // a full batch: more may be waiting
+            for (const claim of claims) {
+              const work = source.process(claim).finally(() => {
+                steps.delete(work);
+                this.wake();
+              });
+              steps.add(work);
+            }
           }
-          claimed = claims.length;
-          for (const claim of claims) {
-            const step = this.processStep(claim).finally(() => {
-              steps.delete(step);
-              this.wake();
-            });
-            steps.add(step);
-          }
+          failures = 0;
+        } catch (error) {
+          this.emit('storeError', { operation: 'claim', error });
+          failures++;
+          await this.idle(Math.min(MAX_STORE_BACKOFF_MS, 50 * 2 ** Math.min(failures, 10)), signal);
+          continue;
         }
-        // A full batch means more may be waiting; otherwise sleep until something changes.
-        if (claimed === 0 || claimed < free) await this.idle(this.pollIntervalMs, signal);
+        if (!moreWaiting) await this.idle(this.pollIntervalMs, signal);
       }
       await Promise.all(steps);
     } finally {
       signal.removeEventListener('abort', onAbort);
-      unsubscribe();
+      for (const unsubscribe of unsubscribes) unsubscribe();
       this.renewTimer?.();
       this.renewTimer = undefined;
       this.pollTimer?.cancel();
@@ -435,6 +457,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         now,
         nextJobId: newId(now),
         maxPayloadBytes: this.limits.maxPayloadBytes,
+        outcomeQueue: this.outcomeQueue,
+        jobId: job.id,
       },
       result,
     );
@@ -478,13 +502,42 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     throw lastError;
   }
 
-  /** Terminal bookkeeping after a commit: event, then the hook (errors caught). */
+  /**
+   * Terminal bookkeeping after a commit: the event, then (in-process delivery)
+   * the hook, errors caught. With durable delivery the committed notification
+   * job runs the hook instead.
+   */
   private async finish(outcome: RunOutcome): Promise<void> {
     this.emit('runEnded', outcome);
+    if (this.outcomeQueue === undefined) await this.runHook(outcome);
+  }
+
+  /** Runs the hook; reports and returns its error instead of throwing. */
+  private async runHook(outcome: RunOutcome): Promise<unknown> {
     try {
       await this.hook(outcome);
+      return undefined;
     } catch (error) {
       this.emit('hookFailed', { outcome, error });
+      return error ?? new Error('hook failed');
+    }
+  }
+
+  /** Durable delivery: one outcome notification job, acked once the hook succeeded, nacked (retried) otherwise. */
+  private async processOutcome(claim: Claim): Promise<void> {
+    let outcome: RunOutcome;
+    try {
+      outcome = decodeOutcome(claim.job.payload);
+    } catch (error) {
+      await this.settleWithRetry(claim, { settlement: { action: { type: 'deadLetter', reason: `undecodable outcome: ${(error as Error).message}` } } }).catch(() => undefined);
+      return;
+    }
+    const error = await this.runHook(outcome);
+    const action = error === undefined ? ({ type: 'ack' } as const) : ({ type: 'nack', error: error instanceof Error ? error.message : String(error) } as const);
+    try {
+      await this.settleWithRetry(claim, { settlement: { action } });
+    } catch (settleError) {
+      this.emit('storeError', { operation: 'settleOutcome', error: settleError, runId: outcome.runId, jobId: claim.jobId });
     }
   }
 
@@ -548,6 +601,10 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     try {
       const raw = await this.store.kvGet(keys.cursor);
       if (raw === undefined || decodeRecord<RunCursor>(raw).jobId !== job.id) return; // the run did not end here
+      if (this.outcomeQueue !== undefined) {
+        // At least once: enqueue first (the dedup key stops racing runtimes doubling it), then end the run.
+        await this.store.enqueue(this.outcomeQueue, encodeOutcome(reapedOutcome(job, parsed)), { dedupKey: outcomeDedupKey(job.id) });
+      }
       await this.store.kvDelete(keys.identity);
       // Compare-and-delete decides which runtime reports the run's end.
       if (!(await this.store.kvDelete(keys.cursor, { ifValue: raw }))) return;
@@ -555,12 +612,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       this.emit('storeError', { operation: 'finalizeReapedStep', error, runId: parsed.runId, jobId: job.id });
       return;
     }
-    const headers = userHeaders(job.headers);
-    await this.finish(
-      job.cancelRequested
-        ? { runId: parsed.runId, status: 'cancelled', headers, finalStep: parsed.stepNumber }
-        : { runId: parsed.runId, status: 'failed', error: job.lastError ?? 'lease expired', headers, finalStep: parsed.stepNumber },
-    );
+    await this.finish(reapedOutcome(job, parsed));
   }
 
   // ---- input checks ----------------------------------------------------------
@@ -599,6 +651,18 @@ export class SettlementUncertainError extends LeaseLostError {
     this.message = `settlement of job "${jobId}" failed and its retry found the lease gone: the first attempt may have committed`;
     this.cause = cause;
   }
+}
+
+/** Outcome of a run whose step the reaper dead-lettered. */
+function reapedOutcome(job: JobRecord, step: { runId: string; stepNumber: number }): RunOutcome {
+  const headers = userHeaders(job.headers);
+  return job.cancelRequested
+    ? { runId: step.runId, status: 'cancelled', headers, finalStep: step.stepNumber }
+    : { runId: step.runId, status: 'failed', error: job.lastError ?? 'lease expired', headers, finalStep: step.stepNumber };
+}
+
+function cancelledOutcome(runId: string, jobHeaders: Headers, finalStep: number): RunOutcome {
+  return { runId, status: 'cancelled', headers: userHeaders(jobHeaders), finalStep };
 }
 
 function checkRunId(runId: unknown): asserts runId is string {

@@ -16,10 +16,10 @@
  * | any of the above, cancel flagged   | ack + delete run records        | cancelled, no error |
  *   (except a runner-issued cancel, whose reason wins)
  */
-import { encodeRecord } from './run-records.js';
+import { encodeOutcome, encodeRecord, outcomeDedupKey } from './run-records.js';
 import { describeFailure } from './outcomes.js';
 import type { RunOutcome, RunnerResult } from './outcomes.js';
-import type { Headers, Settlement, SettlementBranch } from './queue-store.js';
+import type { Effects, Headers, Settlement, SettlementBranch } from './queue-store.js';
 
 /** Reserved step-job header carrying the run id. */
 export const HEADER_RUN_ID = 'workflow.run_id';
@@ -50,6 +50,10 @@ export interface StepFacts {
   nextJobId: string;
   /** Largest payload a continue may carry. */
   maxPayloadBytes: number;
+  /** Durable hook delivery: terminal branches also enqueue the outcome on this queue. */
+  outcomeQueue?: string;
+  /** Id of the job being settled (names the outcome notification). */
+  jobId?: string;
 }
 
 /** The decision: what to commit, and how the run ends on each branch. */
@@ -81,11 +85,10 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
     headers: facts.userHeaders,
     finalStep: facts.stepNumber,
   });
-  const endRun = { kvDeletes: [facts.keys.identity, facts.keys.cursor] };
-  const externalCancel: SettlementBranch = { action: { type: 'ack' }, effects: endRun };
   const cancelOutcome = end('cancelled', {});
+  const externalCancel: SettlementBranch = { action: { type: 'ack' }, effects: endRunEffects(facts, cancelOutcome) };
   const terminal = (branch: SettlementBranch, outcome: RunOutcome): SettlementDecision => ({
-    settlement: { ...branch, ifCancelRequested: externalCancel },
+    settlement: { ...branch, effects: endRunEffects(facts, outcome), ifCancelRequested: externalCancel },
     primaryOutcome: outcome,
     cancelOutcome,
   });
@@ -97,7 +100,7 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
       case 'continueAfter': {
         if (outcome.payload.byteLength > facts.maxPayloadBytes) {
           const message = `continue payload is ${outcome.payload.byteLength} bytes; the limit is ${facts.maxPayloadBytes} bytes`;
-          return terminal({ action: { type: 'deadLetter', reason: message }, effects: endRun }, end('failed', { error: message }));
+          return terminal({ action: { type: 'deadLetter', reason: message } }, end('failed', { error: message }));
         }
         const nextStep = facts.stepNumber + 1;
         const runAt = outcome.kind === 'continueAfter' && outcome.delayMs > 0 ? facts.now + outcome.delayMs : undefined;
@@ -129,28 +132,41 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
         };
       }
       case 'succeed':
-        return terminal({ action: { type: 'ack' }, effects: endRun }, end('succeeded', { result: outcome.result }));
+        return terminal({ action: { type: 'ack' } }, end('succeeded', { result: outcome.result }));
       case 'fail':
-        return terminal({ action: { type: 'ack' }, effects: endRun }, end('failed', { error: outcome.reason }));
+        return terminal({ action: { type: 'ack' } }, end('failed', { error: outcome.reason }));
       case 'cancel': {
         // A runner-issued cancel wins over an external one: same branch either way.
         const own = end('cancelled', { error: outcome.reason });
-        return { settlement: { action: { type: 'ack' }, effects: endRun, ifCancelRequested: { action: { type: 'ack' }, effects: endRun } }, primaryOutcome: own, cancelOutcome: own };
+        const branch: SettlementBranch = { action: { type: 'ack' }, effects: endRunEffects(facts, own) };
+        return { settlement: { ...branch, ifCancelRequested: branch }, primaryOutcome: own, cancelOutcome: own };
       }
     }
   }
 
   const failure = describeFailure(result.error);
   if (failure.permanent) {
-    return terminal({ action: { type: 'deadLetter', reason: failure.message }, effects: endRun }, end('failed', { error: failure.message }));
+    return terminal({ action: { type: 'deadLetter', reason: failure.message } }, end('failed', { error: failure.message }));
   }
   if (facts.attempts >= facts.maxAttempts) {
     // Last attempt: this nack dead-letters, and the run ends with it.
-    return terminal({ action: { type: 'nack', error: failure.message }, effects: endRun }, end('failed', { error: failure.message }));
+    return terminal({ action: { type: 'nack', error: failure.message } }, end('failed', { error: failure.message }));
   }
   return {
     settlement: { action: { type: 'nack', error: failure.message }, ifCancelRequested: externalCancel },
     primaryOutcome: undefined,
     cancelOutcome,
   };
+}
+
+/**
+ * Effects that end a run: both run records deleted and, with durable hook
+ * delivery, the outcome enqueued as a notification job in the same commit.
+ */
+export function endRunEffects(facts: Pick<StepFacts, 'keys' | 'outcomeQueue' | 'jobId'>, outcome: RunOutcome): Effects {
+  const effects: Effects = { kvDeletes: [facts.keys.identity, facts.keys.cursor] };
+  if (facts.outcomeQueue !== undefined) {
+    effects.enqueue = [{ queue: facts.outcomeQueue, payload: encodeOutcome(outcome), options: { dedupKey: outcomeDedupKey(facts.jobId ?? outcome.runId) } }];
+  }
+  return effects;
 }
