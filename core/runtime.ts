@@ -120,6 +120,7 @@ export interface RuntimeEvents {
 const RUN_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 const MAX_STORE_BACKOFF_MS = 5_000;
 const SETTLE_RETRIES = 5;
+const STORE_RETRIES = 10;
 
 /** Creates the step's AbortController only when the runner reads `signal` (most never do). */
 class LazyAbort {
@@ -282,7 +283,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       if (this.outcomeQueue !== undefined) {
         // The notification carries the outcome, and so the job's headers: read them first.
         const job = await this.store.getJob(cursor.jobId);
-        if (job && (job.status === 'pending' || job.status === 'scheduled')) {
+        // Attach them whatever the status read: they commit only with a removal, and the step may be re-queued meanwhile.
+        if (job) {
           effects = endRunEffects({ keys, outcomeQueue: this.outcomeQueue, jobId: job.id }, cancelledOutcome(runId, job.headers, cursor.step));
         }
       }
@@ -532,7 +534,14 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       await this.settleWithRetry(claim, { settlement: { action: { type: 'deadLetter', reason: `undecodable outcome: ${(error as Error).message}` } } }).catch(() => undefined);
       return;
     }
-    const error = await this.runHook(outcome);
+    let error: unknown;
+    try {
+      await this.removeEndedRunRecords(outcome);
+    } catch (storeError) {
+      this.emit('storeError', { operation: 'removeEndedRunRecords', error: storeError, runId: outcome.runId, jobId: claim.jobId });
+      error = storeError;
+    }
+    if (error === undefined) error = await this.runHook(outcome);
     const action = error === undefined ? ({ type: 'ack' } as const) : ({ type: 'nack', error: error instanceof Error ? error.message : String(error) } as const);
     try {
       await this.settleWithRetry(claim, { settlement: { action } });
@@ -583,10 +592,9 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     for (;;) {
       let page: JobRecord[];
       try {
-        page = await this.store.deadJobs(this.queueName, { after, limit: 500 });
-      } catch (error) {
-        this.emit('storeError', { operation: 'deadJobs', error });
-        return;
+        page = await this.retryTransient('deadJobs', () => this.store.deadJobs(this.queueName, { after, limit: 500 }));
+      } catch {
+        return; // reported; the next start scans again
       }
       for (const job of page) await this.finalizeReapedStep(job);
       if (page.length < 500) return;
@@ -598,21 +606,57 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     const parsed = parseStepHeaders(job.headers);
     if (parsed instanceof Error) return;
     const keys = runKeys(this.queueName, parsed.runId);
+    let won: boolean;
     try {
-      const raw = await this.store.kvGet(keys.cursor);
-      if (raw === undefined || decodeRecord<RunCursor>(raw).jobId !== job.id) return; // the run did not end here
-      if (this.outcomeQueue !== undefined) {
-        // At least once: enqueue first (the dedup key stops racing runtimes doubling it), then end the run.
-        await this.store.enqueue(this.outcomeQueue, encodeOutcome(reapedOutcome(job, parsed)), { dedupKey: outcomeDedupKey(job.id) });
-      }
-      await this.store.kvDelete(keys.identity);
-      // Compare-and-delete decides which runtime reports the run's end.
-      if (!(await this.store.kvDelete(keys.cursor, { ifValue: raw }))) return;
-    } catch (error) {
-      this.emit('storeError', { operation: 'finalizeReapedStep', error, runId: parsed.runId, jobId: job.id });
-      return;
+      won = await this.retryTransient(
+        'finalizeReapedStep',
+        async () => {
+          const raw = await this.store.kvGet(keys.cursor);
+          if (raw === undefined || decodeRecord<RunCursor>(raw).jobId !== job.id) return false; // the run did not end here
+          if (this.outcomeQueue !== undefined) {
+            // At least once: enqueue first (the dedup key stops racing runtimes doubling it), then end the run.
+            await this.store.enqueue(this.outcomeQueue, encodeOutcome(reapedOutcome(job, parsed)), { dedupKey: outcomeDedupKey(job.id) });
+          }
+          await this.store.kvDelete(keys.identity);
+          // Compare-and-delete decides which runtime reports the run's end.
+          return this.store.kvDelete(keys.cursor, { ifValue: raw });
+        },
+        { runId: parsed.runId, jobId: job.id },
+      );
+    } catch {
+      return; // reported; the next start's scan finishes it
     }
-    await this.finish(reapedOutcome(job, parsed));
+    if (won) await this.finish(reapedOutcome(job, parsed));
+  }
+
+  /**
+   * Durable delivery of a reaped run: its notification is committed before
+   * its run records are removed, so the deliverer removes any left before
+   * the hook runs (a finished run never looks active to the hook).
+   */
+  private async removeEndedRunRecords(outcome: RunOutcome): Promise<void> {
+    const keys = runKeys(this.queueName, outcome.runId);
+    const raw = await this.store.kvGet(keys.cursor);
+    if (raw === undefined) return;
+    const cursor = decodeRecord<RunCursor>(raw);
+    if (cursor.step !== outcome.finalStep) return;
+    const job = await this.store.getJob(cursor.jobId);
+    if (job && job.status !== 'dead') return; // a newer run with the same id
+    await this.store.kvDelete(keys.identity);
+    await this.store.kvDelete(keys.cursor, { ifValue: raw });
+  }
+
+  /** Retries transient store errors with backoff (reporting each); rethrows the last one, or a permanent one. */
+  private async retryTransient<T>(operation: string, fn: () => Promise<T>, ids: { runId?: string; jobId?: string } = {}): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (error) {
+        this.emit('storeError', { operation, error, ...ids });
+        if (!isTransientError(error) || attempt + 1 >= STORE_RETRIES) throw error;
+        await sleepOn(this.clock, Math.min(MAX_STORE_BACKOFF_MS, 20 * 2 ** attempt));
+      }
+    }
   }
 
   // ---- input checks ----------------------------------------------------------

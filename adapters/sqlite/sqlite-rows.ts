@@ -1,0 +1,58 @@
+/** Conversions between `taquba_jobs` rows and `JobRecord`s. */
+import { parseHeadersJson } from '../../core/headers.js';
+import type { JobRecord, JobStatus } from '../../core/queue-store.js';
+
+/** A `taquba_jobs` row as better-sqlite3 returns it. */
+export interface JobRow {
+  id: string;
+  queue: string;
+  status: JobStatus;
+  payload: Buffer;
+  headers: string;
+  attempts: number;
+  max_attempts: number;
+  priority: number;
+  enqueued_at: number;
+  claimed_at: number | null;
+  lease_expires_at: number | null;
+  run_at: number | null;
+  last_error: string | null;
+  dedup_key: string | null;
+  completed_at: number | null;
+  failed_at: number | null;
+  cancel_requested: number;
+  claim_token: string | null;
+}
+
+/** Columns of a full record, in `SELECT` form. */
+export const JOB_COLUMNS =
+  'id, queue, status, payload, headers, attempts, max_attempts, priority, enqueued_at, claimed_at, lease_expires_at, run_at, last_error, dedup_key, completed_at, failed_at, cancel_requested, claim_token';
+
+/** A detached record with absent optional fields omitted (plain `Uint8Array` payload). */
+export function rowToRecord(row: JobRow): JobRecord {
+  const record: JobRecord = {
+    id: row.id,
+    queue: row.queue,
+    payload: new Uint8Array(row.payload),
+    headers: parseHeadersJson(row.headers),
+    status: row.status,
+    attempts: row.attempts,
+    maxAttempts: row.max_attempts,
+    priority: row.priority,
+    enqueuedAt: row.enqueued_at,
+    cancelRequested: row.cancel_requested !== 0,
+  };
+  if (row.claimed_at !== null) record.claimedAt = row.claimed_at;
+  if (row.lease_expires_at !== null) record.leaseExpiresAt = row.lease_expires_at;
+  if (row.run_at !== null) record.runAt = row.run_at;
+  if (row.last_error !== null) record.lastError = row.last_error;
+  if (row.dedup_key !== null) record.dedupKey = row.dedup_key;
+  if (row.completed_at !== null) record.completedAt = row.completed_at;
+  if (row.failed_at !== null) record.failedAt = row.failed_at;
+  return record;
+}
+
+/** A view of bytes that better-sqlite3 binds as a BLOB, without copying. */
+export function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}

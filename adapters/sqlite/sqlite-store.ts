@@ -1,0 +1,879 @@
+import { randomBytes } from 'node:crypto';
+import Database from 'better-sqlite3';
+import type BetterSqlite3 from 'better-sqlite3';
+import { SystemClock } from '../../core/clock.js';
+import type { Clock } from '../../core/clock.js';
+import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError } from '../../core/errors.js';
+import { newId } from '../../core/ids.js';
+import { DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs, retryDelayMs } from '../../core/queue-config.js';
+import type { StoreOptions } from '../../core/queue-config.js';
+import type {
+  CancelResult,
+  Claim,
+  ClaimRef,
+  CompletionResult,
+  Effects,
+  EnqueueOptions,
+  EnqueueResult,
+  JobRecord,
+  JobStatus,
+  KvWrite,
+  QueueStats,
+  QueueStore,
+  ReapReport,
+  RenewResult,
+  SettleResult,
+  Settlement,
+  StoreNotification,
+} from '../../core/queue-store.js';
+import {
+  checkEffects,
+  checkEnqueueOptions,
+  checkJobId,
+  checkKvKey,
+  checkKvWrites,
+  checkPayload,
+  checkPositiveInt,
+  checkQueueName,
+  checkSettlement,
+  describe,
+} from '../../core/store-validation.js';
+import { isTransientSqliteError, mapOpenError, mapOperationError, sqliteCode } from './sqlite-errors.js';
+import { rowToRecord, toBuffer } from './sqlite-rows.js';
+import type { JobRow } from './sqlite-rows.js';
+import { ensureSchema } from './sqlite-schema.js';
+import { prepareStatements } from './sqlite-statements.js';
+import type { Statements } from './sqlite-statements.js';
+
+/** SQLite `synchronous` levels. See docs/sqlite.md for what each survives. */
+export type SqliteSynchronous = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA';
+
+/** Options of `SqliteStore`: the common `StoreOptions` plus the file and its durability. */
+export interface SqliteStoreOptions extends StoreOptions {
+  /** Database file (created if missing; its directory must exist), or `':memory:'`. */
+  path: string;
+  /**
+   * Durability of a commit. Default `NORMAL`: in WAL mode a committed
+   * operation survives the process being killed, but the last commits may
+   * be lost on power loss or an OS crash. `FULL`/`EXTRA` also survive those
+   * (an fsync per commit); `OFF` survives neither reliably.
+   */
+  synchronous?: SqliteSynchronous;
+  /** How long an operation waits for another connection's write lock before `StoreUnavailableError`. Default 5 000. */
+  busyTimeoutMs?: number;
+  /**
+   * How often the store checks for commits made by other connections (other
+   * processes or other stores on the same file), to wake waiting workers,
+   * deliver remote cancels and finish `waitForCompletion`. Runs only while
+   * someone subscribes or waits. Default 100.
+   */
+  changePollIntervalMs?: number;
+  /**
+   * Group commit (default true): write operations called in the same
+   * event-loop turn share one transaction, each in its own savepoint, so
+   * concurrent settlements cost one commit instead of one each. Every
+   * operation stays atomic and its promise settles after the commit; a
+   * failed commit fails them all with nothing applied. `false`: one
+   * transaction per operation.
+   */
+  groupCommit?: boolean;
+  /**
+   * WAL pages after which a commit checkpoints the WAL into the database
+   * file (SQLite's `wal_autocheckpoint`). Each checkpoint syncs both files,
+   * so a larger value means fewer syncs and faster writes, and a larger
+   * `-wal` file (about 4 KiB per page). Default 10 000 (about 40 MiB).
+   */
+  walAutocheckpointPages?: number;
+}
+
+type Outbound = { queue: string; notification: StoreNotification };
+type Counts = [pending: number, claimed: number, scheduled: number, dead: number, done: number];
+const COUNT_INDEX = { pending: 0, claimed: 1, scheduled: 2, dead: 3, done: 4 } as const;
+type Waiter = (result: CompletionResult) => void;
+type PendingWrite = { operation: string; fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void };
+
+const SYNC_LEVELS: readonly SqliteSynchronous[] = ['OFF', 'NORMAL', 'FULL', 'EXTRA'];
+const DEFAULT_BUSY_TIMEOUT_MS = 5_000;
+const DEFAULT_CHANGE_POLL_MS = 100;
+const DEFAULT_WAL_AUTOCHECKPOINT_PAGES = 10_000;
+
+/**
+ * The durable embedded store, on a WAL-journaled SQLite file that several
+ * processes on one machine may share. Every operation is atomic: writes run
+ * in `BEGIN IMMEDIATE` transactions (so processes sharing the file never
+ * deadlock or lose an update), and concurrent writes of one event-loop turn
+ * share a commit, each in its own savepoint (`groupCommit`). Reads are
+ * single statements. See docs/sqlite.md.
+ */
+export class SqliteStore implements QueueStore {
+  /** The file this store opened (as given). */
+  readonly path: string;
+  private readonly db: BetterSqlite3.Database;
+  private readonly sql: Statements;
+  private readonly clock: Clock;
+  private readonly configs: QueueConfigs;
+  private readonly background: boolean;
+  private readonly changePollMs: number;
+  private readonly groupCommit: boolean;
+  private readonly inTransaction: BetterSqlite3.Transaction<(fn: () => unknown) => unknown>;
+  private readonly tokenPrefix = randomBytes(9).toString('base64url');
+  private tokenSeq = 0;
+  private closed = false;
+
+  private readonly listeners = new Map<string, Set<(n: StoreNotification) => void>>();
+  private readonly waiters = new Map<string, Set<Waiter>>();
+  private readonly timers = new Set<() => void>();
+  private readonly queuedWakeups = new Set<string>();
+  private wake: { at: number; cancel: () => void } | undefined;
+  private changePoll: (() => void) | undefined;
+  private lastDataVersion = 0;
+  /** Remote cancels already reported, as `id token`, so each is emitted once. */
+  private reportedCancels = new Set<string>();
+
+  /** Queues whose counter row is known to exist (rows are never deleted). */
+  private readonly knownQueues = new Set<string>();
+  // State of the transaction in progress: counter deltas written at its end,
+  // effects delivered only after it commits.
+  private readonly deltas = new Map<string, Counts>();
+  private readonly batchDeltas = new Map<string, Counts>();
+  private pendingWrites: PendingWrite[] = [];
+  private flushScheduled = false;
+  private newQueues: string[] = [];
+  private outbox: Outbound[] = [];
+  private completions: Array<[string, CompletionResult]> = [];
+  private earliestScheduled: number | undefined;
+
+  constructor(options: SqliteStoreOptions) {
+    if (!options || typeof options !== 'object') throw new InvalidArgumentError('options', `expected an object, got ${describe(options)}`);
+    if (typeof options.path !== 'string' || options.path.length === 0) {
+      throw new InvalidArgumentError('path', `expected a file path or ':memory:', got ${describe(options.path)}`);
+    }
+    const synchronous = options.synchronous ?? 'NORMAL';
+    if (!SYNC_LEVELS.includes(synchronous)) throw new InvalidArgumentError('synchronous', `expected one of ${SYNC_LEVELS.join(', ')}, got ${describe(synchronous)}`);
+    const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+    const walAutocheckpointPages = options.walAutocheckpointPages ?? DEFAULT_WAL_AUTOCHECKPOINT_PAGES;
+    checkPositiveInt('walAutocheckpointPages', walAutocheckpointPages);
+    checkPositiveInt('busyTimeoutMs', busyTimeoutMs);
+    this.changePollMs = options.changePollIntervalMs ?? DEFAULT_CHANGE_POLL_MS;
+    checkPositiveInt('changePollIntervalMs', this.changePollMs);
+    const reaperMs = options.reaperIntervalMs ?? DEFAULT_REAPER_INTERVAL_MS;
+    const promoteMs = options.promoteIntervalMs ?? DEFAULT_PROMOTE_INTERVAL_MS;
+    checkPositiveInt('reaperIntervalMs', reaperMs);
+    checkPositiveInt('promoteIntervalMs', promoteMs);
+    this.path = options.path;
+    this.clock = options.clock ?? new SystemClock();
+    this.configs = new QueueConfigs(options);
+    this.background = options.backgroundMaintenance !== false;
+    this.groupCommit = options.groupCommit !== false;
+
+    let db: BetterSqlite3.Database | undefined;
+    try {
+      db = new Database(options.path, { timeout: busyTimeoutMs });
+      // journal_mode reads the header first: a file that is not a database fails here, untouched.
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${synchronous}`);
+      db.pragma(`wal_autocheckpoint = ${walAutocheckpointPages}`);
+      db.pragma('foreign_keys = OFF');
+      ensureSchema(db, options.path, this.clock.now());
+      this.sql = prepareStatements(db);
+    } catch (error) {
+      try {
+        db?.close();
+      } catch {
+        // the open failure is the error worth reporting
+      }
+      throw mapOpenError(error, options.path);
+    }
+    this.db = db;
+    this.inTransaction = db.transaction((fn: () => unknown) => fn());
+    this.lastDataVersion = this.sql.dataVersion.get() as number;
+
+    if (this.background) {
+      // Timer-driven maintenance commits at once (not batched), so a clock tick's effects are visible when it returns.
+      this.every(reaperMs, () => this.maintain('reap', () => this.reapExpired()));
+      this.every(promoteMs, () => this.maintain('promote', () => this.promoteDue()));
+      this.rearmWake();
+    }
+  }
+
+  // ---- enqueue -------------------------------------------------------------
+
+  async enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
+    this.checkOpen();
+    checkQueueName(queue);
+    checkPayload(payload);
+    checkEnqueueOptions(options);
+    checkKvWrites(kvWrites);
+    return this.write('enqueue', () => {
+      const now = this.clock.now();
+      if (options?.dedupKey !== undefined) {
+        const existing = this.sql.findDedup.get(queue, options.dedupKey) as string | undefined;
+        if (existing !== undefined) return { kind: 'alreadyEnqueued', id: existing };
+      }
+      for (const write of kvWrites ?? []) {
+        if (write.ifAbsent && this.sql.kvExists.get(write.key) !== undefined) return { kind: 'kvConflict', key: write.key };
+      }
+      const result = this.insertJob(queue, payload, options, now);
+      this.applyKvWrites(kvWrites);
+      return result;
+    });
+  }
+
+  async enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]> {
+    this.checkOpen();
+    checkQueueName(queue);
+    if (!Array.isArray(items)) throw new InvalidArgumentError('items', 'expected an array');
+    for (const item of items) {
+      checkPayload(item?.payload);
+      checkEnqueueOptions(item.options);
+    }
+    return this.write('enqueueBatch', () => {
+      this.checkNewIds(items); // ids are checked before any dedup lookup, as for settlement effects
+      const now = this.clock.now();
+      return items.map((item) => this.insertJob(queue, item.payload, item.options, now));
+    });
+  }
+
+  // ---- claim / settle / renew ------------------------------------------------
+
+  async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
+    this.checkOpen();
+    checkQueueName(queue);
+    if (options?.leaseMs !== undefined) checkPositiveInt('leaseMs', options.leaseMs);
+    const limit = options?.limit ?? 1;
+    checkPositiveInt('limit', limit);
+    const lease = options?.leaseMs ?? this.configs.get(queue).leaseDurationMs;
+    // An empty queue is answered by a read, without taking the write lock, so idle
+    // workers polling a shared file do not queue up behind each other's writes.
+    if (this.pendingWrites.length === 0 && this.read('claim', () => this.sql.hasPending.get(queue)) === undefined) return [];
+    return this.write('claim', () => {
+      const now = this.clock.now();
+      // A per-call prefix that never repeats, plus the row: each delivery gets its own token.
+      const token = `${this.tokenPrefix}.${(this.tokenSeq++).toString(36)}`;
+      const rows = this.sql.claim.all({ queue, now, leaseExpiresAt: now + lease, token, limit }) as JobRow[];
+      if (rows.length > 0) {
+        this.count(queue, 'pending', -rows.length);
+        this.count(queue, 'claimed', rows.length);
+      }
+      rows.sort((a, b) => a.priority - b.priority || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      return rows.map((row) => ({ jobId: row.id, token: row.claim_token as string, job: rowToRecord(row) }));
+    });
+  }
+
+  async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+    this.checkOpen();
+    checkSettlement(settlement);
+    return this.write('settle', () => {
+      const owner = this.owned(claim);
+      const useCancel = owner.cancel_requested !== 0 && settlement.ifCancelRequested !== undefined;
+      const branch = useCancel ? settlement.ifCancelRequested! : settlement;
+      this.checkNewIds(branch.effects?.enqueue);
+      const jobId = claim.jobId;
+      const queue = owner.queue;
+      const config = this.configs.get(queue);
+      const now = this.clock.now();
+      const action = branch.action;
+      let status: SettleResult['status'];
+      this.count(queue, 'claimed', -1);
+      if (action.type === 'ack') {
+        status = 'done';
+        this.count(queue, 'done', 1);
+        if (config.keepDoneJobsMs === undefined) {
+          this.sql.deleteJob.run(jobId);
+          this.completions.push([jobId, { kind: 'completed' }]);
+        } else {
+          const row = this.sql.ackKeep.get(now, jobId) as JobRow;
+          this.completions.push([jobId, { kind: 'completed', job: rowToRecord(row) }]);
+        }
+      } else if (action.type === 'deadLetter' || owner.attempts >= owner.max_attempts) {
+        status = 'dead';
+        this.count(queue, 'dead', 1);
+        const row = this.sql.toDead.get(action.type === 'deadLetter' ? action.reason : action.error, now, jobId) as JobRow;
+        this.completions.push([jobId, { kind: 'completed', job: rowToRecord(row) }]);
+      } else {
+        const delay = retryDelayMs(config, owner.attempts);
+        status = delay === 0 ? 'pending' : 'scheduled';
+        this.count(queue, status, 1);
+        this.sql.toRetry.run(status, delay === 0 ? null : now + delay, action.error, jobId);
+        if (delay === 0) this.jobsAvailable(queue);
+        else this.scheduledAt(now + delay);
+      }
+      const enqueued = this.applyEffects(branch.effects, now);
+      return { branch: useCancel ? 'cancel' : 'primary', status, enqueued };
+    });
+  }
+
+  async renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
+    this.checkOpen();
+    checkPositiveInt('extendMs', extendMs);
+    return this.write('renewLease', () => {
+      const owner = this.owned(claim);
+      const leaseExpiresAt = this.clock.now() + extendMs;
+      this.sql.renew.run(leaseExpiresAt, claim.jobId);
+      return { leaseExpiresAt, cancelRequested: owner.cancel_requested !== 0 };
+    });
+  }
+
+  // ---- cancel / maintenance ----------------------------------------------------
+
+  async cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
+    this.checkOpen();
+    checkJobId(jobId);
+    checkEffects(effects);
+    return this.write('cancel', (): CancelResult => {
+      const row = this.sql.getJob.get(jobId) as JobRow | undefined;
+      if (!row || row.status === 'done' || row.status === 'dead') return { outcome: 'notFound' };
+      if (row.status === 'claimed') {
+        const firstRequest = row.cancel_requested === 0;
+        const updated = firstRequest ? (this.sql.flagCancel.get(jobId) as JobRow) : row;
+        this.outbox.push({ queue: row.queue, notification: { type: 'cancelRequested', queue: row.queue, jobId } });
+        // The change poll must not report this cancel a second time.
+        this.reportedCancels.add(`${jobId} ${row.claim_token ?? ''}`);
+        return { outcome: 'requested', job: rowToRecord(updated), firstRequest };
+      }
+      this.checkNewIds(effects?.enqueue);
+      this.sql.deleteJob.run(jobId);
+      this.count(row.queue, row.status, -1);
+      this.applyEffects(effects, this.clock.now());
+      this.completions.push([jobId, { kind: 'notFound' }]);
+      return { outcome: 'removed', job: rowToRecord(row) };
+    });
+  }
+
+  async reap(): Promise<ReapReport> {
+    this.checkOpen();
+    return this.write('reap', () => this.reapExpired());
+  }
+
+  /** The reaper pass (see `reap`), inside the caller's transaction. */
+  private reapExpired(): ReapReport {
+    const now = this.clock.now();
+    const report: ReapReport = { requeued: [], deadLettered: [], doneSwept: 0, deadSwept: 0 };
+    const deadByQueue = new Map<string, JobRecord[]>();
+    for (const row of this.sql.reapDead.all({ now }) as JobRow[]) {
+      const record = rowToRecord(row);
+      this.count(row.queue, 'claimed', -1);
+      this.count(row.queue, 'dead', 1);
+      report.deadLettered.push(record);
+      let list = deadByQueue.get(row.queue);
+      if (!list) deadByQueue.set(row.queue, (list = []));
+      list.push(record);
+      this.completions.push([row.id, { kind: 'completed', job: record }]);
+    }
+    for (const row of this.sql.reapRequeue.all({ now }) as Array<{ id: string; queue: string }>) {
+      report.requeued.push(row.id);
+      this.count(row.queue, 'claimed', -1);
+      this.count(row.queue, 'pending', 1);
+      this.jobsAvailable(row.queue);
+    }
+    for (const queue of this.sql.queueNames.all() as string[]) {
+      const config = this.configs.get(queue);
+      if (config.keepDoneJobsMs !== undefined) report.doneSwept += this.sql.sweepDone.run(queue, now - config.keepDoneJobsMs).changes;
+      if (config.deadRetentionMs !== null) {
+        const swept = this.sql.sweepDead.run(queue, now - config.deadRetentionMs).changes;
+        if (swept > 0) this.count(queue, 'dead', -swept);
+        report.deadSwept += swept;
+      }
+    }
+    for (const [queue, jobs] of deadByQueue) this.outbox.push({ queue, notification: { type: 'deadLettered', queue, jobs } });
+    return report;
+  }
+
+  async promote(): Promise<number> {
+    this.checkOpen();
+    return this.write('promote', () => this.promoteDue());
+  }
+
+  async requeueDead(jobId: string): Promise<void> {
+    this.checkOpen();
+    checkJobId(jobId);
+    await this.write('requeueDead', () => {
+      const row = this.sql.owner.get(jobId) as { queue: string; status: JobStatus } | undefined;
+      if (!row) throw new JobNotFoundError(jobId);
+      if (row.status !== 'dead') throw new InvalidStateError(jobId, row.status, 'requeue');
+      this.sql.requeueDead.run(jobId);
+      this.count(row.queue, 'dead', -1);
+      this.count(row.queue, 'pending', 1);
+      this.jobsAvailable(row.queue);
+    });
+  }
+
+  // ---- reads -------------------------------------------------------------------
+
+  async getJob(jobId: string): Promise<JobRecord | undefined> {
+    this.checkOpen();
+    checkJobId(jobId);
+    const row = this.read('getJob', () => this.sql.getJob.get(jobId) as JobRow | undefined);
+    return row ? rowToRecord(row) : undefined;
+  }
+
+  async deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]> {
+    this.checkOpen();
+    checkQueueName(queue);
+    const limit = options?.limit ?? 100;
+    checkPositiveInt('limit', limit);
+    if (options?.after !== undefined && typeof options.after !== 'string') throw new InvalidArgumentError('after', `expected a job id, got ${describe(options.after)}`);
+    const rows = this.read('deadJobs', () => this.sql.deadPage.all(queue, options?.after ?? '', limit) as JobRow[]);
+    return rows.map(rowToRecord);
+  }
+
+  async stats(queue: string): Promise<QueueStats> {
+    this.checkOpen();
+    checkQueueName(queue);
+    const row = this.read('stats', () => this.sql.stats.get(queue) as QueueStats | undefined);
+    return row ? { ...row } : { pending: 0, claimed: 0, scheduled: 0, dead: 0, done: 0 };
+  }
+
+  async listQueues(): Promise<string[]> {
+    this.checkOpen();
+    return this.read('listQueues', () => this.sql.queueNames.all() as string[]);
+  }
+
+  async waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult> {
+    this.checkOpen();
+    checkJobId(jobId);
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 0) throw new InvalidArgumentError('timeoutMs', `expected a non-negative integer, got ${timeoutMs}`);
+    const row = this.read('waitForCompletion', () => this.sql.getJob.get(jobId) as JobRow | undefined);
+    if (!row) return { kind: 'notFound' };
+    if (row.status === 'done' || row.status === 'dead') return { kind: 'completed', job: rowToRecord(row) };
+    return new Promise((resolve) => {
+      let set = this.waiters.get(jobId);
+      if (!set) this.waiters.set(jobId, (set = new Set()));
+      const waiters = set;
+      const cancelTimer = this.clock.setTimer(() => finish({ kind: 'timedOut' }), timeoutMs);
+      const finish: Waiter = (result) => {
+        cancelTimer();
+        waiters.delete(finish);
+        if (waiters.size === 0 && this.waiters.get(jobId) === waiters) this.waiters.delete(jobId);
+        this.updateChangePoll();
+        resolve(result);
+      };
+      waiters.add(finish);
+      this.updateChangePoll();
+    });
+  }
+
+  async kvGet(key: string): Promise<Uint8Array | undefined> {
+    this.checkOpen();
+    checkKvKey(key);
+    const value = this.read('kvGet', () => this.sql.kvGet.get(key) as Buffer | undefined);
+    return value === undefined ? undefined : new Uint8Array(value);
+  }
+
+  async kvDelete(key: string, options?: { ifValue?: Uint8Array }): Promise<boolean> {
+    this.checkOpen();
+    checkKvKey(key);
+    const ifValue = options?.ifValue;
+    if (ifValue !== undefined) checkPayload(ifValue, 'ifValue');
+    return this.write('kvDelete', () =>
+      ifValue === undefined ? this.sql.kvDelete.run(key).changes > 0 : this.sql.kvDeleteIf.run(key, toBuffer(ifValue)).changes > 0,
+    );
+  }
+
+  // ---- notifications / lifecycle -------------------------------------------------
+
+  subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void {
+    let set = this.listeners.get(queue);
+    if (!set) this.listeners.set(queue, (set = new Set()));
+    set.add(listener);
+    this.updateChangePoll();
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this.listeners.get(queue) === set) this.listeners.delete(queue);
+      this.updateChangePoll();
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flushWrites(); // operations called before close still commit
+    this.closed = true;
+    for (const cancel of this.timers) cancel();
+    this.timers.clear();
+    this.wake?.cancel();
+    this.wake = undefined;
+    this.changePoll?.();
+    this.changePoll = undefined;
+    for (const [, set] of this.waiters) for (const finish of [...set]) finish({ kind: 'timedOut' });
+    this.waiters.clear();
+    this.listeners.clear();
+    this.db.close();
+  }
+
+  // ---- internals -------------------------------------------------------------------
+
+  private checkOpen(): void {
+    if (this.closed) throw new StoreClosedError();
+  }
+
+  /**
+   * Runs a write operation. With group commit (default), the operations
+   * called in one event-loop turn run in call order inside one `BEGIN
+   * IMMEDIATE` transaction, each in its own savepoint (an operation that
+   * throws is rolled back alone), and the promise of each settles once that
+   * transaction committed. Without it, each runs in its own transaction.
+   * Either way, notifications and completions are delivered only after the
+   * commit, and nothing of an operation is visible unless it committed.
+   */
+  private write<T>(operation: string, fn: () => T): Promise<T> {
+    if (!this.groupCommit) {
+      try {
+        return Promise.resolve(this.writeNow(operation, fn));
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.pendingWrites.push({ operation, fn, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flushWrites());
+      }
+    });
+  }
+
+  /** Runs `fn` in its own `BEGIN IMMEDIATE` transaction, now. */
+  private writeNow<T>(operation: string, fn: () => T): T {
+    let result: T;
+    try {
+      result = this.inTransaction.immediate(() => {
+        const value = fn();
+        this.keepOpDeltas();
+        this.writeCounts();
+        return value;
+      }) as T;
+    } catch (error) {
+      this.resetTransactionState();
+      throw mapOperationError(error, this.path, operation);
+    }
+    this.afterCommit();
+    return result;
+  }
+
+  /** Commits every queued write operation in one transaction (see `write`). */
+  private flushWrites(): void {
+    this.flushScheduled = false;
+    const batch = this.pendingWrites;
+    this.pendingWrites = [];
+    if (batch.length === 0) return;
+    if (this.closed) {
+      for (const item of batch) item.reject(new StoreClosedError());
+      return;
+    }
+    if (batch.length === 1) {
+      const item = batch[0] as PendingWrite;
+      try {
+        item.resolve(this.writeNow(item.operation, item.fn));
+      } catch (error) {
+        item.reject(error);
+      }
+      return;
+    }
+    const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    try {
+      this.inTransaction.immediate(() => {
+        for (const item of batch) {
+          const outboxMark = this.outbox.length;
+          const completionsMark = this.completions.length;
+          try {
+            // Nested: better-sqlite3 runs it in a savepoint and rolls just it back on a throw.
+            const value = this.inTransaction(item.fn);
+            this.keepOpDeltas();
+            results.push({ ok: true, value });
+          } catch (error) {
+            this.deltas.clear();
+            this.outbox.length = outboxMark;
+            this.completions.length = completionsMark;
+            // A transient driver failure (busy, I/O) may have ended the transaction: give up the whole batch.
+            if (isTransientSqliteError(error)) throw error;
+            results.push({ ok: false, error });
+          }
+        }
+        this.writeCounts();
+      });
+    } catch (error) {
+      this.resetTransactionState();
+      const mapped = mapOperationError(error, this.path, batch.map((item) => item.operation).join('+'));
+      for (const item of batch) item.reject(mapped);
+      return;
+    }
+    this.afterCommit();
+    batch.forEach((item, i) => {
+      const result = results[i] as (typeof results)[number];
+      if (result.ok) item.resolve(result.value);
+      else item.reject(mapOperationError(result.error, this.path, item.operation));
+    });
+  }
+
+  private resetTransactionState(): void {
+    this.deltas.clear();
+    this.batchDeltas.clear();
+    this.newQueues = [];
+    this.outbox = [];
+    this.completions = [];
+    this.earliestScheduled = undefined;
+  }
+
+  /** A read: single statements are atomic snapshots in SQLite. */
+  private read<T>(operation: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      throw mapOperationError(error, this.path, operation);
+    }
+  }
+
+  /** Moves a queue's counter by `by` (inside the transaction; written by `writeCounts`). */
+  private count(queue: string, status: keyof typeof COUNT_INDEX, by: number): void {
+    let counts = this.deltas.get(queue);
+    if (!counts) this.deltas.set(queue, (counts = [0, 0, 0, 0, 0]));
+    counts[COUNT_INDEX[status]] += by;
+  }
+
+  /** Keeps the counter moves of an operation that succeeded (in a batch, others may still roll back). */
+  private keepOpDeltas(): void {
+    for (const [queue, c] of this.deltas) {
+      const total = this.batchDeltas.get(queue);
+      if (!total) this.batchDeltas.set(queue, c);
+      else for (let i = 0; i < 5; i++) (total[i] as number) += c[i] as number;
+    }
+    this.deltas.clear();
+  }
+
+  /** One counter-row update per queue touched by the transaction, at its end. */
+  private writeCounts(): void {
+    for (const [queue, c] of this.batchDeltas) {
+      if (!this.knownQueues.has(queue)) {
+        this.sql.ensureQueue.run(queue);
+        this.newQueues.push(queue);
+      }
+      if (c[0] !== 0 || c[1] !== 0 || c[2] !== 0 || c[3] !== 0 || c[4] !== 0) this.sql.addCounts.run(c[0], c[1], c[2], c[3], c[4], queue);
+    }
+    this.batchDeltas.clear();
+  }
+
+  private afterCommit(): void {
+    for (const queue of this.newQueues) this.knownQueues.add(queue);
+    this.newQueues = [];
+    const outbox = this.outbox;
+    const completions = this.completions;
+    const scheduled = this.earliestScheduled;
+    this.outbox = [];
+    this.completions = [];
+    this.earliestScheduled = undefined;
+    // Our own commits bump no data_version for this connection, so this reads what others did since.
+    for (const { queue, notification } of outbox) this.notify(queue, notification);
+    for (const [jobId, result] of completions) this.resolveCompletion(jobId, result);
+    if (scheduled !== undefined) this.armWake(scheduled);
+  }
+
+  private owned(claim: ClaimRef): { queue: string; cancel_requested: number; attempts: number; max_attempts: number } {
+    const jobId = typeof claim?.jobId === 'string' ? claim.jobId : undefined;
+    const row =
+      jobId === undefined
+        ? undefined
+        : (this.sql.owner.get(jobId) as { queue: string; status: JobStatus; claim_token: string | null; cancel_requested: number; attempts: number; max_attempts: number } | undefined);
+    if (!row || row.status !== 'claimed' || row.claim_token === null || row.claim_token !== claim.token) throw new LeaseLostError(String(claim?.jobId));
+    return row;
+  }
+
+  /**
+   * Rejects batch or effect enqueues whose ids are in use (including by the
+   * job being settled or cancelled) or repeated, before anything is changed.
+   */
+  private checkNewIds(requests: ReadonlyArray<{ options?: EnqueueOptions }> | undefined): void {
+    let seen: Set<string> | undefined;
+    for (const request of requests ?? []) {
+      const id = request.options?.id;
+      if (id === undefined) continue;
+      seen ??= new Set();
+      if (seen.has(id) || this.sql.jobExists.get(id) !== undefined) throw new InvalidArgumentError('id', `job id "${id}" is already in use`);
+      seen.add(id);
+    }
+  }
+
+  private insertJob(queue: string, payload: Uint8Array, options: EnqueueOptions | undefined, now: number): EnqueueResult {
+    const dedupKey = options?.dedupKey;
+    if (dedupKey !== undefined) {
+      const existing = this.sql.findDedup.get(queue, dedupKey) as string | undefined;
+      if (existing !== undefined) return { kind: 'alreadyEnqueued', id: existing };
+    }
+    const config = this.configs.get(queue);
+    const id = options?.id ?? newId(now);
+    const runAt = options?.runAt;
+    const scheduled = runAt !== undefined && runAt > now;
+    try {
+      this.sql.insertJob.run(
+        id,
+        queue,
+        scheduled ? 'scheduled' : 'pending',
+        toBuffer(payload),
+        JSON.stringify(options?.headers ?? {}),
+        options?.maxAttempts ?? config.maxAttempts,
+        options?.priority ?? config.defaultPriority,
+        now,
+        scheduled ? runAt : null,
+        dedupKey ?? null,
+      );
+    } catch (error) {
+      // The primary key decides "id in use" (one lookup fewer than checking first); the statement alone is undone.
+      if ((error as { code?: unknown })?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new InvalidArgumentError('id', `job id "${id}" is already in use`);
+      throw error;
+    }
+    this.count(queue, scheduled ? 'scheduled' : 'pending', 1);
+    if (scheduled) this.scheduledAt(runAt);
+    else this.jobsAvailable(queue);
+    return { kind: 'new', id };
+  }
+
+  private applyEffects(effects: Effects | undefined, now: number): EnqueueResult[] {
+    const enqueued = (effects?.enqueue ?? []).map((request) => this.insertJob(request.queue, request.payload, request.options, now));
+    this.applyKvWrites(effects?.kvWrites);
+    for (const key of effects?.kvDeletes ?? []) this.sql.kvDelete.run(key);
+    return enqueued;
+  }
+
+  private applyKvWrites(writes: KvWrite[] | undefined): void {
+    for (const write of writes ?? []) this.sql.kvUpsert.run(write.key, toBuffer(write.value));
+  }
+
+  private promoteDue(): number {
+    const queues = this.sql.promote.all(this.clock.now()) as string[];
+    for (const queue of queues) {
+      this.count(queue, 'scheduled', -1);
+      this.count(queue, 'pending', 1);
+    }
+    for (const queue of new Set(queues)) this.jobsAvailable(queue);
+    return queues.length;
+  }
+
+  private jobsAvailable(queue: string): void {
+    this.outbox.push({ queue, notification: { type: 'jobsAvailable', queue } });
+  }
+
+  private scheduledAt(runAt: number): void {
+    if (this.earliestScheduled === undefined || runAt < this.earliestScheduled) this.earliestScheduled = runAt;
+  }
+
+  /** Wakes exactly when the earliest scheduled job falls due, so delays are not rounded up to the promote interval. */
+  private armWake(runAt: number): void {
+    if (!this.background || this.closed) return;
+    if (this.wake && this.wake.at <= runAt) return;
+    this.wake?.cancel();
+    const cancel = this.clock.setTimer(() => {
+      this.wake = undefined;
+      if (this.closed) return;
+      try {
+        this.writeNow('promote', () => this.promoteDue());
+      } catch {
+        // transient (busy): the promote interval retries
+      }
+      this.rearmWake();
+    }, runAt - this.clock.now());
+    this.wake = { at: runAt, cancel };
+  }
+
+  private rearmWake(): void {
+    if (!this.background || this.closed) return;
+    try {
+      const next = this.sql.nextDue.get() as number | undefined;
+      if (next !== undefined) this.armWake(next);
+    } catch {
+      // transient: the promote interval covers it
+    }
+  }
+
+  private every(intervalMs: number, task: () => void): void {
+    let cancel: () => void = () => undefined;
+    const tick = (): void => {
+      this.timers.delete(cancel);
+      if (this.closed) return;
+      task();
+      cancel = this.clock.setTimer(tick, intervalMs);
+      this.timers.add(cancel);
+    };
+    cancel = this.clock.setTimer(tick, intervalMs);
+    this.timers.add(cancel);
+  }
+
+  private maintain(operation: string, fn: () => unknown): void {
+    try {
+      this.writeNow(operation, fn);
+    } catch {
+      // busy or I/O: the next tick retries
+    }
+  }
+
+  /** Runs the cross-connection change poll only while someone listens or waits. */
+  private updateChangePoll(): void {
+    const wanted = !this.closed && (this.listeners.size > 0 || this.waiters.size > 0);
+    if (wanted && !this.changePoll) {
+      const tick = (): void => {
+        this.changePoll = undefined;
+        if (this.closed) return;
+        this.pollChanges();
+        if (!this.changePoll) this.updateChangePoll();
+      };
+      this.changePoll = this.clock.setTimer(tick, this.changePollMs);
+    } else if (!wanted && this.changePoll) {
+      this.changePoll();
+      this.changePoll = undefined;
+    }
+  }
+
+  /**
+   * Reacts to commits of other connections (`PRAGMA data_version` moves
+   * only for those): wakes subscribers, reports remote cancels of claimed
+   * jobs, settles cross-process waiters and re-arms the due-job wakeup.
+   */
+  private pollChanges(): void {
+    let version: number;
+    try {
+      version = this.sql.dataVersion.get() as number;
+    } catch {
+      return;
+    }
+    if (version === this.lastDataVersion) return;
+    this.lastDataVersion = version;
+    try {
+      for (const queue of this.listeners.keys()) this.notify(queue, { type: 'jobsAvailable', queue });
+      const seen = new Set<string>();
+      for (const row of this.sql.cancelledClaims.all() as Array<{ id: string; queue: string; claim_token: string }>) {
+        const key = `${row.id} ${row.claim_token}`;
+        seen.add(key);
+        if (!this.reportedCancels.has(key)) this.notify(row.queue, { type: 'cancelRequested', queue: row.queue, jobId: row.id });
+      }
+      this.reportedCancels = seen;
+      for (const jobId of [...this.waiters.keys()]) {
+        const row = this.sql.getJob.get(jobId) as JobRow | undefined;
+        if (!row) this.resolveCompletion(jobId, { kind: 'completed' });
+        else if (row.status === 'done' || row.status === 'dead') this.resolveCompletion(jobId, { kind: 'completed', job: rowToRecord(row) });
+      }
+      this.rearmWake();
+    } catch (error) {
+      if (sqliteCode(error) === undefined) throw error;
+      // busy or I/O: the next poll tries again
+      this.lastDataVersion = -1;
+    }
+  }
+
+  /** Delivers notifications on a microtask so listeners never run inside a store operation. */
+  private notify(queue: string, notification: StoreNotification): void {
+    const listeners = this.listeners.get(queue);
+    if (!listeners || listeners.size === 0) return;
+    if (notification.type === 'jobsAvailable') {
+      if (this.queuedWakeups.has(queue)) return;
+      this.queuedWakeups.add(queue);
+    }
+    queueMicrotask(() => {
+      if (notification.type === 'jobsAvailable') this.queuedWakeups.delete(queue);
+      for (const listener of [...listeners]) listener(notification);
+    });
+  }
+
+  private resolveCompletion(jobId: string, result: CompletionResult): void {
+    const set = this.waiters.get(jobId);
+    if (!set) return;
+    for (const finish of [...set]) finish(result);
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * `taquba-workflow/conformance`: the executable form of the `QueueStore`
+ * contract. A store adapter runs it in its own tests:
+ *
+ *   describeQueueStoreConformance({ name: 'my-store', createStore: (ctx) => new MyStore(ctx) });
+ *   describeWorkflowConformance({ name: 'my-store', createStore: (ctx) => new MyStore(ctx) });
+ *
+ * vitest and fast-check are peer dependencies. The `check*` functions run the
+ * same checks without vitest and reject on the first failing group.
+ * See docs/writing-an-adapter.md.
+ */
+export {
+  describeQueueStoreConformance,
+  describeWorkflowConformance,
+  describeStoreOperations,
+  describeStoreModelProperties,
+  describeStoreConcurrency,
+  describeStoreBadInput,
+  describeWorkflowProperties,
+} from './describe.js';
+export type { StoreContext, ConformanceOptions, ConformanceRuns, RunParameters } from './options.js';
+export { conformanceRuns, QUICK_RUNS } from './options.js';
+export { QueueModel, ModelStore, modelRetryDelay } from './model.js';
+export type { ModelState, ModelStoreOptions } from './model.js';
+export { runChecks } from './checks.js';
+export type { ConformanceCheck, ConformanceGroup } from './checks.js';
+export { ConformanceError } from './compare.js';
+export { checkQueueStore, queueStoreGroups, storeModelChecks } from './store-suite.js';
+export { checkStoreModel, CONFIG_PROFILES } from './store-model.js';
+export type { ConfigProfile } from './store-model.js';
+export { checkStoreConcurrency, storeConcurrencyChecks } from './store-concurrency.js';
+export { storeOperationChecks, storeBadInputChecks, JOB_TRAITS } from './store-operations.js';
+export type { JobTrait, JobInState } from './store-operations.js';
+export { checkWorkflow, checkWorkflowProperties, workflowGroups, workflowPropertyChecks, FaultInjectingStore } from './workflow-suite.js';

@@ -1,0 +1,658 @@
+/**
+ * The reference model of SPEC section 4: a deliberately naive, obviously
+ * correct implementation of the queue semantics. Plain arrays and maps, full
+ * scans, every counter recomputed by counting. Speed is not a goal; being easy
+ * to check against the spec by reading is.
+ *
+ * `QueueModel` is pure in the sense that matters for testing: no I/O, no
+ * timers, no hidden clock. Every operation takes `now` and works on a copy of
+ * the state that replaces the current one only when the operation succeeds,
+ * so a failing operation changes nothing (atomicity by construction).
+ *
+ * `ModelStore` wraps the model as a real `QueueStore` (clock, notifications,
+ * waits), so the conformance suite can run on its own reference, as
+ * abstract-level runs its suite on a minimal implementation.
+ */
+import { SystemClock } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
+import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError } from '../core/errors.js';
+import { copyHeaders } from '../core/headers.js';
+import { newId } from '../core/ids.js';
+import { DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs } from '../core/queue-config.js';
+import type { QueueConfig, StoreOptions } from '../core/queue-config.js';
+import type {
+  CancelResult,
+  Claim,
+  ClaimRef,
+  CompletionResult,
+  Effects,
+  EnqueueOptions,
+  EnqueueRequest,
+  EnqueueResult,
+  Headers,
+  JobRecord,
+  JobStatus,
+  KvWrite,
+  QueueStats,
+  QueueStore,
+  ReapReport,
+  RenewResult,
+  SettleResult,
+  Settlement,
+  StoreNotification,
+} from '../core/queue-store.js';
+import {
+  bytesEqual,
+  checkEffects,
+  checkEnqueueOptions,
+  checkJobId,
+  checkKvKey,
+  checkKvWrites,
+  checkPayload,
+  checkPositiveInt,
+  checkQueueName,
+  checkSettlement,
+} from '../core/store-validation.js';
+
+/** A job in the model: the record fields plus the token of the current claim. */
+interface ModelJob {
+  id: string;
+  queue: string;
+  payload: Uint8Array;
+  headers: Headers;
+  status: JobStatus;
+  attempts: number;
+  maxAttempts: number;
+  priority: number;
+  enqueuedAt: number;
+  claimedAt?: number;
+  leaseExpiresAt?: number;
+  runAt?: number;
+  lastError?: string;
+  dedupKey?: string;
+  completedAt?: number;
+  failedAt?: number;
+  cancelRequested: boolean;
+  token?: string;
+}
+
+/** Everything the model knows. Counters other than `done` are never stored: they are counted. */
+export interface ModelState {
+  /** Every live job, in insertion order (order is irrelevant: claims sort explicitly). */
+  jobs: ModelJob[];
+  kv: Map<string, Uint8Array>;
+  /** Cumulative acks per queue. */
+  doneCount: Map<string, number>;
+  /** Queues that ever held a job. */
+  queues: Set<string>;
+  tokenSeq: number;
+}
+
+/** What the model tells its wrapper after a change (used by `ModelStore` for notifications). */
+export interface ModelEvents {
+  becamePending: Set<string>;
+  cancelRequested: Array<{ queue: string; jobId: string }>;
+  deadLettered: JobRecord[];
+  /** Jobs that reached an end: acked (`record` when retained), dead (`record`), or removed by cancel (`removed`). */
+  finished: Array<{ id: string; record?: JobRecord; removed?: boolean }>;
+}
+
+const noEvents = (): ModelEvents => ({ becamePending: new Set(), cancelRequested: [], deadLettered: [], finished: [] });
+
+function cloneState(state: ModelState): ModelState {
+  return {
+    jobs: state.jobs.map((job) => ({ ...job })),
+    kv: new Map(state.kv),
+    doneCount: new Map(state.doneCount),
+    queues: new Set(state.queues),
+    tokenSeq: state.tokenSeq,
+  };
+}
+
+/** A detached public record: absent optional fields are omitted, never `undefined`. */
+export function modelRecord(job: ModelJob): JobRecord {
+  const record: JobRecord = {
+    id: job.id,
+    queue: job.queue,
+    payload: job.payload.slice(),
+    headers: copyHeaders(job.headers),
+    status: job.status,
+    attempts: job.attempts,
+    maxAttempts: job.maxAttempts,
+    priority: job.priority,
+    enqueuedAt: job.enqueuedAt,
+    cancelRequested: job.cancelRequested,
+  };
+  if (job.claimedAt !== undefined) record.claimedAt = job.claimedAt;
+  if (job.leaseExpiresAt !== undefined) record.leaseExpiresAt = job.leaseExpiresAt;
+  if (job.runAt !== undefined) record.runAt = job.runAt;
+  if (job.lastError !== undefined) record.lastError = job.lastError;
+  if (job.dedupKey !== undefined) record.dedupKey = job.dedupKey;
+  if (job.completedAt !== undefined) record.completedAt = job.completedAt;
+  if (job.failedAt !== undefined) record.failedAt = job.failedAt;
+  return record;
+}
+
+/** SPEC section 3, written out independently of core's helper: `min(base * 2^(n-1), max)`, 0 base = no delay. */
+export function modelRetryDelay(config: QueueConfig, attempts: number): number {
+  if (config.retryBackoffBaseMs === 0) return 0;
+  let delay = config.retryBackoffBaseMs;
+  for (let n = 1; n < attempts && delay < config.retryBackoffMaxMs; n++) delay *= 2;
+  return Math.min(delay, config.retryBackoffMaxMs);
+}
+
+/** Claim order of SPEC section 2: lowest priority number, then lowest id. */
+function claimOrder(a: ModelJob, b: ModelJob): number {
+  if (a.priority !== b.priority) return a.priority - b.priority;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/**
+ * The reference model. `nextId(now)` names jobs enqueued without an id
+ * (the property tests use readable sequential ids; `ModelStore` uses ULIDs).
+ */
+export class QueueModel {
+  state: ModelState = { jobs: [], kv: new Map(), doneCount: new Map(), queues: new Set(), tokenSeq: 0 };
+  /** Events of the last successful operation. */
+  events: ModelEvents = noEvents();
+  readonly configs: QueueConfigs;
+
+  constructor(
+    private readonly options: Pick<StoreOptions, 'defaultQueueConfig' | 'queueConfigs'>,
+    private readonly nextId: (now: number) => string,
+  ) {
+    this.configs = new QueueConfigs(options);
+  }
+
+  /** An independent copy with the same configuration and state (for trying alternative histories). */
+  fork(): QueueModel {
+    const copy = new QueueModel(this.options, this.nextId);
+    copy.state = cloneState(this.state);
+    return copy;
+  }
+
+  /** Runs `change` on a copy of the state and keeps the copy only if it returns. */
+  private transaction<T>(change: (draft: ModelState, events: ModelEvents) => T): T {
+    const draft = cloneState(this.state);
+    const events = noEvents();
+    const result = change(draft, events);
+    this.state = draft;
+    this.events = events;
+    return result;
+  }
+
+  private find(state: ModelState, id: string): ModelJob | undefined {
+    return state.jobs.find((job) => job.id === id);
+  }
+
+  private remove(state: ModelState, id: string): void {
+    state.jobs = state.jobs.filter((job) => job.id !== id);
+  }
+
+  /** Ids must be new to the store and unique within one request. */
+  private checkNewIds(state: ModelState, requests: EnqueueRequest[]): void {
+    const seen: string[] = [];
+    for (const request of requests) {
+      const id = request.options?.id;
+      if (id === undefined) continue;
+      if (this.find(state, id) !== undefined || seen.includes(id)) throw new InvalidArgumentError('id', `job id "${id}" is already in use`);
+      seen.push(id);
+    }
+  }
+
+  private dedupHolder(state: ModelState, queue: string, dedupKey: string | undefined): ModelJob | undefined {
+    if (dedupKey === undefined) return undefined;
+    return state.jobs.find(
+      (job) => job.queue === queue && job.dedupKey === dedupKey && (job.status === 'pending' || job.status === 'scheduled'),
+    );
+  }
+
+  private insert(state: ModelState, events: ModelEvents, now: number, queue: string, payload: Uint8Array, options: EnqueueOptions | undefined): EnqueueResult {
+    const holder = this.dedupHolder(state, queue, options?.dedupKey);
+    if (holder) return { kind: 'alreadyEnqueued', id: holder.id };
+    const config = this.configs.get(queue);
+    const id = options?.id ?? this.nextId(now);
+    const scheduled = options?.runAt !== undefined && options.runAt > now;
+    const job: ModelJob = {
+      id,
+      queue,
+      payload: payload.slice(),
+      headers: copyHeaders(options?.headers),
+      status: scheduled ? 'scheduled' : 'pending',
+      attempts: 0,
+      maxAttempts: options?.maxAttempts ?? config.maxAttempts,
+      priority: options?.priority ?? config.defaultPriority,
+      enqueuedAt: now,
+      cancelRequested: false,
+    };
+    if (scheduled) job.runAt = options?.runAt;
+    else events.becamePending.add(queue);
+    if (options?.dedupKey !== undefined) job.dedupKey = options.dedupKey;
+    state.jobs.push(job);
+    state.queues.add(queue);
+    return { kind: 'new', id };
+  }
+
+  private applyEffects(state: ModelState, events: ModelEvents, now: number, effects: Effects | undefined): EnqueueResult[] {
+    const enqueued = (effects?.enqueue ?? []).map((request) => this.insert(state, events, now, request.queue, request.payload, request.options));
+    for (const write of effects?.kvWrites ?? []) state.kv.set(write.key, write.value.slice());
+    for (const key of effects?.kvDeletes ?? []) state.kv.delete(key);
+    return enqueued;
+  }
+
+  private makeDead(job: ModelJob, events: ModelEvents, now: number, error: string): void {
+    job.status = 'dead';
+    job.lastError = error;
+    job.failedAt = now;
+    delete job.leaseExpiresAt;
+    delete job.token;
+    events.finished.push({ id: job.id, record: modelRecord(job) });
+  }
+
+  enqueue(now: number, queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): EnqueueResult {
+    checkQueueName(queue);
+    checkPayload(payload);
+    checkEnqueueOptions(options);
+    checkKvWrites(kvWrites);
+    return this.transaction((state, events) => {
+      const holder = this.dedupHolder(state, queue, options?.dedupKey);
+      if (holder) return { kind: 'alreadyEnqueued', id: holder.id };
+      const conflict = (kvWrites ?? []).find((write) => write.ifAbsent === true && state.kv.has(write.key));
+      if (conflict) return { kind: 'kvConflict', key: conflict.key };
+      this.checkNewIds(state, [{ queue, payload, options }]);
+      const result = this.insert(state, events, now, queue, payload, options);
+      for (const write of kvWrites ?? []) state.kv.set(write.key, write.value.slice());
+      return result;
+    });
+  }
+
+  enqueueBatch(now: number, queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): EnqueueResult[] {
+    checkQueueName(queue);
+    if (!Array.isArray(items)) throw new InvalidArgumentError('items', 'expected an array');
+    for (const item of items) {
+      checkPayload(item?.payload);
+      checkEnqueueOptions(item.options);
+    }
+    return this.transaction((state, events) => {
+      this.checkNewIds(state, items.map((item) => ({ queue, ...item })));
+      return items.map((item) => this.insert(state, events, now, queue, item.payload, item.options));
+    });
+  }
+
+  /** Returns the claims with the model's tokens (`t1`, `t2`, ...). */
+  claim(now: number, queue: string, options?: { leaseMs?: number; limit?: number }): Claim[] {
+    checkQueueName(queue);
+    if (options?.leaseMs !== undefined) checkPositiveInt('leaseMs', options.leaseMs);
+    const limit = options?.limit ?? 1;
+    checkPositiveInt('limit', limit);
+    return this.transaction((state) => {
+      const lease = options?.leaseMs ?? this.configs.get(queue).leaseDurationMs;
+      const chosen = state.jobs.filter((job) => job.queue === queue && job.status === 'pending').sort(claimOrder).slice(0, limit);
+      return chosen.map((job) => {
+        job.status = 'claimed';
+        job.attempts += 1;
+        job.claimedAt = now;
+        job.leaseExpiresAt = now + lease;
+        delete job.dedupKey;
+        job.token = `t${++state.tokenSeq}`;
+        return { jobId: job.id, token: job.token, job: modelRecord(job) };
+      });
+    });
+  }
+
+  private owned(state: ModelState, claim: ClaimRef): ModelJob {
+    const job = typeof claim?.jobId === 'string' ? this.find(state, claim.jobId) : undefined;
+    if (!job || job.status !== 'claimed' || job.token === undefined || job.token !== claim.token) throw new LeaseLostError(String(claim?.jobId));
+    return job;
+  }
+
+  settle(now: number, claim: ClaimRef, settlement: Settlement): SettleResult {
+    checkSettlement(settlement);
+    return this.transaction((state, events) => {
+      const job = this.owned(state, claim);
+      const useCancel = job.cancelRequested && settlement.ifCancelRequested !== undefined;
+      const branch = useCancel && settlement.ifCancelRequested ? settlement.ifCancelRequested : settlement;
+      this.checkNewIds(state, branch.effects?.enqueue ?? []);
+      const config = this.configs.get(job.queue);
+      delete job.leaseExpiresAt;
+      delete job.token;
+      let status: SettleResult['status'];
+      const action = branch.action;
+      if (action.type === 'ack') {
+        status = 'done';
+        state.doneCount.set(job.queue, (state.doneCount.get(job.queue) ?? 0) + 1);
+        if (config.keepDoneJobsMs === undefined) {
+          this.remove(state, job.id);
+          events.finished.push({ id: job.id });
+        } else {
+          job.status = 'done';
+          job.completedAt = now;
+          events.finished.push({ id: job.id, record: modelRecord(job) });
+        }
+      } else if (action.type === 'deadLetter') {
+        status = 'dead';
+        this.makeDead(job, events, now, action.reason);
+      } else if (job.attempts >= job.maxAttempts) {
+        status = 'dead';
+        this.makeDead(job, events, now, action.error);
+      } else {
+        job.lastError = action.error;
+        const delay = modelRetryDelay(config, job.attempts);
+        if (delay === 0) {
+          status = 'pending';
+          job.status = 'pending';
+          events.becamePending.add(job.queue);
+        } else {
+          status = 'scheduled';
+          job.status = 'scheduled';
+          job.runAt = now + delay;
+        }
+      }
+      const enqueued = this.applyEffects(state, events, now, branch.effects);
+      return { branch: useCancel ? 'cancel' : 'primary', status, enqueued };
+    });
+  }
+
+  renewLease(now: number, claim: ClaimRef, extendMs: number): RenewResult {
+    checkPositiveInt('extendMs', extendMs);
+    return this.transaction((state) => {
+      const job = this.owned(state, claim);
+      job.leaseExpiresAt = now + extendMs;
+      return { leaseExpiresAt: job.leaseExpiresAt, cancelRequested: job.cancelRequested };
+    });
+  }
+
+  cancel(now: number, jobId: string, effects?: Effects): CancelResult {
+    checkJobId(jobId);
+    checkEffects(effects);
+    return this.transaction((state, events): CancelResult => {
+      const job = this.find(state, jobId);
+      if (!job || job.status === 'done' || job.status === 'dead') return { outcome: 'notFound' };
+      if (job.status === 'claimed') {
+        const firstRequest = !job.cancelRequested;
+        job.cancelRequested = true;
+        events.cancelRequested.push({ queue: job.queue, jobId });
+        return { outcome: 'requested', job: modelRecord(job), firstRequest };
+      }
+      this.checkNewIds(state, effects?.enqueue ?? []);
+      const removed = modelRecord(job);
+      this.remove(state, jobId);
+      this.applyEffects(state, events, now, effects);
+      events.finished.push({ id: jobId, removed: true });
+      return { outcome: 'removed', job: removed };
+    });
+  }
+
+  reap(now: number): ReapReport {
+    return this.transaction((state, events) => {
+      const report: ReapReport = { requeued: [], deadLettered: [], doneSwept: 0, deadSwept: 0 };
+      const expired = state.jobs.filter((job) => job.status === 'claimed' && job.leaseExpiresAt !== undefined && job.leaseExpiresAt <= now);
+      for (const job of expired) {
+        if (job.attempts >= job.maxAttempts) {
+          this.makeDead(job, events, now, 'lease expired');
+          const record = modelRecord(job);
+          report.deadLettered.push(record);
+          events.deadLettered.push(record);
+        } else {
+          job.status = 'pending';
+          delete job.leaseExpiresAt;
+          delete job.token;
+          report.requeued.push(job.id);
+          events.becamePending.add(job.queue);
+        }
+      }
+      for (const job of [...state.jobs]) {
+        const config = this.configs.get(job.queue);
+        if (job.status === 'done' && config.keepDoneJobsMs !== undefined && (job.completedAt ?? 0) + config.keepDoneJobsMs <= now) {
+          this.remove(state, job.id);
+          report.doneSwept++;
+        }
+        if (job.status === 'dead' && config.deadRetentionMs !== null && (job.failedAt ?? 0) + config.deadRetentionMs <= now) {
+          this.remove(state, job.id);
+          report.deadSwept++;
+        }
+      }
+      return report;
+    });
+  }
+
+  promote(now: number): number {
+    return this.transaction((state, events) => {
+      let moved = 0;
+      for (const job of state.jobs) {
+        if (job.status === 'scheduled' && job.runAt !== undefined && job.runAt <= now) {
+          job.status = 'pending';
+          delete job.runAt;
+          events.becamePending.add(job.queue);
+          moved++;
+        }
+      }
+      return moved;
+    });
+  }
+
+  requeueDead(jobId: string): void {
+    checkJobId(jobId);
+    this.transaction((state, events) => {
+      const job = this.find(state, jobId);
+      if (!job) throw new JobNotFoundError(jobId);
+      if (job.status !== 'dead') throw new InvalidStateError(jobId, job.status, 'requeue');
+      job.status = 'pending';
+      job.attempts = 0;
+      job.cancelRequested = false;
+      delete job.lastError;
+      delete job.failedAt;
+      events.becamePending.add(job.queue);
+    });
+  }
+
+  getJob(jobId: string): JobRecord | undefined {
+    const job = this.find(this.state, jobId);
+    return job ? modelRecord(job) : undefined;
+  }
+
+  deadJobs(queue: string, options?: { after?: string; limit?: number }): JobRecord[] {
+    checkQueueName(queue);
+    const limit = options?.limit ?? 100;
+    checkPositiveInt('limit', limit);
+    const after = options?.after;
+    return this.state.jobs
+      .filter((job) => job.queue === queue && job.status === 'dead' && (after === undefined || job.id > after))
+      .sort((a, b) => (a.id < b.id ? -1 : 1))
+      .slice(0, limit)
+      .map(modelRecord);
+  }
+
+  stats(queue: string): QueueStats {
+    checkQueueName(queue);
+    const count = (status: JobStatus): number => this.state.jobs.filter((job) => job.queue === queue && job.status === status).length;
+    return { pending: count('pending'), claimed: count('claimed'), scheduled: count('scheduled'), dead: count('dead'), done: this.state.doneCount.get(queue) ?? 0 };
+  }
+
+  listQueues(): string[] {
+    return [...this.state.queues].sort();
+  }
+
+  kvGet(key: string): Uint8Array | undefined {
+    checkKvKey(key);
+    return this.state.kv.get(key)?.slice();
+  }
+
+  kvDelete(key: string, options?: { ifValue?: Uint8Array }): boolean {
+    checkKvKey(key);
+    if (options?.ifValue !== undefined) checkPayload(options.ifValue, 'ifValue');
+    return this.transaction((state) => {
+      const current = state.kv.get(key);
+      if (current === undefined) return false;
+      if (options?.ifValue !== undefined && !bytesEqual(current, options.ifValue)) return false;
+      state.kv.delete(key);
+      return true;
+    });
+  }
+}
+
+/** Options of `ModelStore`: the common `StoreOptions`. */
+export type ModelStoreOptions = StoreOptions;
+
+/**
+ * The reference model as a `QueueStore`: the conformance suite runs on it to
+ * show the suite and the model agree. Slow by design (every call copies the
+ * whole state); use `MemoryStore` for anything else.
+ */
+export class ModelStore implements QueueStore {
+  private readonly clock: Clock;
+  private readonly model: QueueModel;
+  private readonly listeners = new Map<string, Set<(n: StoreNotification) => void>>();
+  private readonly waiters = new Map<string, Set<(result: CompletionResult) => void>>();
+  private readonly timers: Array<() => void> = [];
+  private closed = false;
+
+  constructor(options: ModelStoreOptions = {}) {
+    this.clock = options.clock ?? new SystemClock();
+    this.model = new QueueModel(options, (now) => newId(now));
+    if (options.backgroundMaintenance !== false) {
+      this.every(options.reaperIntervalMs ?? DEFAULT_REAPER_INTERVAL_MS, () => this.reap());
+      this.every(options.promoteIntervalMs ?? DEFAULT_PROMOTE_INTERVAL_MS, () => this.promote());
+    }
+  }
+
+  private every(intervalMs: number, task: () => Promise<unknown>): void {
+    checkPositiveInt('maintenance interval', intervalMs);
+    const tick = (): void => {
+      if (this.closed) return;
+      void task().catch(() => undefined);
+      this.timers.push(this.clock.setTimer(tick, intervalMs));
+    };
+    this.timers.push(this.clock.setTimer(tick, intervalMs));
+  }
+
+  /** Runs one model operation and publishes what it changed. */
+  private run<T>(operation: (now: number) => T): T {
+    if (this.closed) throw new StoreClosedError();
+    const before = this.model.events;
+    const result = operation(this.clock.now());
+    const events = this.model.events;
+    if (events !== before) this.publish(events);
+    return result;
+  }
+
+  private publish(events: ModelEvents): void {
+    for (const queue of events.becamePending) this.notify(queue, { type: 'jobsAvailable', queue });
+    for (const { queue, jobId } of events.cancelRequested) this.notify(queue, { type: 'cancelRequested', queue, jobId });
+    const byQueue = new Map<string, JobRecord[]>();
+    for (const record of events.deadLettered) byQueue.set(record.queue, [...(byQueue.get(record.queue) ?? []), record]);
+    for (const [queue, jobs] of byQueue) this.notify(queue, { type: 'deadLettered', queue, jobs });
+    for (const { id, record, removed } of events.finished) {
+      const result: CompletionResult = removed ? { kind: 'notFound' } : record ? { kind: 'completed', job: record } : { kind: 'completed' };
+      for (const finish of [...(this.waiters.get(id) ?? [])]) finish(result);
+    }
+  }
+
+  private notify(queue: string, notification: StoreNotification): void {
+    const listeners = this.listeners.get(queue);
+    if (!listeners || listeners.size === 0) return;
+    queueMicrotask(() => {
+      for (const listener of [...listeners]) listener(notification);
+    });
+  }
+
+  async enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
+    return this.run((now) => this.model.enqueue(now, queue, payload, options, kvWrites));
+  }
+
+  async enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]> {
+    return this.run((now) => this.model.enqueueBatch(now, queue, items));
+  }
+
+  async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
+    return this.run((now) => this.model.claim(now, queue, options));
+  }
+
+  async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+    return this.run((now) => this.model.settle(now, claim, settlement));
+  }
+
+  async renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
+    return this.run((now) => this.model.renewLease(now, claim, extendMs));
+  }
+
+  async cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
+    return this.run((now) => this.model.cancel(now, jobId, effects));
+  }
+
+  async reap(): Promise<ReapReport> {
+    return this.run((now) => this.model.reap(now));
+  }
+
+  async promote(): Promise<number> {
+    return this.run((now) => this.model.promote(now));
+  }
+
+  async requeueDead(jobId: string): Promise<void> {
+    this.run(() => this.model.requeueDead(jobId));
+  }
+
+  async getJob(jobId: string): Promise<JobRecord | undefined> {
+    return this.run(() => this.model.getJob(jobId));
+  }
+
+  async deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]> {
+    return this.run(() => this.model.deadJobs(queue, options));
+  }
+
+  async stats(queue: string): Promise<QueueStats> {
+    return this.run(() => this.model.stats(queue));
+  }
+
+  async listQueues(): Promise<string[]> {
+    return this.run(() => this.model.listQueues());
+  }
+
+  async waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult> {
+    const job = this.run(() => {
+      checkJobId(jobId);
+      if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 0) throw new InvalidArgumentError('timeoutMs', `expected a non-negative integer, got ${timeoutMs}`);
+      return this.model.getJob(jobId);
+    });
+    if (!job) return { kind: 'notFound' };
+    if (job.status === 'done' || job.status === 'dead') return { kind: 'completed', job };
+    return new Promise((resolve) => {
+      let set = this.waiters.get(jobId);
+      if (!set) this.waiters.set(jobId, (set = new Set()));
+      const waiters = set;
+      const cancelTimer = this.clock.setTimer(() => finish({ kind: 'timedOut' }), timeoutMs);
+      const finish = (result: CompletionResult): void => {
+        cancelTimer();
+        waiters.delete(finish);
+        resolve(result);
+      };
+      waiters.add(finish);
+    });
+  }
+
+  async kvGet(key: string): Promise<Uint8Array | undefined> {
+    return this.run(() => this.model.kvGet(key));
+  }
+
+  async kvDelete(key: string, options?: { ifValue?: Uint8Array }): Promise<boolean> {
+    return this.run(() => this.model.kvDelete(key, options));
+  }
+
+  subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void {
+    let set = this.listeners.get(queue);
+    if (!set) this.listeners.set(queue, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const cancel of this.timers) cancel();
+    for (const set of this.waiters.values()) for (const finish of [...set]) finish({ kind: 'timedOut' });
+    this.waiters.clear();
+    this.listeners.clear();
+  }
+}

@@ -1,0 +1,604 @@
+/**
+ * Example-based checks: each operation run against a job in every lifecycle
+ * state, built by small "trait" helpers (as abstract-level does with its
+ * open/closed traits), plus the bad-input checks: typed error, nothing changed.
+ */
+import type { ManualClock } from '../core/clock.js';
+import { KV_VALUE_MAX_BYTES } from '../core/queue-store.js';
+import type { ClaimRef, EnqueueResult, JobRecord, QueueStore } from '../core/queue-store.js';
+import { assert, assertCode, assertEqual, withStore } from './checks.js';
+import type { ConformanceCheck, ConformanceGroup } from './checks.js';
+import { canonical, outcome } from './compare.js';
+import type { StoreContext } from './options.js';
+
+/** The queue configuration of the example checks. */
+export const EXAMPLE_CONTEXT: Partial<Omit<StoreContext, 'clock'>> = {
+  backgroundMaintenance: false,
+  defaultQueueConfig: { leaseDurationMs: 1000, retryBackoffBaseMs: 100, retryBackoffMaxMs: 1000 },
+  queueConfigs: { kept: { keepDoneJobsMs: 60_000 } },
+};
+
+const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
+
+/** A job brought into one lifecycle state. `claim` is its latest delivery (possibly stale). */
+export interface JobInState {
+  id: string;
+  queue: string;
+  claim?: ClaimRef;
+}
+
+/** One lifecycle state and how to reach it from an empty store. */
+export interface JobTrait {
+  state: 'pending' | 'scheduled' | 'claimed' | 'lease-expired' | 'requeued' | 'dead' | 'done' | 'acked' | 'cancelled';
+  make: (store: QueueStore, clock: ManualClock) => Promise<JobInState>;
+}
+
+async function newJob(store: QueueStore, queue: string, extra: { runAt?: number } = {}): Promise<string> {
+  const result = await store.enqueue(queue, bytes('job'), { dedupKey: 'dk', ...extra });
+  assert(`enqueue into an empty store returns new, got ${canonical(result)}`, result.kind === 'new');
+  return result.id;
+}
+
+async function claimOne(store: QueueStore, queue: string, id: string): Promise<ClaimRef> {
+  const claims = await store.claim(queue);
+  assert(`claim(${queue}) returns the only pending job ${id}, got ${canonical(claims.map((c) => c.jobId))}`, claims.length === 1 && claims[0]?.jobId === id);
+  const claim = claims[0] as ClaimRef;
+  return { jobId: claim.jobId, token: claim.token };
+}
+
+/** Every lifecycle state a job record can be in, plus the two ways it disappears. */
+export const JOB_TRAITS: JobTrait[] = [
+  { state: 'pending', make: async (store) => ({ id: await newJob(store, 'q'), queue: 'q' }) },
+  { state: 'scheduled', make: async (store, clock) => ({ id: await newJob(store, 'q', { runAt: clock.now() + 10_000 }), queue: 'q' }) },
+  {
+    state: 'claimed',
+    make: async (store) => {
+      const id = await newJob(store, 'q');
+      return { id, queue: 'q', claim: await claimOne(store, 'q', id) };
+    },
+  },
+  {
+    state: 'lease-expired',
+    make: async (store, clock) => {
+      const id = await newJob(store, 'q');
+      const claim = await claimOne(store, 'q', id);
+      clock.advance(2000);
+      return { id, queue: 'q', claim };
+    },
+  },
+  {
+    state: 'requeued',
+    make: async (store, clock) => {
+      const id = await newJob(store, 'q');
+      const claim = await claimOne(store, 'q', id);
+      clock.advance(2000);
+      await store.reap();
+      return { id, queue: 'q', claim };
+    },
+  },
+  {
+    state: 'dead',
+    make: async (store) => {
+      const id = await newJob(store, 'q');
+      const claim = await claimOne(store, 'q', id);
+      await store.settle(claim, { action: { type: 'deadLetter', reason: 'bad' } });
+      return { id, queue: 'q', claim };
+    },
+  },
+  {
+    state: 'done',
+    make: async (store) => {
+      const id = await newJob(store, 'kept');
+      const claim = await claimOne(store, 'kept', id);
+      await store.settle(claim, { action: { type: 'ack' } });
+      return { id, queue: 'kept', claim };
+    },
+  },
+  {
+    state: 'acked',
+    make: async (store) => {
+      const id = await newJob(store, 'q');
+      const claim = await claimOne(store, 'q', id);
+      await store.settle(claim, { action: { type: 'ack' } });
+      return { id, queue: 'q', claim };
+    },
+  },
+  {
+    state: 'cancelled',
+    make: async (store) => {
+      const id = await newJob(store, 'q');
+      await store.cancel(id);
+      return { id, queue: 'q' };
+    },
+  },
+];
+
+type State = JobTrait['state'];
+
+/** Everything observable about the example stores, to show an operation changed nothing. */
+async function snapshot(store: QueueStore, ids: string[]): Promise<string> {
+  const jobs = await Promise.all(ids.map((id) => store.getJob(id)));
+  const queues = await store.listQueues();
+  const stats = await Promise.all(['q', 'kept', 'other'].map((q) => store.stats(q)));
+  const dead = await store.deadJobs('q');
+  const kv = await Promise.all(['k', 'k2'].map((k) => store.kvGet(k)));
+  return canonical({ jobs, queues, stats, dead, kv });
+}
+
+async function assertUnchanged(what: string, store: QueueStore, ids: string[], before: string): Promise<void> {
+  assertEqual(`${what} must change nothing`, await snapshot(store, ids), before);
+}
+
+/** Counters must equal the number of records in each status. */
+async function assertCountersMatch(what: string, store: QueueStore, ids: string[], queue: string): Promise<void> {
+  const stats = await store.stats(queue);
+  const records = (await Promise.all(ids.map((id) => store.getJob(id)))).filter((r): r is JobRecord => r?.queue === queue);
+  const count = (status: JobRecord['status']): number => records.filter((r) => r.status === status).length;
+  assertEqual(`${what}: counters of ${queue} equal the records in each status`, { pending: stats.pending, claimed: stats.claimed, scheduled: stats.scheduled, dead: stats.dead }, {
+    pending: count('pending'),
+    claimed: count('claimed'),
+    scheduled: count('scheduled'),
+    dead: count('dead'),
+  });
+}
+
+/** Declares one check that runs `body` once per trait, on a fresh store each time. */
+function acrossStates(name: string, body: (store: QueueStore, clock: ManualClock, job: JobInState, state: State) => Promise<string[] | void>): ConformanceCheck {
+  return {
+    name: `${name} (in every job state)`,
+    run: async (options) => {
+      for (const trait of JOB_TRAITS) {
+        await withStore(
+          options,
+          async (store, clock) => {
+            const job = await trait.make(store, clock);
+            try {
+              const extra = (await body(store, clock, job, trait.state)) ?? [];
+              await assertCountersMatch(`${name} on a ${trait.state} job`, store, [job.id, ...extra], job.queue);
+            } catch (error) {
+              if (error instanceof Error) error.message = `[job ${trait.state}] ${error.message}`;
+              throw error;
+            }
+          },
+          EXAMPLE_CONTEXT,
+        );
+      }
+    },
+  };
+}
+
+const HOLDS_RECORD: State[] = ['pending', 'scheduled', 'claimed', 'lease-expired', 'requeued', 'dead', 'done'];
+const OWNED: State[] = ['claimed', 'lease-expired'];
+
+const traitChecks: ConformanceCheck[] = [
+  acrossStates('getJob reports the status', async (store, _clock, job, state) => {
+    const expected: Record<State, JobRecord['status'] | undefined> = {
+      pending: 'pending',
+      scheduled: 'scheduled',
+      claimed: 'claimed',
+      'lease-expired': 'claimed',
+      requeued: 'pending',
+      dead: 'dead',
+      done: 'done',
+      acked: undefined,
+      cancelled: undefined,
+    };
+    assertEqual('getJob(id)?.status', (await store.getJob(job.id))?.status, expected[state]);
+  }),
+  acrossStates('claim takes only a pending job', async (store, _clock, job, state) => {
+    const claims = await store.claim(job.queue, { limit: 5 });
+    assertEqual('claimed ids', claims.map((c) => c.jobId), state === 'pending' || state === 'requeued' ? [job.id] : []);
+    if (state === 'requeued') assertEqual('attempts after the second claim', claims[0]?.job.attempts, 2);
+  }),
+  acrossStates('settle needs the current claim token', async (store, _clock, job, state) => {
+    const claim = job.claim ?? { jobId: job.id, token: 'never-issued' };
+    if (OWNED.includes(state)) {
+      const result = await store.settle(claim, { action: { type: 'ack' } });
+      assertEqual('settle result', result, { branch: 'primary', status: 'done', enqueued: [] });
+      assertEqual('record after ack (not retained)', await store.getJob(job.id), undefined);
+      assertEqual('done counter', (await store.stats(job.queue)).done, 1);
+    } else {
+      const before = await snapshot(store, [job.id]);
+      await assertCode('settle with a stale token', () => store.settle(claim, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k', value: bytes('v') }] } }), 'LEASE_LOST');
+      await assertUnchanged('a stale settle', store, [job.id], before);
+    }
+  }),
+  acrossStates('renewLease needs the current claim token', async (store, clock, job, state) => {
+    const claim = job.claim ?? { jobId: job.id, token: 'never-issued' };
+    if (OWNED.includes(state)) {
+      assertEqual('renew result', await store.renewLease(claim, 5000), { leaseExpiresAt: clock.now() + 5000, cancelRequested: false });
+      assertEqual('leaseExpiresAt after renew', (await store.getJob(job.id))?.leaseExpiresAt, clock.now() + 5000);
+    } else {
+      const before = await snapshot(store, [job.id]);
+      await assertCode('renewLease with a stale token', () => store.renewLease(claim, 5000), 'LEASE_LOST');
+      await assertUnchanged('a stale renewLease', store, [job.id], before);
+    }
+  }),
+  acrossStates('cancel removes, requests or reports notFound', async (store, _clock, job, state) => {
+    const result = await store.cancel(job.id, { kvWrites: [{ key: 'k', value: bytes('cancel effect') }] });
+    if (state === 'pending' || state === 'scheduled' || state === 'requeued') {
+      assertEqual('outcome', result.outcome, 'removed');
+      assertEqual('record after removal', await store.getJob(job.id), undefined);
+      assertEqual('removal effects committed', await store.kvGet('k'), bytes('cancel effect'));
+      if (state !== 'requeued') {
+        const again = await store.enqueue(job.queue, bytes('again'), { dedupKey: 'dk' });
+        assertEqual('the dedup key is free after removal', again.kind, 'new');
+        return again.kind === 'new' ? [again.id] : [];
+      }
+    } else if (OWNED.includes(state)) {
+      assertEqual('first cancel', result.outcome === 'requested' && result.firstRequest, true);
+      assertEqual('no effects on a request', await store.kvGet('k'), undefined);
+      const second = await store.cancel(job.id);
+      assertEqual('second cancel', second.outcome === 'requested' && !second.firstRequest, true);
+      assertEqual('cancel flag persisted', (await store.getJob(job.id))?.cancelRequested, true);
+      assertEqual('renewLease reports it', (await store.renewLease(job.claim as ClaimRef, 1000)).cancelRequested, true);
+    } else {
+      assertEqual('outcome', result, { outcome: 'notFound' });
+      assertEqual('no effects on notFound', await store.kvGet('k'), undefined);
+    }
+  }),
+  acrossStates('requeueDead accepts only dead jobs', async (store, _clock, job, state) => {
+    if (state === 'dead') {
+      await store.requeueDead(job.id);
+      const record = await store.getJob(job.id);
+      assertEqual('requeued record', { status: record?.status, attempts: record?.attempts, lastError: record?.lastError, failedAt: record?.failedAt, cancelRequested: record?.cancelRequested }, {
+        status: 'pending',
+        attempts: 0,
+        lastError: undefined,
+        failedAt: undefined,
+        cancelRequested: false,
+      });
+      assertEqual('stats after requeueDead', await store.stats(job.queue), { pending: 1, claimed: 0, scheduled: 0, dead: 0, done: 0 });
+      assertEqual('dead page after requeueDead', await store.deadJobs(job.queue), []);
+    } else {
+      const before = await snapshot(store, [job.id]);
+      await assertCode('requeueDead', () => store.requeueDead(job.id), HOLDS_RECORD.includes(state) ? 'INVALID_STATE' : 'JOB_NOT_FOUND');
+      await assertUnchanged('a refused requeueDead', store, [job.id], before);
+    }
+  }),
+  acrossStates('the dedup key is held only while pending or scheduled', async (store, _clock, job, state) => {
+    const result: EnqueueResult = await store.enqueue(job.queue, bytes('dup'), { dedupKey: 'dk' }, [{ key: 'k', value: bytes('dup write') }]);
+    if (state === 'pending' || state === 'scheduled') {
+      assertEqual('enqueue with a held key', result, { kind: 'alreadyEnqueued', id: job.id });
+      assertEqual('no kv write on a dedup hit', await store.kvGet('k'), undefined);
+    } else {
+      assertEqual('enqueue with a released key', result.kind, 'new');
+      assertEqual('kv write with the new job', await store.kvGet('k'), bytes('dup write'));
+      return result.kind === 'new' ? [result.id] : [];
+    }
+    return [];
+  }),
+  acrossStates('a job id stays in use while its record exists', async (store, _clock, job, state) => {
+    if (HOLDS_RECORD.includes(state)) {
+      const before = await snapshot(store, [job.id]);
+      await assertCode('enqueue with an id in use', () => store.enqueue(job.queue, bytes('x'), { id: job.id }), 'INVALID_ARGUMENT');
+      await assertUnchanged('a refused enqueue', store, [job.id], before);
+    } else {
+      assertEqual('enqueue reusing a deleted id', await store.enqueue(job.queue, bytes('x'), { id: job.id }), { kind: 'new', id: job.id });
+    }
+  }),
+  acrossStates('waitForCompletion', async (store, clock, job, state) => {
+    const pending = store.waitForCompletion(job.id, 100);
+    clock.advance(100);
+    const result = await pending;
+    if (state === 'dead' || state === 'done') {
+      assertEqual('completion', result.kind === 'completed' && result.job?.status, state);
+    } else if (state === 'acked' || state === 'cancelled') {
+      assertEqual('completion', result, { kind: 'notFound' });
+    } else {
+      assertEqual('completion', result, { kind: 'timedOut' });
+    }
+  }),
+];
+
+async function enqueueAll(store: QueueStore, specs: Array<{ id: string; priority?: number }>): Promise<void> {
+  for (const spec of specs) {
+    await store.enqueue('q', bytes(spec.id), spec.priority === undefined ? { id: spec.id } : { id: spec.id, priority: spec.priority });
+  }
+}
+
+const exampleChecks: ConformanceCheck[] = [
+  {
+    name: 'claims follow priority, then id (not insertion order)',
+    run: (options) =>
+      withStore(
+        options,
+        async (store) => {
+          await enqueueAll(store, [{ id: 'j-c' }, { id: 'j-a', priority: 5000 }, { id: 'j-b' }, { id: 'j-d', priority: 10 }, { id: 'j-e', priority: 10 }]);
+          const order = (await store.claim('q', { limit: 10 })).map((c) => c.jobId);
+          assertEqual('claim order', order, ['j-d', 'j-e', 'j-b', 'j-c', 'j-a']);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'generated ids sort in generation order (FIFO within a millisecond)',
+    run: (options) =>
+      withStore(
+        options,
+        async (store) => {
+          const ids: string[] = [];
+          for (let i = 0; i < 20; i++) ids.push(((await store.enqueue('q', bytes(String(i)))) as { id: string }).id);
+          assertEqual('generated ids are sorted', [...ids].sort(), ids);
+          assertEqual('claim order', (await store.claim('q', { limit: 20 })).map((c) => c.jobId), ids);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'nack backs off min(base * 2^(n-1), max) and dead-letters at maxAttempts',
+    run: (options) =>
+      withStore(
+        options,
+        async (store, clock) => {
+          await store.enqueue('q', bytes('x'), { id: 'j', maxAttempts: 5 });
+          const delays: number[] = [];
+          for (let attempt = 1; attempt <= 5; attempt++) {
+            const [claim] = await store.claim('q');
+            assert(`attempt ${attempt} is claimable`, claim !== undefined);
+            assertEqual(`attempts at claim ${attempt}`, claim.job.attempts, attempt);
+            const result = await store.settle(claim, { action: { type: 'nack', error: `e${attempt}` } });
+            const record = await store.getJob('j');
+            if (attempt < 5) {
+              assertEqual(`status after nack ${attempt}`, result.status, 'scheduled');
+              delays.push((record?.runAt ?? 0) - clock.now());
+              clock.advance(record?.runAt === undefined ? 0 : record.runAt - clock.now());
+              await store.promote();
+            } else {
+              assertEqual('status after the last nack', result.status, 'dead');
+              assertEqual('dead record', { lastError: record?.lastError, failedAt: record?.failedAt, attempts: record?.attempts }, { lastError: 'e5', failedAt: clock.now(), attempts: 5 });
+            }
+          }
+          assertEqual('retry delays (base 100, max 1000)', delays, [100, 200, 400, 800]);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'the cancel branch is chosen at commit time, with its own effects only',
+    run: (options) =>
+      withStore(
+        options,
+        async (store) => {
+          await store.enqueue('q', bytes('x'), { id: 'j' });
+          const [claim] = await store.claim('q');
+          assert('claimable', claim !== undefined);
+          await store.cancel('j');
+          const result = await store.settle(claim, {
+            action: { type: 'nack', error: 'would retry' },
+            effects: { kvWrites: [{ key: 'k', value: bytes('primary') }], enqueue: [{ queue: 'q', payload: bytes('next'), options: { id: 'next' } }] },
+            ifCancelRequested: { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k2', value: bytes('cancel') }] } },
+          });
+          assertEqual('settle result', result, { branch: 'cancel', status: 'done', enqueued: [] });
+          assertEqual('primary effects absent', [await store.kvGet('k'), await store.getJob('next')], [undefined, undefined]);
+          assertEqual('cancel effects present', await store.kvGet('k2'), bytes('cancel'));
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'an ifAbsent conflict writes nothing at all',
+    run: (options) =>
+      withStore(
+        options,
+        async (store) => {
+          await store.enqueue('q', bytes('x'), { id: 'first' }, [{ key: 'k', value: bytes('1'), ifAbsent: true }]);
+          const before = await snapshot(store, ['first', 'second']);
+          const result = await store.enqueue('q', bytes('y'), { id: 'second' }, [
+            { key: 'k2', value: bytes('2') },
+            { key: 'k', value: bytes('3'), ifAbsent: true },
+          ]);
+          assertEqual('result', result, { kind: 'kvConflict', key: 'k' });
+          await assertUnchanged('a kv conflict', store, ['first', 'second'], before);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'reap: expired leases requeue, or go dead on the last attempt; retention sweeps',
+    run: (options) =>
+      withStore(
+        options,
+        async (store, clock) => {
+          await store.enqueue('q', bytes('a'), { id: 'again', maxAttempts: 2 });
+          await store.enqueue('q', bytes('b'), { id: 'last', maxAttempts: 1 });
+          await store.claim('q', { limit: 2 });
+          clock.advance(999);
+          assertEqual('nothing expired yet', await store.reap(), { requeued: [], deadLettered: [], doneSwept: 0, deadSwept: 0 });
+          clock.advance(1);
+          const report = await store.reap();
+          assertEqual('requeued', report.requeued, ['again']);
+          assertEqual('dead-lettered', report.deadLettered.map((r) => [r.id, r.status, r.lastError, r.failedAt]), [['last', 'dead', 'lease expired', clock.now()]]);
+          assertEqual('requeued record keeps its attempts', (await store.getJob('again'))?.attempts, 1);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'retention: done jobs kept for keepDoneJobsMs, dead jobs for deadRetentionMs',
+    run: (options) =>
+      withStore(
+        options,
+        async (store, clock) => {
+          await store.enqueue('q', bytes('a'), { id: 'dead' });
+          await store.enqueue('q', bytes('b'), { id: 'done' });
+          const claims = await store.claim('q', { limit: 2 });
+          await store.settle(claims[0] as ClaimRef, { action: { type: 'deadLetter', reason: 'x' } });
+          await store.settle(claims[1] as ClaimRef, { action: { type: 'ack' } });
+          assertEqual('done record kept', (await store.getJob('done'))?.completedAt, clock.now());
+          clock.advance(999);
+          assertEqual('not yet swept', await store.reap(), { requeued: [], deadLettered: [], doneSwept: 0, deadSwept: 0 });
+          clock.advance(1);
+          assertEqual('swept', await store.reap(), { requeued: [], deadLettered: [], doneSwept: 1, deadSwept: 1 });
+          assertEqual('records gone', [await store.getJob('dead'), await store.getJob('done')], [undefined, undefined]);
+          assertEqual('counters', await store.stats('q'), { pending: 0, claimed: 0, scheduled: 0, dead: 0, done: 1 });
+        },
+        { backgroundMaintenance: false, defaultQueueConfig: { keepDoneJobsMs: 1000, deadRetentionMs: 1000 } },
+      ),
+  },
+  {
+    name: 'records handed out are copies',
+    run: (options) =>
+      withStore(
+        options,
+        async (store) => {
+          const headers = Object.create(null) as Record<string, string>;
+          headers['__proto__'] = 'kept as data';
+          await store.enqueue('q', bytes('abc'), { id: 'j', headers });
+          const record = (await store.getJob('j')) as JobRecord;
+          record.payload[0] = 0;
+          record.headers.extra = 'x';
+          const again = (await store.getJob('j')) as JobRecord;
+          assertEqual('payload unchanged', again.payload, bytes('abc'));
+          assertEqual('headers unchanged, __proto__ an own key', Object.keys(again.headers), ['__proto__']);
+          assertEqual('__proto__ value', Object.getOwnPropertyDescriptor(again.headers, '__proto__')?.value, 'kept as data');
+          const kvValue = bytes('v');
+          await store.enqueue('q', bytes('x'), {}, [{ key: 'k', value: kvValue }]);
+          kvValue[0] = 0;
+          assertEqual('kv value copied on write', await store.kvGet('k'), bytes('v'));
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+];
+
+// ---- bad input -------------------------------------------------------------
+
+const tooBig = (): Uint8Array => new Uint8Array(KV_VALUE_MAX_BYTES + 1);
+
+/** A store holding one claimed job (`c`), one pending (`p`), one dead (`d`) and a kv key. */
+async function populated(store: QueueStore): Promise<{ claim: ClaimRef; ids: string[] }> {
+  await store.enqueue('q', bytes('d'), { id: 'd' });
+  const [dead] = await store.claim('q');
+  await store.settle(dead as ClaimRef, { action: { type: 'deadLetter', reason: 'x' } });
+  await store.enqueue('q', bytes('c'), { id: 'c' }, [{ key: 'k', value: bytes('v') }]);
+  const [claim] = await store.claim('q');
+  await store.enqueue('q', bytes('p'), { id: 'p', dedupKey: 'dk' });
+  return { claim: claim as ClaimRef, ids: ['c', 'p', 'd', 'n1', 'n2'] };
+}
+
+interface BadCall {
+  what: string;
+  code: string;
+  call: (store: QueueStore, claim: ClaimRef) => Promise<unknown>;
+}
+
+const BAD_CALLS: BadCall[] = [
+  { what: 'enqueue with an oversized kv value', code: 'KV_VALUE_TOO_LARGE', call: (s) => s.enqueue('q', bytes('n'), { id: 'n1' }, [{ key: 'k2', value: tooBig() }]) },
+  { what: 'settle with an oversized kv effect', code: 'KV_VALUE_TOO_LARGE', call: (s, c) => s.settle(c, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k2', value: tooBig() }] } }) },
+  {
+    what: 'settle with an oversized kv effect in the cancel branch',
+    code: 'KV_VALUE_TOO_LARGE',
+    call: (s, c) => s.settle(c, { action: { type: 'ack' }, ifCancelRequested: { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k2', value: tooBig() }] } } }),
+  },
+  { what: 'cancel with an oversized kv effect', code: 'KV_VALUE_TOO_LARGE', call: (s) => s.cancel('p', { kvWrites: [{ key: 'k2', value: tooBig() }] }) },
+  { what: 'settle with a forged token', code: 'LEASE_LOST', call: (s, c) => s.settle({ jobId: c.jobId, token: `${c.token}-forged` }, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k2', value: bytes('x') }] } }) },
+  { what: 'settle of an unknown job', code: 'LEASE_LOST', call: (s) => s.settle({ jobId: 'nope', token: 't' }, { action: { type: 'ack' } }) },
+  { what: 'settle of a pending job', code: 'LEASE_LOST', call: (s, c) => s.settle({ jobId: 'p', token: c.token }, { action: { type: 'ack' } }) },
+  { what: 'renewLease with a forged token', code: 'LEASE_LOST', call: (s, c) => s.renewLease({ jobId: c.jobId, token: `${c.token}-forged` }, 1000) },
+  { what: 'requeueDead of an unknown job', code: 'JOB_NOT_FOUND', call: (s) => s.requeueDead('nope') },
+  { what: 'requeueDead of a claimed job', code: 'INVALID_STATE', call: (s) => s.requeueDead('c') },
+  { what: 'requeueDead of a pending job', code: 'INVALID_STATE', call: (s) => s.requeueDead('p') },
+  { what: 'enqueue with priority -1', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('q', bytes('n'), { id: 'n1', priority: -1 }) },
+  { what: 'enqueue with priority 1.5', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('q', bytes('n'), { id: 'n1', priority: 1.5 }) },
+  { what: 'enqueue with priority NaN', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('q', bytes('n'), { id: 'n1', priority: Number.NaN }) },
+  { what: 'enqueue with maxAttempts 0', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('q', bytes('n'), { id: 'n1', maxAttempts: 0 }) },
+  { what: 'enqueue with runAt Infinity', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('q', bytes('n'), { id: 'n1', runAt: Number.POSITIVE_INFINITY }) },
+  { what: 'enqueue with runAt -1', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('q', bytes('n'), { id: 'n1', runAt: -1 }) },
+  { what: 'enqueue into an empty queue name', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('', bytes('n'), { id: 'n1' }) },
+  { what: 'enqueue with a string payload', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('q', 'text' as unknown as Uint8Array, { id: 'n1' }) },
+  { what: 'enqueue with an empty dedup key', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('q', bytes('n'), { id: 'n1', dedupKey: '' }) },
+  { what: 'enqueue with a non-string header', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('q', bytes('n'), { id: 'n1', headers: { a: 1 as unknown as string } }) },
+  { what: 'enqueue with an id in use', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('q', bytes('n'), { id: 'c' }, [{ key: 'k2', value: bytes('x') }]) },
+  {
+    what: 'enqueueBatch with one bad item (all-or-nothing)',
+    code: 'INVALID_ARGUMENT',
+    call: (s) => s.enqueueBatch('q', [{ payload: bytes('1'), options: { id: 'n1' } }, { payload: bytes('2'), options: { id: 'n2', priority: -5 } }]),
+  },
+  {
+    what: 'enqueueBatch repeating an id (all-or-nothing)',
+    code: 'INVALID_ARGUMENT',
+    call: (s) => s.enqueueBatch('q', [{ payload: bytes('1'), options: { id: 'n1' } }, { payload: bytes('2'), options: { id: 'n1' } }]),
+  },
+  {
+    what: 'settle whose effect reuses an id in use',
+    code: 'INVALID_ARGUMENT',
+    call: (s, c) => s.settle(c, { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'q', payload: bytes('x'), options: { id: 'p' } }], kvWrites: [{ key: 'k2', value: bytes('x') }] } }),
+  },
+  { what: 'settle with an unknown action', code: 'INVALID_ARGUMENT', call: (s, c) => s.settle(c, { action: { type: 'retry' } as unknown as { type: 'ack' } }) },
+  { what: 'claim with limit 0', code: 'INVALID_ARGUMENT', call: (s) => s.claim('q', { limit: 0 }) },
+  { what: 'claim with leaseMs 0', code: 'INVALID_ARGUMENT', call: (s) => s.claim('q', { leaseMs: 0 }) },
+  { what: 'claim with leaseMs NaN', code: 'INVALID_ARGUMENT', call: (s) => s.claim('q', { leaseMs: Number.NaN }) },
+  { what: 'renewLease by 0 ms', code: 'INVALID_ARGUMENT', call: (s, c) => s.renewLease(c, 0) },
+  { what: 'deadJobs with limit 0', code: 'INVALID_ARGUMENT', call: (s) => s.deadJobs('q', { limit: 0 }) },
+  { what: 'waitForCompletion with timeout -1', code: 'INVALID_ARGUMENT', call: (s) => s.waitForCompletion('p', -1) },
+  { what: 'kvGet of an empty key', code: 'INVALID_ARGUMENT', call: (s) => s.kvGet('') },
+  { what: 'kvDelete of an empty key', code: 'INVALID_ARGUMENT', call: (s) => s.kvDelete('') },
+  { what: 'stats of an empty queue name', code: 'INVALID_ARGUMENT', call: (s) => s.stats('') },
+];
+
+const badInputChecks: ConformanceCheck[] = [
+  ...BAD_CALLS.map(
+    (bad): ConformanceCheck => ({
+      name: `${bad.what} → ${bad.code}, nothing changed`,
+      run: (options) =>
+        withStore(
+          options,
+          async (store) => {
+            const { claim, ids } = await populated(store);
+            const before = await snapshot(store, ids);
+            await assertCode(bad.what, () => bad.call(store, claim), bad.code);
+            await assertUnchanged(bad.what, store, ids, before);
+          },
+          EXAMPLE_CONTEXT,
+        ),
+    }),
+  ),
+  {
+    name: 'unknown ids: getJob undefined, cancel notFound, waitForCompletion notFound, kvDelete false',
+    run: (options) =>
+      withStore(
+        options,
+        async (store) => {
+          const { ids } = await populated(store);
+          const before = await snapshot(store, ids);
+          assertEqual('getJob', await store.getJob('nope'), undefined);
+          assertEqual('cancel', await store.cancel('nope', { kvWrites: [{ key: 'k2', value: bytes('x') }] }), { outcome: 'notFound' });
+          assertEqual('waitForCompletion', await store.waitForCompletion('nope', 10), { kind: 'notFound' });
+          assertEqual('kvDelete unknown', await store.kvDelete('nope'), false);
+          assertEqual('kvDelete with a different ifValue', await store.kvDelete('k', { ifValue: bytes('other') }), false);
+          assertEqual('stats of an unknown queue', await store.stats('unknown'), { pending: 0, claimed: 0, scheduled: 0, dead: 0, done: 0 });
+          assertEqual('deadJobs of an unknown queue', await store.deadJobs('unknown'), []);
+          await assertUnchanged('reads of unknown ids', store, ids, before);
+          assertEqual('kvDelete with the stored ifValue', await store.kvDelete('k', { ifValue: bytes('v') }), true);
+          assertEqual('kv after compare-and-delete', await store.kvGet('k'), undefined);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'a kv value of exactly the limit is accepted',
+    run: (options) =>
+      withStore(
+        options,
+        async (store) => {
+          const value = new Uint8Array(KV_VALUE_MAX_BYTES).fill(7);
+          const result = await outcome(() => store.enqueue('q', bytes('x'), {}, [{ key: 'big', value }]));
+          assert(`enqueue with a ${KV_VALUE_MAX_BYTES}-byte value must succeed${result.ok ? '' : `, threw ${result.code}`}`, result.ok);
+          assertEqual('stored size', (await store.kvGet('big'))?.byteLength, KV_VALUE_MAX_BYTES);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+];
+
+/** Example-based checks of every operation across job states. */
+export function storeOperationChecks(): ConformanceGroup {
+  return { name: 'store operations', checks: [...traitChecks, ...exampleChecks] };
+}
+
+/** Bad input: each call gets its typed error and changes nothing. */
+export function storeBadInputChecks(): ConformanceGroup {
+  return { name: 'store bad input', checks: badInputChecks };
+}
+

@@ -1,0 +1,411 @@
+/**
+ * Deliberately broken stores: each wraps a `MemoryStore` and adds one
+ * realistic bug. `mutants.test.ts` asserts the conformance suite rejects
+ * every one of them, so the suite is known to be able to fail.
+ *
+ * Most bugs are pure wrappers (shadow state plus the public API). Two need
+ * to reach inside the memory store (`attemptsNotCounted`, `killedKv` helpers)
+ * through `memoryInternals`, which fails loudly if the fields move.
+ */
+import { MemoryStore } from '../../adapters/memory/index.js';
+import { LeaseLostError } from '../../core/errors.js';
+import type { QueueConfig } from '../../core/queue-config.js';
+import type {
+  CancelResult,
+  Claim,
+  ClaimRef,
+  CompletionResult,
+  Effects,
+  EnqueueOptions,
+  EnqueueResult,
+  JobRecord,
+  KvWrite,
+  QueueStats,
+  QueueStore,
+  ReapReport,
+  RenewResult,
+  SettleResult,
+  Settlement,
+  StoreNotification,
+} from '../../core/queue-store.js';
+import type { StoreContext } from '../../conformance/index.js';
+
+/** Forwards everything to `inner`; mutants override the one operation they break. */
+export class ForwardingStore implements QueueStore {
+  constructor(readonly inner: QueueStore) {}
+  enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
+    return this.inner.enqueue(queue, payload, options, kvWrites);
+  }
+  enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]> {
+    return this.inner.enqueueBatch(queue, items);
+  }
+  claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
+    return this.inner.claim(queue, options);
+  }
+  settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+    return this.inner.settle(claim, settlement);
+  }
+  renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
+    return this.inner.renewLease(claim, extendMs);
+  }
+  cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
+    return this.inner.cancel(jobId, effects);
+  }
+  reap(): Promise<ReapReport> {
+    return this.inner.reap();
+  }
+  promote(): Promise<number> {
+    return this.inner.promote();
+  }
+  requeueDead(jobId: string): Promise<void> {
+    return this.inner.requeueDead(jobId);
+  }
+  getJob(jobId: string): Promise<JobRecord | undefined> {
+    return this.inner.getJob(jobId);
+  }
+  deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]> {
+    return this.inner.deadJobs(queue, options);
+  }
+  stats(queue: string): Promise<QueueStats> {
+    return this.inner.stats(queue);
+  }
+  listQueues(): Promise<string[]> {
+    return this.inner.listQueues();
+  }
+  waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult> {
+    return this.inner.waitForCompletion(jobId, timeoutMs);
+  }
+  kvGet(key: string): Promise<Uint8Array | undefined> {
+    return this.inner.kvGet(key);
+  }
+  kvDelete(key: string, options?: { ifValue?: Uint8Array }): Promise<boolean> {
+    return this.inner.kvDelete(key, options);
+  }
+  subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void {
+    return this.inner.subscribe(queue, listener);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/** The few MemoryStore fields two mutants reach into (test-only; checked at construction). */
+interface MemoryInternals {
+  jobs: Map<string, { attempts: number }>;
+  kv: Map<string, Uint8Array>;
+}
+
+function memoryInternals(store: MemoryStore): MemoryInternals {
+  const internals = store as unknown as Partial<MemoryInternals>;
+  if (!(internals.jobs instanceof Map) || !(internals.kv instanceof Map)) {
+    throw new Error('MemoryStore internals changed: update test/conformance/mutants.ts (fields "jobs" and "kv")');
+  }
+  return internals as MemoryInternals;
+}
+
+/** Writes kv values the way a buggy adapter would: outside any transaction. */
+function forceKvWrites(store: MemoryStore, writes: KvWrite[] | undefined): void {
+  const kv = memoryInternals(store).kv;
+  for (const write of writes ?? []) kv.set(write.key, write.value.slice());
+}
+
+/** Rewrites the `priority` reported in records (for mutants that store a different sort key). */
+class PriorityRewritingStore extends ForwardingStore {
+  protected readonly requested = new Map<string, number>();
+
+  protected fix = (record: JobRecord): JobRecord => {
+    const priority = this.requested.get(record.id);
+    return priority === undefined ? record : { ...record, priority };
+  };
+
+  /** The priority the inner store should sort by. */
+  protected sortKey(priority: number, _seq: number): number {
+    return priority;
+  }
+
+  private seq = 0;
+  constructor(
+    inner: MemoryStore,
+    private readonly defaults: (queue: string) => QueueConfig,
+  ) {
+    super(inner);
+  }
+
+  private rewrite(queue: string, options: EnqueueOptions | undefined): EnqueueOptions {
+    const priority = options?.priority ?? this.defaults(queue).defaultPriority;
+    return { ...options, priority: this.sortKey(priority, ++this.seq) };
+  }
+
+  private remember(results: EnqueueResult[], requests: Array<{ queue: string; options?: EnqueueOptions }>): void {
+    results.forEach((result, i) => {
+      const request = requests[i];
+      if (result.kind === 'new' && request) this.requested.set(result.id, request.options?.priority ?? this.defaults(request.queue).defaultPriority);
+    });
+  }
+
+  override async enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
+    const result = await super.enqueue(queue, payload, this.rewrite(queue, options), kvWrites);
+    this.remember([result], [{ queue, options }]);
+    return result;
+  }
+  override async enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]> {
+    const results = await super.enqueueBatch(queue, items.map((item) => ({ payload: item.payload, options: this.rewrite(queue, item.options) })));
+    this.remember(results, items.map((item) => ({ queue, options: item.options })));
+    return results;
+  }
+  override async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+    const mapBranch = <B extends { effects?: Effects }>(branch: B): B =>
+      branch.effects?.enqueue
+        ? { ...branch, effects: { ...branch.effects, enqueue: branch.effects.enqueue.map((r) => ({ ...r, options: this.rewrite(r.queue, r.options) })) } }
+        : branch;
+    const rewritten: Settlement = mapBranch(settlement);
+    if (settlement.ifCancelRequested) rewritten.ifCancelRequested = mapBranch(settlement.ifCancelRequested);
+    const result = await super.settle(claim, rewritten);
+    const used = result.branch === 'cancel' ? settlement.ifCancelRequested : settlement;
+    this.remember(result.enqueued, used?.effects?.enqueue ?? []);
+    return result;
+  }
+  override async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
+    return (await super.claim(queue, options)).map((c) => ({ ...c, job: this.fix(c.job) }));
+  }
+  override async getJob(jobId: string): Promise<JobRecord | undefined> {
+    const record = await super.getJob(jobId);
+    return record && this.fix(record);
+  }
+  override async deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]> {
+    return (await super.deadJobs(queue, options)).map(this.fix);
+  }
+  override async cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
+    const result = await super.cancel(jobId, effects);
+    return result.outcome === 'notFound' ? result : { ...result, job: this.fix(result.job) };
+  }
+  override async reap(): Promise<ReapReport> {
+    const report = await super.reap();
+    return { ...report, deadLettered: report.deadLettered.map(this.fix) };
+  }
+}
+
+/** Tracks the live claim of every job, for mutants that act on claims from outside. */
+class ClaimTrackingStore extends ForwardingStore {
+  protected readonly live = new Map<string, { token: string; queue: string }>();
+  override async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
+    const claims = await super.claim(queue, options);
+    for (const c of claims) this.live.set(c.jobId, { token: c.token, queue });
+    return claims;
+  }
+}
+
+export interface Mutant {
+  name: string;
+  /** The bug, as a reviewer would describe it. */
+  bug: string;
+  create: (ctx: StoreContext) => QueueStore;
+}
+
+const memory = (ctx: StoreContext, overrides: Partial<QueueConfig> = {}): MemoryStore =>
+  new MemoryStore({ ...ctx, defaultQueueConfig: { ...ctx.defaultQueueConfig, ...overrides } });
+
+function configOf(ctx: StoreContext): (queue: string) => QueueConfig {
+  const defaults: QueueConfig = { maxAttempts: 3, leaseDurationMs: 30_000, defaultPriority: 1000, retryBackoffBaseMs: 1000, retryBackoffMaxMs: 300_000, keepDoneJobsMs: undefined, deadRetentionMs: 7 * 86_400_000 };
+  return (queue) => ({ ...defaults, ...ctx.defaultQueueConfig, ...ctx.queueConfigs?.[queue] }) as QueueConfig;
+}
+
+export const MUTANTS: Mutant[] = [
+  {
+    name: 'dedup-not-released-on-claim',
+    bug: 'claiming a job keeps its dedup key reserved, so a new job with that key is reported as already enqueued',
+    create: (ctx) => {
+      const inner = memory(ctx);
+      const holders = new Map<string, string>();
+      return new (class extends ForwardingStore {
+        override async enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
+          const key = options?.dedupKey === undefined ? undefined : `${queue}\u0000${options.dedupKey}`;
+          const holder = key === undefined ? undefined : holders.get(key);
+          if (holder !== undefined && (await inner.getJob(holder))?.status === 'claimed') return { kind: 'alreadyEnqueued', id: holder };
+          const result = await super.enqueue(queue, payload, options, kvWrites);
+          if (key !== undefined && result.kind === 'new') holders.set(key, result.id);
+          return result;
+        }
+      })(inner);
+    },
+  },
+  {
+    name: 'kv-written-on-dedup-hit',
+    bug: 'an enqueue that hits an existing dedup key still applies its kv writes',
+    create: (ctx) => {
+      const inner = memory(ctx);
+      return new (class extends ForwardingStore {
+        override async enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
+          const result = await super.enqueue(queue, payload, options, kvWrites);
+          if (result.kind === 'alreadyEnqueued') forceKvWrites(inner, kvWrites);
+          return result;
+        }
+      })(inner);
+    },
+  },
+  {
+    name: 'attempts-not-counted-on-claim',
+    bug: 'claim does not increment attempts, so failing jobs retry forever',
+    create: (ctx) => {
+      const inner = memory(ctx);
+      const internals = memoryInternals(inner);
+      return new (class extends ForwardingStore {
+        override async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
+          const claims = await super.claim(queue, options);
+          return claims.map((c) => {
+            const stored = internals.jobs.get(c.jobId);
+            if (stored) stored.attempts -= 1;
+            return { ...c, job: { ...c.job, attempts: c.job.attempts - 1 } };
+          });
+        }
+      })(inner);
+    },
+  },
+  {
+    name: 'priority-ignored',
+    bug: 'claim order ignores priority (plain FIFO by id)',
+    create: (ctx) =>
+      new (class extends PriorityRewritingStore {
+        protected override sortKey(): number {
+          return 0;
+        }
+      })(memory(ctx), configOf(ctx)),
+  },
+  {
+    name: 'fifo-broken-within-priority',
+    bug: 'among equal priorities the newest job is claimed first (LIFO)',
+    create: (ctx) =>
+      new (class extends PriorityRewritingStore {
+        protected override sortKey(priority: number, seq: number): number {
+          return priority * 1_000_000 + (1_000_000 - seq);
+        }
+      })(memory(ctx), configOf(ctx)),
+  },
+  {
+    name: 'stale-token-accepted',
+    bug: 'settle and renewLease check only the job id, not the claim token',
+    create: (ctx) => {
+      const inner = memory(ctx);
+      return new (class extends ClaimTrackingStore {
+        private current(claim: ClaimRef): ClaimRef {
+          const live = this.live.get(claim.jobId);
+          return live ? { jobId: claim.jobId, token: live.token } : claim;
+        }
+        override settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+          return super.settle(this.current(claim), settlement);
+        }
+        override renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
+          return super.renewLease(this.current(claim), extendMs);
+        }
+      })(inner);
+    },
+  },
+  {
+    name: 'backoff-off-by-one',
+    bug: 'the retry delay uses 2^n instead of 2^(n-1) (one attempt too far along the backoff curve)',
+    create: (ctx) => {
+      const base = ctx.defaultQueueConfig?.retryBackoffBaseMs ?? 1000;
+      const queueConfigs: Record<string, Partial<QueueConfig>> = {};
+      for (const [queue, config] of Object.entries(ctx.queueConfigs ?? {})) {
+        queueConfigs[queue] = config.retryBackoffBaseMs === undefined ? config : { ...config, retryBackoffBaseMs: config.retryBackoffBaseMs * 2 };
+      }
+      // min(2b * 2^(n-1), max) = min(b * 2^n, max): exactly the off-by-one curve.
+      return new MemoryStore({ ...ctx, defaultQueueConfig: { ...ctx.defaultQueueConfig, retryBackoffBaseMs: base * 2 }, queueConfigs });
+    },
+  },
+  {
+    name: 'cancel-deletes-claimed-job',
+    bug: 'cancel of a claimed job deletes it instead of flagging it',
+    create: (ctx) =>
+      new (class extends ClaimTrackingStore {
+        override async cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
+          const live = this.live.get(jobId);
+          const job = await this.inner.getJob(jobId);
+          if (live && job?.status === 'claimed') {
+            try {
+              await this.inner.settle({ jobId, token: live.token }, { action: { type: 'ack' } });
+              this.live.delete(jobId);
+              return { outcome: 'removed', job };
+            } catch (error) {
+              if (!(error instanceof LeaseLostError)) throw error;
+            }
+          }
+          return super.cancel(jobId, effects);
+        }
+      })(memory(ctx)),
+  },
+  {
+    name: 'reaper-dead-letters-early',
+    bug: 'the reaper dead-letters an expired claim one attempt before maxAttempts',
+    create: (ctx) => {
+      const inner = memory(ctx);
+      return new (class extends ClaimTrackingStore {
+        override async reap(): Promise<ReapReport> {
+          const early: JobRecord[] = [];
+          for (const [jobId, live] of this.live) {
+            const job = await inner.getJob(jobId);
+            if (!job || job.status !== 'claimed' || job.leaseExpiresAt === undefined || job.leaseExpiresAt > ctx.clock.now()) continue;
+            if (job.attempts !== job.maxAttempts - 1) continue;
+            try {
+              await inner.settle({ jobId, token: live.token }, { action: { type: 'deadLetter', reason: 'lease expired' } });
+              const after = await inner.getJob(jobId);
+              if (after) early.push(after);
+            } catch (error) {
+              if (!(error instanceof LeaseLostError)) throw error;
+            }
+          }
+          const report = await super.reap();
+          return { ...report, deadLettered: [...early, ...report.deadLettered] };
+        }
+      })(inner);
+    },
+  },
+  {
+    name: 'counter-drifts-on-requeue',
+    bug: 'requeueDead moves the job but forgets to decrement the dead counter',
+    create: (ctx) => {
+      const drift = new Map<string, number>();
+      return new (class extends ForwardingStore {
+        override async requeueDead(jobId: string): Promise<void> {
+          const job = await this.inner.getJob(jobId);
+          await super.requeueDead(jobId);
+          if (job) drift.set(job.queue, (drift.get(job.queue) ?? 0) + 1);
+        }
+        override async stats(queue: string): Promise<QueueStats> {
+          const stats = await super.stats(queue);
+          return { ...stats, dead: stats.dead + (drift.get(queue) ?? 0) };
+        }
+      })(memory(ctx));
+    },
+  },
+  {
+    name: 'effects-applied-when-settle-fails',
+    bug: 'a settlement that loses its lease still applies its effects (writes outside the transaction)',
+    create: (ctx) => {
+      const inner = memory(ctx);
+      return new (class extends ForwardingStore {
+        override async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+          try {
+            return await super.settle(claim, settlement);
+          } catch (error) {
+            if (error instanceof LeaseLostError) {
+              forceKvWrites(inner, settlement.effects?.kvWrites);
+              for (const key of settlement.effects?.kvDeletes ?? []) await inner.kvDelete(key);
+            }
+            throw error;
+          }
+        }
+      })(inner);
+    },
+  },
+  {
+    name: 'cancel-branch-ignored',
+    bug: 'settle always applies the primary branch, even when the job was cancelled',
+    create: (ctx) =>
+      new (class extends ForwardingStore {
+        override settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+          return super.settle(claim, { action: settlement.action, ...(settlement.effects ? { effects: settlement.effects } : {}) });
+        }
+      })(memory(ctx)),
+  },
+];
