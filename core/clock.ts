@@ -8,9 +8,16 @@ export interface Clock {
   /**
    * Calls `callback` once, `delayMs` from now. Returns a function that cancels
    * the timer (a no-op once it fired). Delays beyond Node's 2^31-1 ms timer
-   * limit must not fire early.
+   * limit must not fire early. `keepAlive: false` lets the process exit while
+   * the timer is pending (for housekeeping); the default keeps it alive, as
+   * `setTimeout` does, so a waiting worker loop keeps its process running.
    */
-  setTimer(callback: () => void, delayMs: number): () => void;
+  setTimer(callback: () => void, delayMs: number, options?: TimerOptions): () => void;
+}
+
+export interface TimerOptions {
+  /** Default true. */
+  keepAlive?: boolean;
 }
 
 /** Node's timers clamp delays above this to 1 ms; longer waits are chained. */
@@ -22,7 +29,8 @@ export class SystemClock implements Clock {
     return Date.now();
   }
 
-  setTimer(callback: () => void, delayMs: number): () => void {
+  setTimer(callback: () => void, delayMs: number, options?: TimerOptions): () => void {
+    const keepAlive = options?.keepAlive !== false;
     const dueAt = Date.now() + Math.max(0, delayMs);
     let handle: NodeJS.Timeout | undefined;
     const arm = (): void => {
@@ -33,12 +41,10 @@ export class SystemClock implements Clock {
         return;
       }
       handle = setTimeout(arm, Math.min(Math.max(remaining, 0), MAX_TIMER_DELAY_MS));
-      // Timers must never keep a process alive on their own: workers are
-      // kept alive by their own loop promise, not by housekeeping timers.
-      handle.unref?.();
+      if (!keepAlive) handle.unref();
     };
     handle = setTimeout(arm, Math.min(Math.max(delayMs, 0), MAX_TIMER_DELAY_MS));
-    handle.unref?.();
+    if (!keepAlive) handle.unref();
     return () => {
       if (handle !== undefined) clearTimeout(handle);
       handle = undefined;
@@ -147,3 +153,6 @@ export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<v
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/** Timer options for store housekeeping (reaper, promotion, wakeups): never keeps a process alive on its own. */
+export const HOUSEKEEPING: TimerOptions = Object.freeze({ keepAlive: false });

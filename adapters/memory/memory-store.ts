@@ -1,4 +1,4 @@
-import { SystemClock } from '../../core/clock.js';
+import { HOUSEKEEPING, SystemClock } from '../../core/clock.js';
 import type { Clock } from '../../core/clock.js';
 import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError } from '../../core/errors.js';
 import { copyHeaders } from '../../core/headers.js';
@@ -560,7 +560,7 @@ export class MemoryStore implements QueueStore {
       this.promoteDue();
       const next = this.nextScheduledAt();
       if (next !== undefined) this.armWake(next);
-    }, runAt - this.clock.now());
+    }, runAt - this.clock.now(), HOUSEKEEPING);
     this.wake = { at: runAt, cancel };
   }
 
@@ -585,10 +585,10 @@ export class MemoryStore implements QueueStore {
       this.timers.delete(cancel);
       if (this.closed) return;
       task();
-      cancel = this.clock.setTimer(tick, intervalMs);
+      cancel = this.clock.setTimer(tick, intervalMs, HOUSEKEEPING);
       this.timers.add(cancel);
     };
-    cancel = this.clock.setTimer(tick, intervalMs);
+    cancel = this.clock.setTimer(tick, intervalMs, HOUSEKEEPING);
     this.timers.add(cancel);
   }
 

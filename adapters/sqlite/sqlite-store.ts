@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
-import { SystemClock } from '../../core/clock.js';
+import { HOUSEKEEPING, SystemClock } from '../../core/clock.js';
 import type { Clock } from '../../core/clock.js';
 import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
@@ -769,7 +769,7 @@ export class SqliteStore implements QueueStore {
         // transient (busy): the promote interval retries
       }
       this.rearmWake();
-    }, runAt - this.clock.now());
+    }, runAt - this.clock.now(), HOUSEKEEPING);
     this.wake = { at: runAt, cancel };
   }
 
@@ -789,10 +789,10 @@ export class SqliteStore implements QueueStore {
       this.timers.delete(cancel);
       if (this.closed) return;
       task();
-      cancel = this.clock.setTimer(tick, intervalMs);
+      cancel = this.clock.setTimer(tick, intervalMs, HOUSEKEEPING);
       this.timers.add(cancel);
     };
-    cancel = this.clock.setTimer(tick, intervalMs);
+    cancel = this.clock.setTimer(tick, intervalMs, HOUSEKEEPING);
     this.timers.add(cancel);
   }
 
@@ -814,7 +814,7 @@ export class SqliteStore implements QueueStore {
         this.pollChanges();
         if (!this.changePoll) this.updateChangePoll();
       };
-      this.changePoll = this.clock.setTimer(tick, this.changePollMs);
+      this.changePoll = this.clock.setTimer(tick, this.changePollMs, HOUSEKEEPING);
     } else if (!wanted && this.changePoll) {
       this.changePoll();
       this.changePoll = undefined;
