@@ -10,7 +10,7 @@
 import { performance } from 'node:perf_hooks';
 import { StepOutcome, WorkflowRuntime } from '../core/index.js';
 import type { QueueStore } from '../core/index.js';
-import { openBenchStore, storeNames } from './stores.js';
+import { openBenchStore, sqliteSynchronous, storeNames } from './stores.js';
 
 interface Args {
   store: string;
@@ -127,6 +127,21 @@ export async function measureHeapPerPendingRun(store: QueueStore, runs: number):
   return (after - before) / runs;
 }
 
+/** SQLite: the raw write-transaction limit and plainjob's chain workload, same sync level, same run. */
+async function printSqliteBaselines(result: TransitionResult, args: Args): Promise<void> {
+  const { rawSqliteWriteTps, plainjobChainTps } = await import('./sqlite-baselines.js');
+  const raw = rawSqliteWriteTps({ synchronous: sqliteSynchronous });
+  console.log(`raw sqlite write tx/s    ${raw.perSecond.toFixed(0)}  (better-sqlite3, one-row BEGIN IMMEDIATE/COMMIT, WAL, synchronous=${sqliteSynchronous})`);
+  console.log(`ratio runtime/raw        ${(result.perSecond / raw.perSecond).toFixed(3)}`);
+  const plain = await plainjobChainTps({ synchronous: sqliteSynchronous, runs: args.runs, steps: args.steps });
+  if (plain.skipped) {
+    console.log(`plainjob chain           skipped: ${plain.skipped}`);
+    return;
+  }
+  console.log(`plainjob chain/s         ${plain.perSecond.toFixed(0)}  (${args.runs} x ${args.steps}, each job enqueues the next)`);
+  console.log(`ratio runtime/plainjob   ${(result.perSecond / plain.perSecond).toFixed(2)}`);
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const { store, close, label } = await openBenchStore(args.store);
@@ -149,6 +164,7 @@ async function main(): Promise<void> {
     console.log(`p99 claim-to-commit      ${result.p99Ms.toFixed(3)} ms`);
     console.log(`baseline promise hops/s  ${baseline.toFixed(0)}  (same count, no store)`);
     console.log(`ratio runtime/baseline   ${(result.perSecond / baseline).toFixed(4)}`);
+    if (args.store === 'sqlite') await printSqliteBaselines(result, args);
   } finally {
     await close();
   }
