@@ -120,3 +120,9 @@ export function checkJobId(jobId: unknown): asserts jobId is string {
     throw new InvalidArgumentError('job id', `expected a non-empty string of at most 256 characters, got ${describe(jobId)}`);
   }
 }
+
+export function checkTimeoutMs(timeoutMs: unknown): asserts timeoutMs is number {
+  if (typeof timeoutMs !== 'number' || !Number.isSafeInteger(timeoutMs) || timeoutMs < 0) {
+    throw new InvalidArgumentError('timeoutMs', `expected a non-negative integer, got ${describe(timeoutMs)}`);
+  }
+}

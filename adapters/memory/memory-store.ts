@@ -2,6 +2,8 @@ import { HOUSEKEEPING, SystemClock } from '../../core/clock.js';
 import type { Clock } from '../../core/clock.js';
 import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError } from '../../core/errors.js';
 import { copyHeaders } from '../../core/headers.js';
+import { jobRecord } from '../../core/job-record.js';
+import { CompletionWaiters, LocalNotifications } from '../../core/local-notifications.js';
 import { newId } from '../../core/ids.js';
 import {
   DEFAULT_PROMOTE_INTERVAL_MS,
@@ -41,6 +43,7 @@ import {
   checkPositiveInt,
   checkQueueName,
   checkSettlement,
+  checkTimeoutMs,
 } from '../../core/store-validation.js';
 import { BinaryHeap, SortedStringSet } from './binary-heap.js';
 
@@ -110,9 +113,8 @@ export class MemoryStore implements QueueStore {
   private readonly jobs = new Map<string, StoredJob>();
   private readonly queues = new Map<string, QueueState>();
   private readonly kv = new Map<string, Uint8Array>();
-  private readonly listeners = new Map<string, Set<(n: StoreNotification) => void>>();
-  private readonly completionWaiters = new Map<string, Set<(result: CompletionResult) => void>>();
-  private readonly pendingNotifications = new Set<string>();
+  private readonly notifications = new LocalNotifications();
+  private readonly completionWaiters: CompletionWaiters;
   private readonly timers = new Set<() => void>();
   private wake: { at: number; cancel: () => void } | undefined;
   private tokenSeq = 0;
@@ -121,6 +123,7 @@ export class MemoryStore implements QueueStore {
 
   constructor(options: MemoryStoreOptions = {}) {
     this.clock = options.clock ?? new SystemClock();
+    this.completionWaiters = new CompletionWaiters(this.clock);
     this.configs = new QueueConfigs(options);
     this.background = options.backgroundMaintenance !== false;
     if (this.background) {
@@ -371,23 +374,11 @@ export class MemoryStore implements QueueStore {
   async waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult> {
     this.checkOpen();
     checkJobId(jobId);
-    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 0) throw new InvalidArgumentError('timeoutMs', `expected a non-negative integer, got ${timeoutMs}`);
+    checkTimeoutMs(timeoutMs);
     const job = this.jobs.get(jobId);
     if (!job) return { kind: 'notFound' };
     if (job.status === 'done' || job.status === 'dead') return { kind: 'completed', job: toRecord(job) };
-    return new Promise((resolve) => {
-      let waiters = this.completionWaiters.get(jobId);
-      if (!waiters) this.completionWaiters.set(jobId, (waiters = new Set()));
-      const set = waiters;
-      const cancelTimer = this.clock.setTimer(() => finish({ kind: 'timedOut' }), timeoutMs);
-      const finish = (result: CompletionResult): void => {
-        cancelTimer();
-        set.delete(finish);
-        if (set.size === 0 && this.completionWaiters.get(jobId) === set) this.completionWaiters.delete(jobId);
-        resolve(result);
-      };
-      set.add(finish);
-    });
+    return this.completionWaiters.wait(jobId, timeoutMs);
   }
 
   async kvGet(key: string): Promise<Uint8Array | undefined> {
@@ -407,12 +398,7 @@ export class MemoryStore implements QueueStore {
   }
 
   subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void {
-    let set = this.listeners.get(queue);
-    if (!set) this.listeners.set(queue, (set = new Set()));
-    set.add(listener);
-    return () => {
-      set.delete(listener);
-    };
+    return this.notifications.subscribe(queue, listener);
   }
 
   async close(): Promise<void> {
@@ -421,11 +407,8 @@ export class MemoryStore implements QueueStore {
     for (const cancel of this.timers) cancel();
     this.timers.clear();
     this.wake?.cancel();
-    for (const [id, waiters] of this.completionWaiters) {
-      for (const finish of [...waiters]) finish({ kind: 'timedOut' });
-      this.completionWaiters.delete(id);
-    }
-    this.listeners.clear();
+    this.completionWaiters.resolveAll();
+    this.notifications.clear();
   }
 
   // ---- internals -------------------------------------------------------
@@ -592,48 +575,16 @@ export class MemoryStore implements QueueStore {
     this.timers.add(cancel);
   }
 
-  /** Delivers notifications on a microtask so listeners never run inside a store operation. */
   private notify(queue: string, notification: StoreNotification): void {
-    const listeners = this.listeners.get(queue);
-    if (!listeners || listeners.size === 0) return;
-    if (notification.type === 'jobsAvailable') {
-      // Coalesce: one wakeup per queue per microtask is enough.
-      if (this.pendingNotifications.has(queue)) return;
-      this.pendingNotifications.add(queue);
-    }
-    queueMicrotask(() => {
-      if (notification.type === 'jobsAvailable') this.pendingNotifications.delete(queue);
-      for (const listener of [...listeners]) listener(notification);
-    });
+    this.notifications.notify(queue, notification);
   }
 
   private resolveCompletion(jobId: string, result: CompletionResult): void {
-    const waiters = this.completionWaiters.get(jobId);
-    if (!waiters) return;
-    for (const finish of [...waiters]) finish(result);
+    this.completionWaiters.resolve(jobId, result);
   }
 }
 
-/** A detached copy of the public fields, with absent optional fields omitted. */
+/** A detached copy of the public fields. */
 function toRecord(job: StoredJob): JobRecord {
-  const record: JobRecord = {
-    id: job.id,
-    queue: job.queue,
-    payload: job.payload.slice(),
-    headers: copyHeaders(job.headers),
-    status: job.status,
-    attempts: job.attempts,
-    maxAttempts: job.maxAttempts,
-    priority: job.priority,
-    enqueuedAt: job.enqueuedAt,
-    cancelRequested: job.cancelRequested,
-  };
-  if (job.claimedAt !== undefined) record.claimedAt = job.claimedAt;
-  if (job.leaseExpiresAt !== undefined) record.leaseExpiresAt = job.leaseExpiresAt;
-  if (job.runAt !== undefined) record.runAt = job.runAt;
-  if (job.lastError !== undefined) record.lastError = job.lastError;
-  if (job.dedupKey !== undefined) record.dedupKey = job.dedupKey;
-  if (job.completedAt !== undefined) record.completedAt = job.completedAt;
-  if (job.failedAt !== undefined) record.failedAt = job.failedAt;
-  return record;
+  return jobRecord({ ...job, payload: job.payload.slice(), headers: copyHeaders(job.headers) });
 }

@@ -1,5 +1,6 @@
 /** Conversions between `taquba_jobs` rows and `JobRecord`s. */
 import { parseHeadersJson } from '../../core/headers.js';
+import { jobRecord } from '../../core/job-record.js';
 import type { JobRecord, JobStatus } from '../../core/queue-store.js';
 
 /** A `taquba_jobs` row as better-sqlite3 returns it. */
@@ -30,7 +31,7 @@ export const JOB_COLUMNS =
 
 /** A detached record with absent optional fields omitted (plain `Uint8Array` payload). */
 export function rowToRecord(row: JobRow): JobRecord {
-  const record: JobRecord = {
+  return jobRecord({
     id: row.id,
     queue: row.queue,
     payload: new Uint8Array(row.payload),
@@ -41,15 +42,14 @@ export function rowToRecord(row: JobRow): JobRecord {
     priority: row.priority,
     enqueuedAt: row.enqueued_at,
     cancelRequested: row.cancel_requested !== 0,
-  };
-  if (row.claimed_at !== null) record.claimedAt = row.claimed_at;
-  if (row.lease_expires_at !== null) record.leaseExpiresAt = row.lease_expires_at;
-  if (row.run_at !== null) record.runAt = row.run_at;
-  if (row.last_error !== null) record.lastError = row.last_error;
-  if (row.dedup_key !== null) record.dedupKey = row.dedup_key;
-  if (row.completed_at !== null) record.completedAt = row.completed_at;
-  if (row.failed_at !== null) record.failedAt = row.failed_at;
-  return record;
+    claimedAt: row.claimed_at,
+    leaseExpiresAt: row.lease_expires_at,
+    runAt: row.run_at,
+    lastError: row.last_error,
+    dedupKey: row.dedup_key,
+    completedAt: row.completed_at,
+    failedAt: row.failed_at,
+  });
 }
 
 /** A view of bytes that better-sqlite3 binds as a BLOB, without copying. */

@@ -26,6 +26,7 @@ import type {
   Settlement,
   StoreNotification,
 } from '../../core/queue-store.js';
+import { CompletionWaiters, LocalNotifications } from '../../core/local-notifications.js';
 import {
   checkEffects,
   checkEnqueueOptions,
@@ -36,6 +37,7 @@ import {
   checkPositiveInt,
   checkQueueName,
   checkSettlement,
+  checkTimeoutMs,
   describe,
 } from '../../core/store-validation.js';
 import { isTransientSqliteError, mapOpenError, mapOperationError, sqliteCode } from './sqlite-errors.js';
@@ -89,7 +91,6 @@ export interface SqliteStoreOptions extends StoreOptions {
 type Outbound = { queue: string; notification: StoreNotification };
 type Counts = [pending: number, claimed: number, scheduled: number, dead: number, done: number];
 const COUNT_INDEX = { pending: 0, claimed: 1, scheduled: 2, dead: 3, done: 4 } as const;
-type Waiter = (result: CompletionResult) => void;
 type PendingWrite = { operation: string; fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void };
 
 const SYNC_LEVELS: readonly SqliteSynchronous[] = ['OFF', 'NORMAL', 'FULL', 'EXTRA'];
@@ -120,10 +121,9 @@ export class SqliteStore implements QueueStore {
   private tokenSeq = 0;
   private closed = false;
 
-  private readonly listeners = new Map<string, Set<(n: StoreNotification) => void>>();
-  private readonly waiters = new Map<string, Set<Waiter>>();
+  private readonly notifications = new LocalNotifications();
+  private readonly waiters: CompletionWaiters;
   private readonly timers = new Set<() => void>();
-  private readonly queuedWakeups = new Set<string>();
   private wake: { at: number; cancel: () => void } | undefined;
   private changePoll: (() => void) | undefined;
   private lastDataVersion = 0;
@@ -162,6 +162,7 @@ export class SqliteStore implements QueueStore {
     checkPositiveInt('promoteIntervalMs', promoteMs);
     this.path = options.path;
     this.clock = options.clock ?? new SystemClock();
+    this.waiters = new CompletionWaiters(this.clock);
     this.configs = new QueueConfigs(options);
     this.background = options.backgroundMaintenance !== false;
     this.groupCommit = options.groupCommit !== false;
@@ -432,25 +433,13 @@ export class SqliteStore implements QueueStore {
   async waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult> {
     this.checkOpen();
     checkJobId(jobId);
-    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 0) throw new InvalidArgumentError('timeoutMs', `expected a non-negative integer, got ${timeoutMs}`);
+    checkTimeoutMs(timeoutMs);
     const row = this.read('waitForCompletion', () => this.sql.getJob.get(jobId) as JobRow | undefined);
     if (!row) return { kind: 'notFound' };
     if (row.status === 'done' || row.status === 'dead') return { kind: 'completed', job: rowToRecord(row) };
-    return new Promise((resolve) => {
-      let set = this.waiters.get(jobId);
-      if (!set) this.waiters.set(jobId, (set = new Set()));
-      const waiters = set;
-      const cancelTimer = this.clock.setTimer(() => finish({ kind: 'timedOut' }), timeoutMs);
-      const finish: Waiter = (result) => {
-        cancelTimer();
-        waiters.delete(finish);
-        if (waiters.size === 0 && this.waiters.get(jobId) === waiters) this.waiters.delete(jobId);
-        this.updateChangePoll();
-        resolve(result);
-      };
-      waiters.add(finish);
-      this.updateChangePoll();
-    });
+    const waiting = this.waiters.wait(jobId, timeoutMs);
+    this.updateChangePoll(); // another process may complete it
+    return waiting.finally(() => this.updateChangePoll());
   }
 
   async kvGet(key: string): Promise<Uint8Array | undefined> {
@@ -473,13 +462,10 @@ export class SqliteStore implements QueueStore {
   // ---- notifications / lifecycle -------------------------------------------------
 
   subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void {
-    let set = this.listeners.get(queue);
-    if (!set) this.listeners.set(queue, (set = new Set()));
-    set.add(listener);
+    const unsubscribe = this.notifications.subscribe(queue, listener);
     this.updateChangePoll();
     return () => {
-      set.delete(listener);
-      if (set.size === 0 && this.listeners.get(queue) === set) this.listeners.delete(queue);
+      unsubscribe();
       this.updateChangePoll();
     };
   }
@@ -494,9 +480,8 @@ export class SqliteStore implements QueueStore {
     this.wake = undefined;
     this.changePoll?.();
     this.changePoll = undefined;
-    for (const [, set] of this.waiters) for (const finish of [...set]) finish({ kind: 'timedOut' });
-    this.waiters.clear();
-    this.listeners.clear();
+    this.waiters.resolveAll();
+    this.notifications.clear();
     this.db.close();
   }
 
@@ -806,7 +791,7 @@ export class SqliteStore implements QueueStore {
 
   /** Runs the cross-connection change poll only while someone listens or waits. */
   private updateChangePoll(): void {
-    const wanted = !this.closed && (this.listeners.size > 0 || this.waiters.size > 0);
+    const wanted = !this.closed && (this.notifications.size > 0 || this.waiters.size > 0);
     if (wanted && !this.changePoll) {
       const tick = (): void => {
         this.changePoll = undefined;
@@ -836,7 +821,7 @@ export class SqliteStore implements QueueStore {
     if (version === this.lastDataVersion) return;
     this.lastDataVersion = version;
     try {
-      for (const queue of this.listeners.keys()) this.notify(queue, { type: 'jobsAvailable', queue });
+      for (const queue of this.notifications.queues()) this.notify(queue, { type: 'jobsAvailable', queue });
       const seen = new Set<string>();
       for (const row of this.sql.cancelledClaims.all() as Array<{ id: string; queue: string; claim_token: string }>) {
         const key = `${row.id} ${row.claim_token}`;
@@ -844,7 +829,7 @@ export class SqliteStore implements QueueStore {
         if (!this.reportedCancels.has(key)) this.notify(row.queue, { type: 'cancelRequested', queue: row.queue, jobId: row.id });
       }
       this.reportedCancels = seen;
-      for (const jobId of [...this.waiters.keys()]) {
+      for (const jobId of [...this.waiters.jobIds()]) {
         const row = this.sql.getJob.get(jobId) as JobRow | undefined;
         if (!row) this.resolveCompletion(jobId, { kind: 'completed' });
         else if (row.status === 'done' || row.status === 'dead') this.resolveCompletion(jobId, { kind: 'completed', job: rowToRecord(row) });
@@ -857,23 +842,11 @@ export class SqliteStore implements QueueStore {
     }
   }
 
-  /** Delivers notifications on a microtask so listeners never run inside a store operation. */
   private notify(queue: string, notification: StoreNotification): void {
-    const listeners = this.listeners.get(queue);
-    if (!listeners || listeners.size === 0) return;
-    if (notification.type === 'jobsAvailable') {
-      if (this.queuedWakeups.has(queue)) return;
-      this.queuedWakeups.add(queue);
-    }
-    queueMicrotask(() => {
-      if (notification.type === 'jobsAvailable') this.queuedWakeups.delete(queue);
-      for (const listener of [...listeners]) listener(notification);
-    });
+    this.notifications.notify(queue, notification);
   }
 
   private resolveCompletion(jobId: string, result: CompletionResult): void {
-    const set = this.waiters.get(jobId);
-    if (!set) return;
-    for (const finish of [...set]) finish(result);
+    this.waiters.resolve(jobId, result);
   }
 }
