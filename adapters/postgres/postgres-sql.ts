@@ -1,0 +1,53 @@
+/**
+ * One statement per store operation. Multi-statement operations call the
+ * PL/pgSQL functions of postgres-migrations.ts, so each is one round trip and
+ * one transaction. Every value is a parameter; only the validated, quoted
+ * schema name is spliced in. Statements are named, so each connection
+ * prepares them once.
+ */
+import { quoteIdent } from './postgres-pool.js';
+
+export type StatementName =
+  | 'enqueue'
+  | 'claim'
+  | 'settleOne'
+  | 'settleBatch'
+  | 'renew'
+  | 'cancel'
+  | 'reap'
+  | 'promote'
+  | 'requeueDead'
+  | 'getJob'
+  | 'deadJobs'
+  | 'deadJobsAfter'
+  | 'stats'
+  | 'listQueues'
+  | 'kvGet'
+  | 'kvDelete'
+  | 'kvDeleteIf';
+
+export function statements(schema: string): Record<StatementName, string> {
+  const S = quoteIdent(schema);
+  return {
+    enqueue: `SELECT ${S}.enqueue($1::bigint, $2::jsonb, $3::jsonb, $4::boolean) AS r`,
+    claim: `SELECT * FROM ${S}.claim($1::bigint, $2::text, $3::integer, $4::bigint)`,
+    settleOne: `SELECT ${S}.settle_one(${S}.now_ms($1::bigint), $2::jsonb, $3::jsonb) AS r`,
+    settleBatch: `SELECT ${S}.settle_batch($1::bigint, $2::jsonb, $3::jsonb) AS r`,
+    renew: `UPDATE ${S}.jobs SET lease_expires_at = ${S}.now_ms($1::bigint) + $4::bigint
+            WHERE id = $2 AND status = 'claimed' AND token = $3
+            RETURNING lease_expires_at, cancel_requested`,
+    cancel: `SELECT ${S}.cancel($1::bigint, $2::text, $3::jsonb) AS r`,
+    reap: `SELECT ${S}.reap($1::bigint, $2::jsonb) AS r`,
+    promote: `SELECT ${S}.promote($1::bigint) AS r`,
+    requeueDead: `SELECT ${S}.requeue_dead($1::text) AS r`,
+    getJob: `SELECT * FROM ${S}.jobs WHERE id = $1`,
+    deadJobs: `SELECT * FROM ${S}.jobs WHERE queue = $1 AND status = 'dead' ORDER BY id LIMIT $2`,
+    deadJobsAfter: `SELECT * FROM ${S}.jobs WHERE queue = $1 AND status = 'dead' AND id > $3 ORDER BY id LIMIT $2`,
+    stats: `SELECT coalesce(sum(pending), 0) AS pending, coalesce(sum(claimed), 0) AS claimed, coalesce(sum(scheduled), 0) AS scheduled,
+            coalesce(sum(dead), 0) AS dead, coalesce(sum(done), 0) AS done FROM ${S}.counters WHERE queue = $1`,
+    listQueues: `SELECT DISTINCT queue FROM ${S}.counters`,
+    kvGet: `SELECT value FROM ${S}.kv WHERE key = $1`,
+    kvDelete: `DELETE FROM ${S}.kv WHERE key = $1`,
+    kvDeleteIf: `DELETE FROM ${S}.kv WHERE key = $1 AND value = $2`,
+  };
+}

@@ -1,0 +1,731 @@
+import pg from 'pg';
+import { HOUSEKEEPING, SystemClock } from '../../core/clock.js';
+import type { Clock } from '../../core/clock.js';
+import { InvalidArgumentError, LeaseLostError, StoreClosedError } from '../../core/errors.js';
+import { copyHeaders } from '../../core/headers.js';
+import { LocalNotifications } from '../../core/local-notifications.js';
+import { newId } from '../../core/ids.js';
+import { DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs, resolveQueueConfig } from '../../core/queue-config.js';
+import type { QueueConfig, StoreOptions } from '../../core/queue-config.js';
+import type {
+  CancelResult,
+  Claim,
+  ClaimRef,
+  CompletionResult,
+  Effects,
+  EnqueueOptions,
+  EnqueueRequest,
+  EnqueueResult,
+  JobRecord,
+  KvWrite,
+  QueueStats,
+  QueueStore,
+  ReapReport,
+  RenewResult,
+  SettleResult,
+  Settlement,
+  SettlementBranch,
+  StoreNotification,
+} from '../../core/queue-store.js';
+import {
+  checkEffects,
+  checkEnqueueOptions,
+  checkJobId,
+  checkKvKey,
+  checkKvWrites,
+  checkPayload,
+  checkPositiveInt,
+  checkQueueName,
+  checkSettlement,
+  checkTimeoutMs,
+} from '../../core/store-validation.js';
+import { SQLSTATE, mapError, serverError } from './postgres-errors.js';
+import { SCHEMA_VERSION, migrate } from './postgres-migrations.js';
+import { PostgresNotifier } from './postgres-notifier.js';
+import type { PgPoolLike, PgQueryResult } from './postgres-pool.js';
+import { SCHEMA_NAME_PATTERN } from './postgres-pool.js';
+import { base64, toRecord } from './postgres-rows.js';
+import type { JobRow } from './postgres-rows.js';
+import { statements } from './postgres-sql.js';
+import type { StatementName } from './postgres-sql.js';
+
+/** Options of `PostgresStore`: the common `StoreOptions` plus where the data lives. */
+export interface PostgresStoreOptions extends StoreOptions {
+  /** A libpq-style URL; the store then owns a `pg.Pool` and ends it on `close()`. */
+  connectionString?: string;
+  /** Your own pool (`pg.Pool` or compatible). The store never ends it. */
+  pool?: PgPoolLike;
+  /** Schema holding the tables; created and migrated on open. Default `taquba`. */
+  schema?: string;
+  /** Size of the pool the store creates from `connectionString`. Default 10. */
+  maxConnections?: number;
+  /**
+   * Settlement transactions in flight at once from this store. Settlements
+   * arriving meanwhile are committed together in the next one (group commit),
+   * each with its own all-or-nothing outcome. Default 2.
+   */
+  settleConcurrency?: number;
+  /** Most settlements in one transaction. Default 64. */
+  maxSettleBatch?: number;
+  /** Cross-process wakeups with LISTEN/NOTIFY on a dedicated connection. Default true. */
+  listen?: boolean;
+}
+
+interface JobJson {
+  id: string;
+  /** The caller chose the id (an id in use is then an error even on a dedup hit). */
+  own: boolean;
+  queue: string;
+  payload: string;
+  headers: string;
+  priority: number;
+  maxAttempts: number;
+  runAt?: number;
+  dedupKey?: string;
+}
+
+interface EffectsJson {
+  enqueue?: JobJson[];
+  kvWrites?: Array<{ key: string; value: string }>;
+  kvDeletes?: string[];
+}
+
+interface InsertJson {
+  kind: 'new' | 'alreadyEnqueued';
+  id: string;
+  queue?: string;
+  runAt?: number;
+}
+
+interface SettleJson {
+  branch?: SettleResult['branch'];
+  status?: SettleResult['status'];
+  queue?: string;
+  runAt?: number | null;
+  enqueued?: InsertJson[];
+  error?: { code: string; message: string; detail: string | null; constraint: string | null };
+}
+
+interface SettleWaiter {
+  item: { jobId: string; token: string; settlement: unknown };
+  resolve: (result: SettleResult) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * `QueueStore` on PostgreSQL: many worker processes on many hosts share one
+ * database. Claims use `FOR UPDATE SKIP LOCKED`; every multi-statement
+ * operation is a single-round-trip SQL function, so it commits whole or not
+ * at all; concurrent settlements from one process share a transaction (group
+ * commit); LISTEN/NOTIFY wakes waiting workers and carries cancel requests
+ * across processes. Times come from the injected clock when one is given (tests),
+ * otherwise from the database's clock, so all hosts agree.
+ *
+ * Call `open()` (or use `PostgresStore.open`) to migrate up front; otherwise
+ * the first operation does it.
+ */
+export class PostgresStore implements QueueStore {
+  /** The schema the tables live in. */
+  readonly schema: string;
+  private readonly pool: PgPoolLike;
+  private readonly ownsPool: boolean;
+  private readonly clock: Clock;
+  private readonly injectedClock: boolean;
+  private readonly configs: QueueConfigs;
+  private readonly configJson: string;
+  private readonly sql: Record<StatementName, string>;
+  private readonly names: Record<StatementName, string>;
+  private readonly channel: string;
+  private readonly notifier: PostgresNotifier | undefined;
+  private readonly background: boolean;
+  private readonly settleConcurrency: number;
+  private readonly maxSettleBatch: number;
+  private opening: Promise<void> | undefined;
+  private opened = false;
+  private closed = false;
+  private readonly notifications = new LocalNotifications();
+  private readonly completionWaiters = new Map<string, Set<(result: CompletionResult) => void>>();
+  private readonly timers = new Set<() => void>();
+  private wake: { at: number; cancel: () => void } | undefined;
+  private settleQueue: SettleWaiter[] = [];
+  private settleInFlight = 0;
+  private settleScheduled = false;
+  private readonly inFlight = new Set<Promise<unknown>>();
+  /**
+   * Counters for benchmarks and monitoring: statements sent (each is one
+   * transaction), claim statements, settlement transactions, and settlements
+   * committed in them.
+   */
+  readonly metrics = { statements: 0, claimStatements: 0, settleTransactions: 0, settlements: 0 };
+
+  constructor(options: PostgresStoreOptions) {
+    const schema = options.schema ?? 'taquba';
+    if (typeof schema !== 'string' || !SCHEMA_NAME_PATTERN.test(schema)) {
+      throw new InvalidArgumentError('schema', `expected an identifier matching ${String(SCHEMA_NAME_PATTERN)}, got ${JSON.stringify(schema)}`);
+    }
+    if (!options.pool && !options.connectionString) throw new InvalidArgumentError('options', 'give a connectionString or a pool');
+    this.schema = schema;
+    this.settleConcurrency = options.settleConcurrency ?? 2;
+    this.maxSettleBatch = options.maxSettleBatch ?? 64;
+    checkPositiveInt('settleConcurrency', this.settleConcurrency);
+    checkPositiveInt('maxSettleBatch', this.maxSettleBatch);
+    this.injectedClock = options.clock !== undefined;
+    this.clock = options.clock ?? new SystemClock();
+    this.configs = new QueueConfigs(options);
+    const queues: Record<string, QueueConfig> = Object.create(null) as Record<string, QueueConfig>;
+    for (const name of Object.keys(options.queueConfigs ?? {})) queues[name] = this.configs.get(name);
+    this.configJson = JSON.stringify({ default: resolveQueueConfig(options.defaultQueueConfig), queues });
+    this.sql = statements(schema);
+    this.names = Object.fromEntries(Object.keys(this.sql).map((key) => [key, `taquba_${schema}_v${SCHEMA_VERSION}_${key}`])) as Record<StatementName, string>;
+    this.channel = `taquba_${schema}`.slice(0, 63);
+    if (options.pool) {
+      this.pool = options.pool;
+      this.ownsPool = false;
+    } else {
+      this.pool = new pg.Pool({ connectionString: options.connectionString, max: options.maxConnections ?? 10 }) as unknown as PgPoolLike;
+      this.ownsPool = true;
+      // An idle pooled connection whose backend dies emits 'error' on the pool; unhandled, it would crash the process.
+      // (A pool passed in is the caller's to guard, as pg's documentation asks.)
+      this.pool.on('error', () => undefined);
+    }
+    this.notifier =
+      options.listen === false ? undefined : new PostgresNotifier(this.pool, this.channel, (payload) => this.onRemote(payload), () => this.onListenConnected());
+    this.background = options.backgroundMaintenance !== false;
+    if (this.background) {
+      this.every(options.reaperIntervalMs ?? DEFAULT_REAPER_INTERVAL_MS, () => this.reap());
+      this.every(options.promoteIntervalMs ?? DEFAULT_PROMOTE_INTERVAL_MS, () => this.promote());
+    }
+  }
+
+  /** Creates the store and applies migrations before returning. */
+  static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const store = new PostgresStore(options);
+    try {
+      await store.open();
+    } catch (error) {
+      await store.close().catch(() => undefined);
+      throw error;
+    }
+    return store;
+  }
+
+  /**
+   * Creates the schema or migrates it to this version (idempotent; safe from
+   * many processes at once). Throws `IncompatibleSchemaError` when the
+   * database holds a newer schema, `StoreUnavailableError` when unreachable.
+   */
+  async open(): Promise<void> {
+    this.checkOpen();
+    if (this.opened) return;
+    this.opening ??= migrate(this.pool, this.schema, this.channel).then(
+      () => {
+        this.opened = true;
+      },
+      (error: unknown) => {
+        this.opening = undefined;
+        throw mapError(error, 'open');
+      },
+    );
+    await this.opening;
+  }
+
+  async enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
+    this.checkOpen();
+    checkQueueName(queue);
+    checkPayload(payload);
+    checkEnqueueOptions(options);
+    checkKvWrites(kvWrites);
+    const job = this.jobJson({ queue, payload, options });
+    const kv = kvWrites && kvWrites.length > 0 ? kvWrites.map((w) => ({ key: w.key, value: base64(w.value), ifAbsent: w.ifAbsent === true })) : null;
+    let result: PgQueryResult;
+    try {
+      result = await this.query('enqueue', [this.now(), JSON.stringify([job]), kv === null ? null : JSON.stringify(kv), true]);
+    } catch (error) {
+      const e = serverError((error as { cause?: unknown }).cause);
+      if (e.code === SQLSTATE.kvConflict) return { kind: 'kvConflict', key: e.message };
+      throw error;
+    }
+    const inserted = (result.rows[0] as { r: InsertJson[] }).r;
+    return this.afterInserts(inserted)[0] as EnqueueResult;
+  }
+
+  async enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]> {
+    this.checkOpen();
+    checkQueueName(queue);
+    if (!Array.isArray(items)) throw new InvalidArgumentError('items', 'expected an array');
+    for (const item of items) {
+      checkPayload(item?.payload);
+      checkEnqueueOptions(item.options);
+    }
+    if (items.length === 0) return [];
+    checkDistinctIds(items.map((item) => item.options?.id));
+    const jobs = items.map((item) => this.jobJson({ queue, payload: item.payload, options: item.options }));
+    const result = await this.query('enqueue', [this.now(), JSON.stringify(jobs), null, false]);
+    return this.afterInserts((result.rows[0] as { r: InsertJson[] }).r);
+  }
+
+  async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
+    this.checkOpen();
+    checkQueueName(queue);
+    if (options?.leaseMs !== undefined) checkPositiveInt('leaseMs', options.leaseMs);
+    const limit = options?.limit ?? 1;
+    checkPositiveInt('limit', limit);
+    const lease = options?.leaseMs ?? this.configs.get(queue).leaseDurationMs;
+    this.metrics.claimStatements++;
+    const result = await this.query('claim', [this.now(), queue, Math.min(limit, 2_147_483_647), lease]);
+    const rows = result.rows as unknown as JobRow[];
+    const claims = rows.map((row) => ({ jobId: row.id, token: row.token as string, job: toRecord(row) }));
+    claims.sort((a, b) => a.job.priority - b.job.priority || (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0));
+    return claims;
+  }
+
+  async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+    this.checkOpen();
+    checkSettlement(settlement);
+    if (typeof claim?.jobId !== 'string' || typeof claim.token !== 'string') throw new LeaseLostError(String(claim?.jobId));
+    const item: SettleWaiter['item'] = { jobId: claim.jobId, token: claim.token, settlement: this.settlementJson(settlement) };
+    await this.open();
+    return new Promise<SettleResult>((resolve, reject) => {
+      this.settleQueue.push({ item, resolve, reject });
+      this.scheduleSettles();
+    });
+  }
+
+  async renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
+    this.checkOpen();
+    checkPositiveInt('extendMs', extendMs);
+    if (typeof claim?.jobId !== 'string' || typeof claim.token !== 'string') throw new LeaseLostError(String(claim?.jobId));
+    const result = await this.query('renew', [this.now(), claim.jobId, claim.token, extendMs]);
+    const row = result.rows[0] as { lease_expires_at: string; cancel_requested: boolean } | undefined;
+    if (!row) throw new LeaseLostError(claim.jobId);
+    return { leaseExpiresAt: Number(row.lease_expires_at), cancelRequested: row.cancel_requested };
+  }
+
+  async cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
+    this.checkOpen();
+    checkJobId(jobId);
+    checkEffects(effects);
+    const result = await this.query('cancel', [this.now(), jobId, effects ? JSON.stringify(this.effectsJson(effects)) : null]);
+    const r = (result.rows[0] as { r: { outcome: CancelResult['outcome']; job?: JobRow; firstRequest?: boolean; enqueued?: InsertJson[] } }).r;
+    if (r.outcome === 'notFound') return { outcome: 'notFound' };
+    const job = toRecord(r.job as JobRow);
+    if (r.outcome === 'requested') {
+      this.notify(job.queue, { type: 'cancelRequested', queue: job.queue, jobId });
+      return { outcome: 'requested', job, firstRequest: r.firstRequest === true };
+    }
+    this.afterInserts(r.enqueued ?? []);
+    this.resolveCompletion(jobId, { kind: 'notFound' });
+    return { outcome: 'removed', job };
+  }
+
+  async reap(): Promise<ReapReport> {
+    this.checkOpen();
+    const result = await this.query('reap', [this.now(), this.configJson]);
+    const r = (result.rows[0] as { r: { requeued: string[]; deadLettered: JobRow[]; doneSwept: number; deadSwept: number } }).r;
+    const deadLettered = r.deadLettered.map(toRecord);
+    if (r.requeued.length > 0) for (const queue of this.notifications.queues()) this.notify(queue, { type: 'jobsAvailable', queue });
+    const byQueue = new Map<string, JobRecord[]>();
+    for (const job of deadLettered) {
+      const list = byQueue.get(job.queue) ?? [];
+      list.push(job);
+      byQueue.set(job.queue, list);
+      this.resolveCompletion(job.id, { kind: 'completed', job });
+    }
+    for (const [queue, jobs] of byQueue) this.notify(queue, { type: 'deadLettered', queue, jobs: jobs.map(cloneRecord) });
+    return { requeued: r.requeued, deadLettered, doneSwept: Number(r.doneSwept), deadSwept: Number(r.deadSwept) };
+  }
+
+  async promote(): Promise<number> {
+    this.checkOpen();
+    const result = await this.query('promote', [this.now()]);
+    const r = (result.rows[0] as { r: { moved: number; queues: string[]; next: number | null } }).r;
+    for (const queue of r.queues) this.notify(queue, { type: 'jobsAvailable', queue });
+    if (r.next !== null) this.armWake(Number(r.next));
+    return Number(r.moved);
+  }
+
+  async requeueDead(jobId: string): Promise<void> {
+    this.checkOpen();
+    checkJobId(jobId);
+    const result = await this.query('requeueDead', [jobId]);
+    const queue = (result.rows[0] as { r: string }).r;
+    this.notify(queue, { type: 'jobsAvailable', queue });
+  }
+
+  async getJob(jobId: string): Promise<JobRecord | undefined> {
+    this.checkOpen();
+    checkJobId(jobId);
+    const result = await this.query('getJob', [jobId]);
+    const row = result.rows[0] as unknown as JobRow | undefined;
+    return row ? toRecord(row) : undefined;
+  }
+
+  async deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]> {
+    this.checkOpen();
+    checkQueueName(queue);
+    const limit = options?.limit ?? 100;
+    checkPositiveInt('limit', limit);
+    if (options?.after !== undefined && typeof options.after !== 'string') throw new InvalidArgumentError('after', 'expected a job id string');
+    const result =
+      options?.after === undefined ? await this.query('deadJobs', [queue, limit]) : await this.query('deadJobsAfter', [queue, limit, options.after]);
+    return (result.rows as unknown as JobRow[]).map(toRecord);
+  }
+
+  async stats(queue: string): Promise<QueueStats> {
+    this.checkOpen();
+    checkQueueName(queue);
+    const row = (await this.query('stats', [queue])).rows[0] as Record<keyof QueueStats, string>;
+    return { pending: Number(row.pending), claimed: Number(row.claimed), scheduled: Number(row.scheduled), dead: Number(row.dead), done: Number(row.done) };
+  }
+
+  async listQueues(): Promise<string[]> {
+    this.checkOpen();
+    const result = await this.query('listQueues', []);
+    return (result.rows as Array<{ queue: string }>).map((row) => row.queue).sort();
+  }
+
+  async waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult> {
+    this.checkOpen();
+    checkJobId(jobId);
+    checkTimeoutMs(timeoutMs);
+    // The timeout runs from the call (not from the first read), so clock time moved meanwhile counts.
+    let timedOut = false;
+    let onTimeout: (() => void) | undefined;
+    const cancelTimeout = this.clock.setTimer(() => {
+      timedOut = true;
+      onTimeout?.();
+    }, timeoutMs);
+    let job: JobRecord | undefined;
+    try {
+      job = await this.getJob(jobId);
+    } catch (error) {
+      cancelTimeout();
+      throw error;
+    }
+    if (!job || job.status === 'done' || job.status === 'dead' || timedOut) cancelTimeout();
+    if (!job) return { kind: 'notFound' };
+    if (job.status === 'done' || job.status === 'dead') return { kind: 'completed', job };
+    if (timedOut) return { kind: 'timedOut' };
+    return new Promise((resolve) => {
+      let waiters = this.completionWaiters.get(jobId);
+      if (!waiters) this.completionWaiters.set(jobId, (waiters = new Set()));
+      const set = waiters;
+      let done = false;
+      let cancelPoll: () => void = () => undefined;
+      const finish = (result: CompletionResult): void => {
+        if (done) return;
+        done = true;
+        cancelTimeout();
+        cancelPoll();
+        set.delete(finish);
+        if (set.size === 0 && this.completionWaiters.get(jobId) === set) this.completionWaiters.delete(jobId);
+        resolve(result);
+      };
+      onTimeout = () => finish({ kind: 'timedOut' });
+      // Completions committed by other processes are seen by polling; local ones resolve at once.
+      const poll = (): void => {
+        cancelPoll = this.clock.setTimer(() => {
+          this.getJob(jobId).then(
+            (current) => {
+              if (!current) finish({ kind: 'completed' });
+              else if (current.status === 'done' || current.status === 'dead') finish({ kind: 'completed', job: current });
+              else if (!done) poll();
+            },
+            () => {
+              if (!done && !this.closed) poll();
+            },
+          );
+        }, Math.min(250, Math.max(1, timeoutMs)));
+      };
+      poll();
+      set.add(finish);
+    });
+  }
+
+  async kvGet(key: string): Promise<Uint8Array | undefined> {
+    this.checkOpen();
+    checkKvKey(key);
+    const row = (await this.query('kvGet', [key])).rows[0] as { value: Buffer } | undefined;
+    return row ? new Uint8Array(row.value) : undefined;
+  }
+
+  async kvDelete(key: string, options?: { ifValue?: Uint8Array }): Promise<boolean> {
+    this.checkOpen();
+    checkKvKey(key);
+    if (options?.ifValue !== undefined) checkPayload(options.ifValue, 'ifValue');
+    const result =
+      options?.ifValue === undefined
+        ? await this.query('kvDelete', [key])
+        : await this.query('kvDeleteIf', [key, Buffer.from(options.ifValue.buffer, options.ifValue.byteOffset, options.ifValue.byteLength)]);
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void {
+    const unsubscribe = this.notifications.subscribe(queue, listener);
+    if (!this.closed) this.notifier?.start();
+    return unsubscribe;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const cancel of this.timers) cancel();
+    this.timers.clear();
+    this.wake?.cancel();
+    this.wake = undefined;
+    for (const waiter of this.settleQueue.splice(0)) waiter.reject(new StoreClosedError());
+    for (const [id, waiters] of this.completionWaiters) {
+      for (const finish of [...waiters]) finish({ kind: 'timedOut' });
+      this.completionWaiters.delete(id);
+    }
+    this.notifications.clear();
+    await this.notifier?.stop();
+    await Promise.allSettled([...this.inFlight]);
+    if (this.ownsPool) await this.pool.end().catch(() => undefined);
+  }
+
+  /** Process-local diagnostics: the LISTEN connection's backend pid and how often it was re-established. */
+  async listenStatus(): Promise<{ connected: boolean; backendPid: number | undefined; reconnects: number }> {
+    return {
+      connected: this.notifier?.connected ?? false,
+      backendPid: await this.notifier?.backendPid().catch(() => undefined),
+      reconnects: this.notifier?.reconnects ?? 0,
+    };
+  }
+
+  // ---- internals -------------------------------------------------------
+
+  private checkOpen(): void {
+    if (this.closed) throw new StoreClosedError();
+  }
+
+  /** The `now` parameter: the injected clock's time, or null for "the database's clock". */
+  private now(): number | null {
+    return this.injectedClock ? this.clock.now() : null;
+  }
+
+  private async query(name: StatementName, values: unknown[]): Promise<PgQueryResult> {
+    if (!this.opened) await this.open();
+    this.checkOpen();
+    this.metrics.statements++;
+    const promise = this.pool.query({ name: this.names[name], text: this.sql[name], values });
+    this.inFlight.add(promise);
+    try {
+      return await promise;
+    } catch (error) {
+      throw mapError(error, name);
+    } finally {
+      this.inFlight.delete(promise);
+    }
+  }
+
+  private jobJson(request: EnqueueRequest): JobJson {
+    const config = this.configs.get(request.queue);
+    const options = request.options;
+    const job: JobJson = {
+      id: options?.id ?? newId(this.injectedClock ? this.clock.now() : Date.now()),
+      own: options?.id !== undefined,
+      queue: request.queue,
+      payload: base64(request.payload),
+      headers: JSON.stringify(copyHeaders(options?.headers)),
+      priority: options?.priority ?? config.defaultPriority,
+      maxAttempts: options?.maxAttempts ?? config.maxAttempts,
+    };
+    if (options?.runAt !== undefined) job.runAt = options.runAt;
+    if (options?.dedupKey !== undefined) job.dedupKey = options.dedupKey;
+    return job;
+  }
+
+  private effectsJson(effects: Effects | undefined): EffectsJson | undefined {
+    if (!effects) return undefined;
+    const out: EffectsJson = {};
+    if (effects.enqueue?.length) out.enqueue = effects.enqueue.map((request) => this.jobJson(request));
+    if (effects.kvWrites?.length) out.kvWrites = effects.kvWrites.map((w) => ({ key: w.key, value: base64(w.value) }));
+    if (effects.kvDeletes?.length) out.kvDeletes = [...effects.kvDeletes];
+    return out;
+  }
+
+  private branchJson(branch: SettlementBranch): unknown {
+    const action = branch.action.type === 'ack' ? { type: 'ack' } : branch.action.type === 'nack' ? { type: 'nack', error: branch.action.error } : { type: 'deadLetter', reason: branch.action.reason };
+    // An id repeated within the branch is an error if (and only if) the branch is applied: flagged for the SQL.
+    const repeatedId = findRepeatedId((branch.effects?.enqueue ?? []).map((request) => request.options?.id));
+    const effects = this.effectsJson(branch.effects);
+    return repeatedId === undefined ? { action, effects } : { action, effects, repeatedId };
+  }
+
+  private settlementJson(settlement: Settlement): unknown {
+    const primary = this.branchJson(settlement) as Record<string, unknown>;
+    if (settlement.ifCancelRequested) primary.ifCancelRequested = this.branchJson(settlement.ifCancelRequested);
+    return primary;
+  }
+
+  /** Local wakeups and precise promotion timers for freshly inserted jobs; strips the internal fields. */
+  private afterInserts(inserted: InsertJson[]): EnqueueResult[] {
+    return inserted.map((r) => {
+      if (r.kind === 'new' && r.queue !== undefined) {
+        if (r.runAt === undefined || r.runAt === null) this.notify(r.queue, { type: 'jobsAvailable', queue: r.queue });
+        else this.armWake(Number(r.runAt));
+      }
+      return { kind: r.kind, id: r.id };
+    });
+  }
+
+  private scheduleSettles(): void {
+    if (this.settleScheduled) return;
+    this.settleScheduled = true;
+    // Deferred by one microtask so settlements issued in the same tick share a transaction.
+    queueMicrotask(() => {
+      this.settleScheduled = false;
+      this.pumpSettles();
+    });
+  }
+
+  private pumpSettles(): void {
+    while (this.settleInFlight < this.settleConcurrency && this.settleQueue.length > 0) {
+      // Id order: concurrent batches and the reaper then lock rows in one global order (no deadlocks).
+      const batch = this.settleQueue.splice(0, this.maxSettleBatch).sort((a, b) => (a.item.jobId < b.item.jobId ? -1 : a.item.jobId > b.item.jobId ? 1 : 0));
+      this.settleInFlight++;
+      void this.runSettleBatch(batch).finally(() => {
+        this.settleInFlight--;
+        this.pumpSettles();
+      });
+    }
+  }
+
+  private async runSettleBatch(batch: SettleWaiter[]): Promise<void> {
+    let results: SettleJson[];
+    try {
+      if (batch.length === 1) {
+        const only = batch[0] as SettleWaiter;
+        const result = await this.query('settleOne', [this.now(), this.configJson, JSON.stringify(only.item)]);
+        results = [(result.rows[0] as { r: SettleJson }).r];
+      } else {
+        const result = await this.query('settleBatch', [this.now(), this.configJson, JSON.stringify(batch.map((w) => w.item))]);
+        results = (result.rows[0] as { r: SettleJson[] }).r;
+      }
+    } catch (error) {
+      for (const waiter of batch) waiter.reject(error);
+      return;
+    }
+    this.metrics.settleTransactions++;
+    this.metrics.settlements += batch.length;
+    batch.forEach((waiter, index) => {
+      const r = results[index] as SettleJson;
+      if (r.error) {
+        waiter.reject(mapError({ code: r.error.code, message: r.error.message, detail: r.error.detail, constraint: r.error.constraint }, 'settle'));
+        return;
+      }
+      const queue = r.queue as string;
+      if (r.status === 'pending') this.notify(queue, { type: 'jobsAvailable', queue });
+      else if (r.status === 'scheduled' && r.runAt != null) this.armWake(Number(r.runAt));
+      else if (r.status === 'done' || r.status === 'dead') this.completedLocally(waiter.item.jobId, r.status);
+      waiter.resolve({ branch: r.branch as SettleResult['branch'], status: r.status as SettleResult['status'], enqueued: this.afterInserts(r.enqueued ?? []) });
+    });
+  }
+
+  private completedLocally(jobId: string, status: 'done' | 'dead'): void {
+    if (!this.completionWaiters.has(jobId)) return;
+    void this.getJob(jobId).then(
+      (job) => this.resolveCompletion(jobId, job && (job.status === 'done' || job.status === 'dead') ? { kind: 'completed', job } : { kind: 'completed' }),
+      () => this.resolveCompletion(jobId, status === 'done' ? { kind: 'completed' } : { kind: 'timedOut' }),
+    );
+  }
+
+  private resolveCompletion(jobId: string, result: CompletionResult): void {
+    const waiters = this.completionWaiters.get(jobId);
+    if (!waiters) return;
+    for (const finish of [...waiters]) finish(result);
+  }
+
+  private onRemote(payload: string): void {
+    let message: { t?: string; q?: string; id?: string };
+    try {
+      message = JSON.parse(payload) as typeof message;
+    } catch {
+      return;
+    }
+    if (typeof message.q !== 'string') return;
+    if (message.t === 'j') this.notify(message.q, { type: 'jobsAvailable', queue: message.q });
+    else if (message.t === 'c' && typeof message.id === 'string') this.notify(message.q, { type: 'cancelRequested', queue: message.q, jobId: message.id });
+  }
+
+  /** After (re)connecting LISTEN, anything may have been missed: wake every subscribed queue. */
+  private onListenConnected(): void {
+    for (const queue of this.notifications.queues()) this.notify(queue, { type: 'jobsAvailable', queue });
+  }
+
+  private notify(queue: string, notification: StoreNotification): void {
+    this.notifications.notify(queue, notification);
+  }
+
+  /** Wakes when the earliest known scheduled job falls due, so delays are not rounded up to the promote interval. */
+  private armWake(runAt: number): void {
+    if (!this.background || this.closed) return;
+    if (this.wake && this.wake.at <= runAt) return;
+    this.wake?.cancel();
+    const delay = Math.max(0, runAt - (this.injectedClock ? this.clock.now() : Date.now()));
+    const cancel = this.clock.setTimer(() => {
+      this.wake = undefined;
+      if (!this.closed) void this.promote().catch(() => undefined);
+    }, delay, HOUSEKEEPING);
+    this.wake = { at: runAt, cancel };
+  }
+
+  /**
+   * Runs `task` every `intervalMs` of clock time. The timer is re-armed at
+   * once (a long clock jump fires it as often as memory's would); a tick that
+   * comes while the previous run is still in flight runs again right after it,
+   * with the time of that moment, rather than being dropped.
+   */
+  private every(intervalMs: number, task: () => Promise<unknown>): void {
+    checkPositiveInt('maintenance interval', intervalMs);
+    let cancel: () => void = () => undefined;
+    let running = false;
+    let again = false;
+    const run = (): void => {
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      void task()
+        .catch(() => undefined)
+        .finally(() => {
+          running = false;
+          if (again && !this.closed) {
+            again = false;
+            run();
+          }
+        });
+    };
+    const tick = (): void => {
+      this.timers.delete(cancel);
+      if (this.closed) return;
+      cancel = this.clock.setTimer(tick, intervalMs, HOUSEKEEPING);
+      this.timers.add(cancel);
+      run();
+    };
+    cancel = this.clock.setTimer(tick, intervalMs, HOUSEKEEPING);
+    this.timers.add(cancel);
+  }
+}
+
+function findRepeatedId(ids: Array<string | undefined>): string | undefined {
+  const seen = new Set<string>();
+  for (const id of ids) {
+    if (id === undefined) continue;
+    if (seen.has(id)) return id;
+    seen.add(id);
+  }
+  return undefined;
+}
+
+/** Ids repeated within one batch are rejected before anything is sent (a dedup hit does not excuse them). */
+function checkDistinctIds(ids: Array<string | undefined>): void {
+  const repeated = findRepeatedId(ids);
+  if (repeated !== undefined) throw new InvalidArgumentError('id', `job id "${repeated}" is already in use`);
+}
+
+function cloneRecord(job: JobRecord): JobRecord {
+  return { ...job, payload: job.payload.slice(), headers: copyHeaders(job.headers) };
+}
