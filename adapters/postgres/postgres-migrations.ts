@@ -262,8 +262,10 @@ DECLARE
   v_run bigint;
   v_enq jsonb;
 BEGIN
-  SELECT * INTO j FROM {{S}}.jobs WHERE id = it->>'jobId' FOR UPDATE;
-  IF NOT FOUND OR j.status <> 'claimed' OR j.token IS DISTINCT FROM it->>'token' THEN
+  -- Lock only a claimed row: locking a pending one (stale token) would make a concurrent
+  -- SKIP LOCKED claim miss a claimable job.
+  SELECT * INTO j FROM {{S}}.jobs WHERE id = it->>'jobId' AND status = 'claimed' FOR UPDATE;
+  IF NOT FOUND OR j.token IS DISTINCT FROM it->>'token' THEN
     RAISE EXCEPTION USING ERRCODE = 'TQ001', MESSAGE = it->>'jobId';
   END IF;
   -- The cancel branch is chosen here, from the locked row: no window for a concurrent cancel.
@@ -463,11 +465,13 @@ CREATE FUNCTION {{S}}.requeue_dead(p_id text) RETURNS text LANGUAGE plpgsql AS $
 DECLARE
   j {{S}}.jobs;
 BEGIN
-  SELECT * INTO j FROM {{S}}.jobs WHERE id = p_id FOR UPDATE;
+  -- Lock only a dead row: locking a pending one would make a concurrent SKIP LOCKED claim miss it.
+  SELECT * INTO j FROM {{S}}.jobs WHERE id = p_id AND status = 'dead' FOR UPDATE;
   IF NOT FOUND THEN
-    RAISE EXCEPTION USING ERRCODE = 'TQ004', MESSAGE = p_id;
-  END IF;
-  IF j.status <> 'dead' THEN
+    SELECT * INTO j FROM {{S}}.jobs WHERE id = p_id;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION USING ERRCODE = 'TQ004', MESSAGE = p_id;
+    END IF;
     RAISE EXCEPTION USING ERRCODE = 'TQ005', MESSAGE = json_build_object('id', p_id, 'status', j.status)::text;
   END IF;
   UPDATE {{S}}.jobs SET status = 'pending', attempts = 0, last_error = NULL, failed_at = NULL, cancel_requested = false
