@@ -8,7 +8,9 @@
  *   transactions; every statement is one transaction): the batching
  *   efficiency, which carries over to slower disks.
  *
- *   npx tsx bench/postgres-transitions.ts [--runs 1000] [--steps 10] [--workers 4] [--seconds 3]
+ *   npx tsx bench/postgres-transitions.ts [--runs 1000] [--steps 10] [--workers 4] [--seconds 3] [--peers]
+ *   (--peers also runs the same chain on graphile-worker and pg-boss, see postgres-peers.ts,
+ *   and prints our figures as ratios of the fastest peer)
  *   (TAQUBA_PG_URL overrides postgres://postgres@127.0.0.1:5432/test)
  */
 import { spawn } from 'node:child_process';
@@ -19,6 +21,7 @@ import pg from 'pg';
 import { StepOutcome, WorkflowRuntime } from '../core/index.js';
 import { PostgresStore } from '../adapters/postgres/index.js';
 import { measureTransitions } from './step-transitions.js';
+import { formatPeer, measurePeers } from './postgres-peers.js';
 
 const URL_ = process.env.TAQUBA_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -160,6 +163,13 @@ async function main(): Promise<void> {
     `${'transitions per commit, 1 process'.padEnd(48)} ${(single.transitions / stepCommits).toFixed(2).padStart(8)}   (${store.metrics.claimStatements} claims + ${store.metrics.settleTransactions} settle transactions; ${settlePerTx.toFixed(2)} settlements each)`,
   );
   console.log(`${`transitions per commit, ${workers} processes`.padEnd(48)} ${multi.perCommit.toFixed(2).padStart(8)}`);
+  if (!process.argv.includes('--peers')) return;
+  const peers = await measurePeers({ url: URL_, runs, steps, timeoutSeconds: 120, log: (line) => console.log(line) });
+  for (const peer of peers) console.log(formatPeer(peer));
+  const fastest = peers.reduce<(typeof peers)[number] | undefined>((best, p) => (p.perSecond !== undefined && !p.timedOut && (best?.perSecond ?? 0) < p.perSecond ? p : best), undefined);
+  if (fastest?.perSecond === undefined) return;
+  console.log(`${`ratio 1 process / fastest peer (${fastest.name})`.padEnd(48)} ${(single.perSecond / fastest.perSecond).toFixed(2).padStart(8)}`);
+  console.log(`${`ratio ${workers} processes / fastest peer`.padEnd(48)} ${(multi.perSecond / fastest.perSecond).toFixed(2).padStart(8)}`);
 }
 
 main().catch((error: unknown) => {
