@@ -5,20 +5,18 @@ type Optional = 'claimedAt' | 'leaseExpiresAt' | 'runAt' | 'lastError' | 'dedupK
 /** A job's fields as a store holds them: optional ones may be `undefined` or `null` (SQL). */
 export type JobFields = Omit<JobRecord, Optional> & { [K in Optional]?: JobRecord[K] | null };
 
-const OPTIONAL_FIELDS: readonly Optional[] = ['claimedAt', 'leaseExpiresAt', 'runAt', 'lastError', 'dedupKey', 'completedAt', 'failedAt'];
-
 /**
  * The public record every adapter hands out: absent optional fields are
  * omitted (never `undefined` or `null`), so records from different stores
- * compare equal field for field. Payload and headers are taken as given:
- * pass copies.
+ * compare equal field for field. Payload and headers are taken as given
+ * (or from `payload`/`headers` when passed): pass copies.
  */
-export function jobRecord(fields: JobFields): JobRecord {
+export function jobRecord(fields: JobFields, payload: Uint8Array = fields.payload, headers: JobRecord['headers'] = fields.headers): JobRecord {
   const record: JobRecord = {
     id: fields.id,
     queue: fields.queue,
-    payload: fields.payload,
-    headers: fields.headers,
+    payload,
+    headers,
     status: fields.status,
     attempts: fields.attempts,
     maxAttempts: fields.maxAttempts,
@@ -26,9 +24,13 @@ export function jobRecord(fields: JobFields): JobRecord {
     enqueuedAt: fields.enqueuedAt,
     cancelRequested: fields.cancelRequested,
   };
-  for (const key of OPTIONAL_FIELDS) {
-    const value = fields[key];
-    if (value !== undefined && value !== null) (record as unknown as Record<string, unknown>)[key] = value;
-  }
+  // Written out field by field (not a loop over names): records then share a few hidden classes.
+  if (fields.claimedAt != null) record.claimedAt = fields.claimedAt;
+  if (fields.leaseExpiresAt != null) record.leaseExpiresAt = fields.leaseExpiresAt;
+  if (fields.runAt != null) record.runAt = fields.runAt;
+  if (fields.lastError != null) record.lastError = fields.lastError;
+  if (fields.dedupKey != null) record.dedupKey = fields.dedupKey;
+  if (fields.completedAt != null) record.completedAt = fields.completedAt;
+  if (fields.failedAt != null) record.failedAt = fields.failedAt;
   return record;
 }

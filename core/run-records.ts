@@ -31,7 +31,22 @@ export function runKeys(queueName: string, runId: string): { identity: string; c
 }
 
 export function encodeRecord(record: RunIdentity | RunCursor): Uint8Array {
-  return encoder.encode(JSON.stringify(record));
+  return encodeShortString(JSON.stringify(record));
+}
+
+/**
+ * UTF-8 of a short string. Run records are ASCII (run ids and job ids are),
+ * and a byte loop beats `TextEncoder` several times over at this size; this
+ * runs on every step.
+ */
+function encodeShortString(text: string): Uint8Array {
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code > 0x7f) return encoder.encode(text);
+    bytes[i] = code;
+  }
+  return bytes;
 }
 
 export function decodeRecord<T extends RunIdentity | RunCursor>(bytes: Uint8Array): T {

@@ -144,6 +144,35 @@ class LazyAbort {
   }
 }
 
+/** The `Step` handed to a runner; `signal` comes from the lazily created controller. */
+class RunnerStep implements Step {
+  readonly payload: Uint8Array;
+  readonly jobId: string;
+  readonly attempts: number;
+  readonly #abort: LazyAbort;
+
+  constructor(
+    readonly runId: string,
+    readonly stepNumber: number,
+    job: JobRecord,
+    readonly headers: Headers,
+    abort: LazyAbort,
+  ) {
+    this.payload = job.payload;
+    this.jobId = job.id;
+    this.attempts = job.attempts;
+    this.#abort = abort;
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+}
+
+function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
+}
+
 interface InFlightStep {
   claim: Claim;
   controller: LazyAbort;
@@ -171,6 +200,11 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   readonly outcomeQueue: string | undefined;
   private readonly inFlight = new Map<string, InFlightStep>();
   private running = false;
+  /** Steps of `run()` whose runner (or hook) has not returned: each holds a concurrency slot. */
+  private slotsHeld = 0;
+  /** Steps of `run()` not yet finished, settlement included. */
+  private unfinishedSteps = 0;
+  private drained: (() => void) | undefined;
   private wakeUp: (() => void) | undefined;
   private woken = false;
   private pollTimer: { dueAt: number; cancel: () => void } | undefined;
@@ -311,12 +345,15 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   async run(signal: AbortSignal): Promise<void> {
     if (this.running) throw new InvalidStateError(this.queueName, 'running', 'start a second worker loop on');
     this.running = true;
+    // A step holds its slot while its runner runs; its settlement commits
+    // after the slot is freed, so the next claim can share the settlement's
+    // group commit (stores that batch writes). Settlements still in flight
+    // are capped at another `maxConcurrentSteps`.
     const sources: Array<{ queue: string; process: (claim: Claim) => Promise<void> }> = [{ queue: this.queueName, process: (c) => this.processStep(c) }];
     if (this.outcomeQueue !== undefined) sources.push({ queue: this.outcomeQueue, process: (c) => this.processOutcome(c) });
     const unsubscribes = sources.map((source) => this.store.subscribe(source.queue, (n) => this.onNotification(n)));
     const onAbort = (): void => this.wake();
     signal.addEventListener('abort', onAbort);
-    const steps = new Set<Promise<void>>();
     try {
       await this.finalizeReapedRuns();
       let failures = 0;
@@ -325,16 +362,14 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         this.woken = false;
         try {
           for (const source of sources) {
-            const free = this.maxConcurrentSteps - steps.size;
+            const free = Math.min(this.maxConcurrentSteps - this.slotsHeld, 2 * this.maxConcurrentSteps - this.unfinishedSteps);
             if (free <= 0) break;
             const claims = await this.store.claim(source.queue, { limit: free });
             if (claims.length === free) moreWaiting = true; // a full batch: more may be waiting
             for (const claim of claims) {
-              const work = source.process(claim).finally(() => {
-                steps.delete(work);
-                this.wake();
-              });
-              steps.add(work);
+              this.slotsHeld++;
+              this.unfinishedSteps++;
+              void source.process(claim).then(this.stepFinished, this.stepCrashed);
             }
           }
           failures = 0;
@@ -346,7 +381,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         }
         if (!moreWaiting) await this.idle(this.pollIntervalMs, signal);
       }
-      await Promise.all(steps);
+      if (this.unfinishedSteps > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     } finally {
       signal.removeEventListener('abort', onAbort);
       for (const unsubscribe of unsubscribes) unsubscribe();
@@ -357,6 +392,29 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       this.running = false;
     }
   }
+
+  /** A step's runner (or an outcome's hook) is done: its slot goes to the next claim. Called once per step. */
+  private releaseSlot(): void {
+    this.slotsHeld--;
+    this.wake();
+  }
+
+  /** A step threw past its own handling (a bug, not a runner failure): reported, and counted as finished. */
+  private readonly stepCrashed = (error: unknown): void => {
+    this.emit('storeError', { operation: 'processStep', error });
+    this.stepFinished();
+  };
+
+  /** A step is completely done, its settlement included. */
+  private readonly stepFinished = (): void => {
+    this.unfinishedSteps--;
+    this.wake();
+    if (this.unfinishedSteps === 0 && this.drained) {
+      const drained = this.drained;
+      this.drained = undefined;
+      drained();
+    }
+  };
 
   private wake(): void {
     this.woken = true;
@@ -411,72 +469,72 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   // ---- one step ------------------------------------------------------------
 
   private async processStep(claim: Claim): Promise<void> {
-    const job = claim.job;
-    const parsed = parseStepHeaders(job.headers);
-    if (parsed instanceof Error) {
-      this.emit('malformedStep', { jobId: job.id, error: parsed });
-      await this.settleWithRetry(claim, { settlement: { action: { type: 'deadLetter', reason: parsed.message } } }).catch(() => undefined);
-      return;
-    }
-    const { runId, stepNumber } = parsed;
-    const headers = userHeaders(job.headers);
-    const controller = new LazyAbort();
-    if (job.cancelRequested) controller.abort(cancelReason());
-    const leaseMs = Math.max(1, (job.leaseExpiresAt ?? 0) - (job.claimedAt ?? 0));
-    this.inFlight.set(job.id, { claim, controller, leaseMs, renewedAt: this.clock.now() });
-    this.armRenewal(leaseMs);
-    if (this.listenerCount('stepStarted') > 0) this.emit('stepStarted', { runId, stepNumber, jobId: job.id, attempts: job.attempts });
-    const step: Step = {
-      runId,
-      stepNumber,
-      payload: job.payload,
-      headers,
-      jobId: job.id,
-      attempts: job.attempts,
-      get signal() {
-        return controller.signal;
-      },
-    };
-    let result: RunnerResult;
+    let holdsSlot = true;
     try {
-      result = toRunnerResult(await this.runner(step));
-    } catch (error) {
-      result = { ok: false, error };
+      const job = claim.job;
+      const parsed = parseStepHeaders(job.headers);
+      if (parsed instanceof Error) {
+        this.emit('malformedStep', { jobId: job.id, error: parsed });
+        await this.settleWithRetry(claim, { settlement: { action: { type: 'deadLetter', reason: parsed.message } } }).catch(() => undefined);
+        return;
+      }
+      const { runId, stepNumber } = parsed;
+      const headers = userHeaders(job.headers);
+      const controller = new LazyAbort();
+      if (job.cancelRequested) controller.abort(cancelReason());
+      const leaseMs = Math.max(1, (job.leaseExpiresAt ?? 0) - (job.claimedAt ?? 0));
+      this.inFlight.set(job.id, { claim, controller, leaseMs, renewedAt: this.clock.now() });
+      this.armRenewal(leaseMs);
+      if (this.listenerCount('stepStarted') > 0) this.emit('stepStarted', { runId, stepNumber, jobId: job.id, attempts: job.attempts });
+      let result: RunnerResult;
+      try {
+        const returned = this.runner(new RunnerStep(runId, stepNumber, job, headers, controller));
+        // A runner that answers synchronously costs no extra promise hop.
+        result = toRunnerResult(isThenable(returned) ? await returned : returned);
+      } catch (error) {
+        result = { ok: false, error };
+      } finally {
+        this.inFlight.delete(job.id);
+      }
+      const now = this.clock.now();
+      const decision = decideSettlement(
+        {
+          queueName: this.queueName,
+          runId,
+          stepNumber,
+          attempts: job.attempts,
+          maxAttempts: job.maxAttempts,
+          priority: job.priority,
+          userHeaders: headers,
+          keys: runKeys(this.queueName, runId),
+          now,
+          nextJobId: newId(now),
+          maxPayloadBytes: this.limits.maxPayloadBytes,
+          outcomeQueue: this.outcomeQueue,
+          jobId: job.id,
+        },
+        result,
+      );
+      let settled: SettleResult;
+      // Issued before the slot is freed, so the store sees the settlement ahead of the next claim.
+      const settling = this.settleWithRetry(claim, decision);
+      holdsSlot = false;
+      this.releaseSlot();
+      try {
+        settled = await settling;
+      } catch (error) {
+        if (error instanceof LeaseLostError && !(error instanceof SettlementUncertainError)) this.emit('leaseLost', { runId, stepNumber, jobId: job.id });
+        else this.emit('storeError', { operation: 'settle', error, runId, jobId: job.id });
+        return; // not committed (or unknown): the reaper re-delivers the step; no hook for an uncommitted outcome
+      }
+      if (this.listenerCount('stepSettled') > 0) {
+        this.emit('stepSettled', { runId, stepNumber, jobId: job.id, branch: settled.branch, status: settled.status, durationMs: this.clock.now() - (job.claimedAt ?? now) });
+      }
+      const outcome = settled.branch === 'cancel' ? decision.cancelOutcome : decision.primaryOutcome;
+      if (outcome) await this.finish(outcome);
     } finally {
-      this.inFlight.delete(job.id);
+      if (holdsSlot) this.releaseSlot();
     }
-    const now = this.clock.now();
-    const decision = decideSettlement(
-      {
-        queueName: this.queueName,
-        runId,
-        stepNumber,
-        attempts: job.attempts,
-        maxAttempts: job.maxAttempts,
-        priority: job.priority,
-        userHeaders: headers,
-        keys: runKeys(this.queueName, runId),
-        now,
-        nextJobId: newId(now),
-        maxPayloadBytes: this.limits.maxPayloadBytes,
-        outcomeQueue: this.outcomeQueue,
-        jobId: job.id,
-      },
-      result,
-    );
-    let settled: SettleResult;
-    try {
-      settled = await this.settleWithRetry(claim, decision);
-    } catch (error) {
-      if (error instanceof LeaseLostError && !(error instanceof SettlementUncertainError)) this.emit('leaseLost', { runId, stepNumber, jobId: job.id });
-      else this.emit('storeError', { operation: 'settle', error, runId, jobId: job.id });
-      return; // not committed (or unknown): the reaper re-delivers the step; no hook for an uncommitted outcome
-    }
-    if (this.listenerCount('stepSettled') > 0) {
-      this.emit('stepSettled', { runId, stepNumber, jobId: job.id, branch: settled.branch, status: settled.status, durationMs: this.clock.now() - (job.claimedAt ?? now) });
-    }
-    const outcome = settled.branch === 'cancel' ? decision.cancelOutcome : decision.primaryOutcome;
-    if (outcome) await this.finish(outcome);
   }
 
   /**
@@ -486,22 +544,35 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
    * that might not have committed; at worst the notification is lost, as in
    * a crash between commit and hook).
    */
-  private async settleWithRetry(claim: Claim, decision: Pick<SettlementDecision, 'settlement'>): Promise<SettleResult> {
-    let lastError: unknown;
-    for (let attempt = 0; attempt < SETTLE_RETRIES; attempt++) {
+  private settleWithRetry(claim: Claim, decision: Pick<SettlementDecision, 'settlement'>): Promise<SettleResult> {
+    // The first attempt runs without an async frame of its own: almost every settlement commits at once.
+    let first: Promise<SettleResult>;
+    try {
+      first = this.store.settle(claim, decision.settlement);
+    } catch (error) {
+      first = Promise.reject(error);
+    }
+    return first.then(undefined, (error: unknown) => this.retrySettle(claim, decision.settlement, error));
+  }
+
+  private async retrySettle(claim: Claim, settlement: SettlementDecision['settlement'], firstError: unknown): Promise<SettleResult> {
+    let error = firstError;
+    let lastTransient: unknown;
+    for (let attempt = 0; ; attempt++) {
+      if (!isTransientError(error)) {
+        if (attempt > 0 && error instanceof LeaseLostError) throw new SettlementUncertainError(claim.jobId, lastTransient);
+        throw error;
+      }
+      lastTransient = error;
+      this.emit('storeError', { operation: 'settle', error, jobId: claim.jobId });
+      if (attempt + 1 >= SETTLE_RETRIES) throw error;
+      await sleepOn(this.clock, Math.min(MAX_STORE_BACKOFF_MS, 20 * 2 ** attempt));
       try {
-        return await this.store.settle(claim, decision.settlement);
-      } catch (error) {
-        if (!isTransientError(error)) {
-          if (attempt > 0 && error instanceof LeaseLostError) throw new SettlementUncertainError(claim.jobId, lastError);
-          throw error;
-        }
-        lastError = error;
-        this.emit('storeError', { operation: 'settle', error, jobId: claim.jobId });
-        await sleepOn(this.clock, Math.min(MAX_STORE_BACKOFF_MS, 20 * 2 ** attempt));
+        return await this.store.settle(claim, settlement);
+      } catch (retryError) {
+        error = retryError;
       }
     }
-    throw lastError;
   }
 
   /**
@@ -527,26 +598,30 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
 
   /** Durable delivery: one outcome notification job, acked once the hook succeeded, nacked (retried) otherwise. */
   private async processOutcome(claim: Claim): Promise<void> {
-    let outcome: RunOutcome;
     try {
-      outcome = decodeOutcome(claim.job.payload);
-    } catch (error) {
-      await this.settleWithRetry(claim, { settlement: { action: { type: 'deadLetter', reason: `undecodable outcome: ${(error as Error).message}` } } }).catch(() => undefined);
-      return;
-    }
-    let error: unknown;
-    try {
-      await this.removeEndedRunRecords(outcome);
-    } catch (storeError) {
-      this.emit('storeError', { operation: 'removeEndedRunRecords', error: storeError, runId: outcome.runId, jobId: claim.jobId });
-      error = storeError;
-    }
-    if (error === undefined) error = await this.runHook(outcome);
-    const action = error === undefined ? ({ type: 'ack' } as const) : ({ type: 'nack', error: error instanceof Error ? error.message : String(error) } as const);
-    try {
-      await this.settleWithRetry(claim, { settlement: { action } });
-    } catch (settleError) {
-      this.emit('storeError', { operation: 'settleOutcome', error: settleError, runId: outcome.runId, jobId: claim.jobId });
+      let outcome: RunOutcome;
+      try {
+        outcome = decodeOutcome(claim.job.payload);
+      } catch (error) {
+        await this.settleWithRetry(claim, { settlement: { action: { type: 'deadLetter', reason: `undecodable outcome: ${(error as Error).message}` } } }).catch(() => undefined);
+        return;
+      }
+      let error: unknown;
+      try {
+        await this.removeEndedRunRecords(outcome);
+      } catch (storeError) {
+        this.emit('storeError', { operation: 'removeEndedRunRecords', error: storeError, runId: outcome.runId, jobId: claim.jobId });
+        error = storeError;
+      }
+      if (error === undefined) error = await this.runHook(outcome);
+      const action = error === undefined ? ({ type: 'ack' } as const) : ({ type: 'nack', error: error instanceof Error ? error.message : String(error) } as const);
+      try {
+        await this.settleWithRetry(claim, { settlement: { action } });
+      } catch (settleError) {
+        this.emit('storeError', { operation: 'settleOutcome', error: settleError, runId: outcome.runId, jobId: claim.jobId });
+      }
+    } finally {
+      this.releaseSlot();
     }
   }
 

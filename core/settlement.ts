@@ -19,7 +19,7 @@
 import { encodeOutcome, encodeRecord, outcomeDedupKey } from './run-records.js';
 import { describeFailure } from './outcomes.js';
 import type { RunOutcome, RunnerResult } from './outcomes.js';
-import type { Effects, Headers, Settlement, SettlementBranch } from './queue-store.js';
+import type { Effects, EnqueueOptions, Headers, SettleAction, Settlement, SettlementBranch } from './queue-store.js';
 
 /** Reserved step-job header carrying the run id. */
 export const HEADER_RUN_ID = 'workflow.run_id';
@@ -76,22 +76,26 @@ export function stepHeaders(userHeaders: Headers, runId: string, step: number): 
   return headers;
 }
 
+/** Shared, frozen: stores read actions and never keep or change them. */
+const ACK: SettleAction = Object.freeze({ type: 'ack' });
+
+/** The outcome of a run ending on this step; `result`/`error` only when given. */
+function ended(facts: StepFacts, status: RunOutcome['status'], result?: Uint8Array, error?: string): RunOutcome {
+  const outcome: RunOutcome = { runId: facts.runId, status, headers: facts.userHeaders, finalStep: facts.stepNumber };
+  if (result !== undefined) outcome.result = result;
+  if (error !== undefined) outcome.error = error;
+  return outcome;
+}
+
+/** A branch that ends the run with `outcome`, cancellable by an external cancel. */
+function terminal(facts: StepFacts, action: SettleAction, outcome: RunOutcome, cancelBranch: SettlementBranch, cancelOutcome: RunOutcome): SettlementDecision {
+  return { settlement: { action, effects: endRunEffects(facts, outcome), ifCancelRequested: cancelBranch }, primaryOutcome: outcome, cancelOutcome };
+}
+
 /** Decides the settlement of one step. Pure: same input, same output. */
 export function decideSettlement(facts: StepFacts, result: RunnerResult): SettlementDecision {
-  const end = (status: RunOutcome['status'], extra: { result?: Uint8Array; error?: string }): RunOutcome => ({
-    runId: facts.runId,
-    status,
-    ...extra,
-    headers: facts.userHeaders,
-    finalStep: facts.stepNumber,
-  });
-  const cancelOutcome = end('cancelled', {});
-  const externalCancel: SettlementBranch = { action: { type: 'ack' }, effects: endRunEffects(facts, cancelOutcome) };
-  const terminal = (branch: SettlementBranch, outcome: RunOutcome): SettlementDecision => ({
-    settlement: { ...branch, effects: endRunEffects(facts, outcome), ifCancelRequested: externalCancel },
-    primaryOutcome: outcome,
-    cancelOutcome,
-  });
+  const cancelOutcome = ended(facts, 'cancelled');
+  const cancelBranch: SettlementBranch = { action: ACK, effects: endRunEffects(facts, cancelOutcome) };
 
   if (result.ok) {
     const outcome = result.outcome;
@@ -100,31 +104,25 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
       case 'continueAfter': {
         if (outcome.payload.byteLength > facts.maxPayloadBytes) {
           const message = `continue payload is ${outcome.payload.byteLength} bytes; the limit is ${facts.maxPayloadBytes} bytes`;
-          return terminal({ action: { type: 'deadLetter', reason: message } }, end('failed', { error: message }));
+          return terminal(facts, { type: 'deadLetter', reason: message }, ended(facts, 'failed', undefined, message), cancelBranch, cancelOutcome);
         }
         const nextStep = facts.stepNumber + 1;
-        const runAt = outcome.kind === 'continueAfter' && outcome.delayMs > 0 ? facts.now + outcome.delayMs : undefined;
+        const options: EnqueueOptions = {
+          id: facts.nextJobId,
+          headers: stepHeaders(facts.userHeaders, facts.runId, nextStep),
+          priority: facts.priority,
+          maxAttempts: facts.maxAttempts,
+          dedupKey: stepDedupKey(facts.runId, nextStep),
+        };
+        if (outcome.kind === 'continueAfter' && outcome.delayMs > 0) options.runAt = facts.now + outcome.delayMs;
         return {
           settlement: {
-            action: { type: 'ack' },
+            action: ACK,
             effects: {
-              enqueue: [
-                {
-                  queue: facts.queueName,
-                  payload: outcome.payload,
-                  options: {
-                    id: facts.nextJobId,
-                    headers: stepHeaders(facts.userHeaders, facts.runId, nextStep),
-                    priority: facts.priority,
-                    maxAttempts: facts.maxAttempts,
-                    dedupKey: stepDedupKey(facts.runId, nextStep),
-                    ...(runAt === undefined ? {} : { runAt }),
-                  },
-                },
-              ],
+              enqueue: [{ queue: facts.queueName, payload: outcome.payload, options }],
               kvWrites: [{ key: facts.keys.cursor, value: encodeRecord({ jobId: facts.nextJobId, step: nextStep }) }],
             },
-            ifCancelRequested: externalCancel,
+            ifCancelRequested: cancelBranch,
           },
           primaryOutcome: undefined,
           cancelOutcome,
@@ -132,13 +130,13 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
         };
       }
       case 'succeed':
-        return terminal({ action: { type: 'ack' } }, end('succeeded', { result: outcome.result }));
+        return terminal(facts, ACK, ended(facts, 'succeeded', outcome.result), cancelBranch, cancelOutcome);
       case 'fail':
-        return terminal({ action: { type: 'ack' } }, end('failed', { error: outcome.reason }));
+        return terminal(facts, ACK, ended(facts, 'failed', undefined, outcome.reason), cancelBranch, cancelOutcome);
       case 'cancel': {
         // A runner-issued cancel wins over an external one: same branch either way.
-        const own = end('cancelled', { error: outcome.reason });
-        const branch: SettlementBranch = { action: { type: 'ack' }, effects: endRunEffects(facts, own) };
+        const own = ended(facts, 'cancelled', undefined, outcome.reason);
+        const branch: SettlementBranch = { action: ACK, effects: endRunEffects(facts, own) };
         return { settlement: { ...branch, ifCancelRequested: branch }, primaryOutcome: own, cancelOutcome: own };
       }
     }
@@ -146,14 +144,14 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
 
   const failure = describeFailure(result.error);
   if (failure.permanent) {
-    return terminal({ action: { type: 'deadLetter', reason: failure.message } }, end('failed', { error: failure.message }));
+    return terminal(facts, { type: 'deadLetter', reason: failure.message }, ended(facts, 'failed', undefined, failure.message), cancelBranch, cancelOutcome);
   }
   if (facts.attempts >= facts.maxAttempts) {
     // Last attempt: this nack dead-letters, and the run ends with it.
-    return terminal({ action: { type: 'nack', error: failure.message } }, end('failed', { error: failure.message }));
+    return terminal(facts, { type: 'nack', error: failure.message }, ended(facts, 'failed', undefined, failure.message), cancelBranch, cancelOutcome);
   }
   return {
-    settlement: { action: { type: 'nack', error: failure.message }, ifCancelRequested: externalCancel },
+    settlement: { action: { type: 'nack', error: failure.message }, ifCancelRequested: cancelBranch },
     primaryOutcome: undefined,
     cancelOutcome,
   };

@@ -19,7 +19,7 @@ export class BinaryHeap<T> {
     while (i > 0) {
       const parent = (i - 1) >> 1;
       if (!this.less(items[i] as T, items[parent] as T)) break;
-      [items[i], items[parent]] = [items[parent] as T, items[i] as T];
+      this.swap(i, parent);
       i = parent;
     }
   }
@@ -38,11 +38,18 @@ export class BinaryHeap<T> {
         if (left < items.length && this.less(items[left] as T, items[smallest] as T)) smallest = left;
         if (right < items.length && this.less(items[right] as T, items[smallest] as T)) smallest = right;
         if (smallest === i) break;
-        [items[i], items[smallest]] = [items[smallest] as T, items[i] as T];
+        this.swap(i, smallest);
         i = smallest;
       }
     }
     return top;
+  }
+
+  /** Without a destructuring swap, which allocates an array per move on this hot path. */
+  private swap(i: number, j: number): void {
+    const item = this.items[i] as T;
+    this.items[i] = this.items[j] as T;
+    this.items[j] = item;
   }
 }
 

@@ -433,6 +433,11 @@ export class MemoryStore implements QueueStore {
 
   /** Rejects ids already in the store or repeated in one request, before anything is written. */
   private checkNewIds(requests: EnqueueRequest[]): void {
+    if (requests.length === 1) {
+      const id = requests[0]?.options?.id;
+      if (id !== undefined && this.jobs.has(id)) throw new InvalidArgumentError('id', `job id "${id}" is already in use`);
+      return;
+    }
     let seen: Set<string> | undefined;
     for (const request of requests) {
       const id = request.options?.id;
@@ -586,5 +591,5 @@ export class MemoryStore implements QueueStore {
 
 /** A detached copy of the public fields. */
 function toRecord(job: StoredJob): JobRecord {
-  return jobRecord({ ...job, payload: job.payload.slice(), headers: copyHeaders(job.headers) });
+  return jobRecord(job, job.payload.slice(), copyHeaders(job.headers));
 }
