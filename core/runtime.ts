@@ -14,10 +14,11 @@ import {
   isTransientError,
 } from './errors.js';
 import { copyHeaders, headerBytes } from './headers.js';
+import { InFlightSteps } from './in-flight-steps.js';
 import { newId } from './ids.js';
 import { noopHook, toRunnerResult } from './outcomes.js';
 import type { RunOutcome, RunnerResult, Step, StepRunner, TerminalHook } from './outcomes.js';
-import type { Claim, Effects, Headers, JobRecord, QueueStore, SettleResult, StoreNotification } from './queue-store.js';
+import type { Claim, Effects, Headers, JobRecord, QueueStore, SettleResult, Settlement, StoreNotification } from './queue-store.js';
 import { decodeOutcome, decodeRecord, encodeOutcome, encodeRecord, outcomeDedupKey, runKeys, sha256Hex } from './run-records.js';
 import type { RunCursor, RunIdentity } from './run-records.js';
 import { HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX, decideSettlement, endRunEffects, stepDedupKey, stepHeaders } from './settlement.js';
@@ -174,6 +175,9 @@ function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
 }
 
 interface InFlightStep {
+  readonly jobId: string;
+  /** Position in `InFlightSteps`. */
+  slot: number;
   claim: Claim;
   controller: LazyAbort;
   leaseMs: number;
@@ -198,7 +202,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   private readonly limits: RuntimeLimits;
   /** Queue of durable outcome notifications; undefined for in-process hook delivery. */
   readonly outcomeQueue: string | undefined;
-  private readonly inFlight = new Map<string, InFlightStep>();
+  private readonly inFlight = new InFlightSteps<InFlightStep>();
   private running = false;
   /** Steps of `run()` whose runner (or hook) has not returned: each holds a concurrency slot. */
   private slotsHeld = 0;
@@ -328,7 +332,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         return true;
       }
       if (result.outcome === 'requested') {
-        if (result.firstRequest) this.inFlight.get(cursor.jobId)?.controller.abort(cancelReason());
+        if (result.firstRequest) this.inFlight.find(cursor.jobId)?.controller.abort(cancelReason());
         return result.firstRequest;
       }
       previousJobId = cursor.jobId; // the run moved on meanwhile: follow it
@@ -458,7 +462,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         this.wake();
         return;
       case 'cancelRequested':
-        this.inFlight.get(notification.jobId)?.controller.abort(cancelReason());
+        this.inFlight.find(notification.jobId)?.controller.abort(cancelReason());
         return;
       case 'deadLettered':
         for (const job of notification.jobs) void this.finalizeReapedStep(job);
@@ -483,7 +487,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       const controller = new LazyAbort();
       if (job.cancelRequested) controller.abort(cancelReason());
       const leaseMs = Math.max(1, (job.leaseExpiresAt ?? 0) - (job.claimedAt ?? 0));
-      this.inFlight.set(job.id, { claim, controller, leaseMs, renewedAt: this.clock.now() });
+      const inFlight: InFlightStep = { jobId: job.id, slot: -1, claim, controller, leaseMs, renewedAt: this.clock.now() };
+      this.inFlight.add(inFlight);
       this.armRenewal(leaseMs);
       if (this.listenerCount('stepStarted') > 0) this.emit('stepStarted', { runId, stepNumber, jobId: job.id, attempts: job.attempts });
       let result: RunnerResult;
@@ -494,7 +499,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       } catch (error) {
         result = { ok: false, error };
       } finally {
-        this.inFlight.delete(job.id);
+        this.inFlight.remove(inFlight);
       }
       const now = this.clock.now();
       const decision = decideSettlement(
@@ -517,11 +522,15 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       );
       let settled: SettleResult;
       // Issued before the slot is freed, so the store sees the settlement ahead of the next claim.
-      const settling = this.settleWithRetry(claim, decision);
+      const settling = this.settleOnce(claim, decision.settlement);
       holdsSlot = false;
       this.releaseSlot();
       try {
-        settled = await settling;
+        try {
+          settled = await settling;
+        } catch (error) {
+          settled = await this.retrySettle(claim, decision.settlement, error);
+        }
       } catch (error) {
         if (error instanceof LeaseLostError && !(error instanceof SettlementUncertainError)) this.emit('leaseLost', { runId, stepNumber, jobId: job.id });
         else this.emit('storeError', { operation: 'settle', error, runId, jobId: job.id });
@@ -545,17 +554,20 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
    * a crash between commit and hook).
    */
   private settleWithRetry(claim: Claim, decision: Pick<SettlementDecision, 'settlement'>): Promise<SettleResult> {
-    // The first attempt runs without an async frame of its own: almost every settlement commits at once.
-    let first: Promise<SettleResult>;
-    try {
-      first = this.store.settle(claim, decision.settlement);
-    } catch (error) {
-      first = Promise.reject(error);
-    }
-    return first.then(undefined, (error: unknown) => this.retrySettle(claim, decision.settlement, error));
+    return this.settleOnce(claim, decision.settlement).then(undefined, (error: unknown) => this.retrySettle(claim, decision.settlement, error));
   }
 
-  private async retrySettle(claim: Claim, settlement: SettlementDecision['settlement'], firstError: unknown): Promise<SettleResult> {
+  /** One settlement attempt; a synchronous throw of a non-async adapter becomes a rejection. */
+  private settleOnce(claim: Claim, settlement: Settlement): Promise<SettleResult> {
+    try {
+      return this.store.settle(claim, settlement);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Retries a failed settlement while its errors are transient (see `settleWithRetry`). */
+  private async retrySettle(claim: Claim, settlement: Settlement, firstError: unknown): Promise<SettleResult> {
     let error = firstError;
     let lastTransient: unknown;
     for (let attempt = 0; ; attempt++) {

@@ -16,6 +16,7 @@
  * | any of the above, cancel flagged   | ack + delete run records        | cancelled, no error |
  *   (except a runner-issued cancel, whose reason wins)
  */
+import { createHeaders } from './headers.js';
 import { encodeOutcome, encodeRecord, outcomeDedupKey } from './run-records.js';
 import { describeFailure } from './outcomes.js';
 import type { RunOutcome, RunnerResult } from './outcomes.js';
@@ -69,7 +70,7 @@ export interface SettlementDecision {
 
 /** Step-job headers: the user's, plus the runtime's own. */
 export function stepHeaders(userHeaders: Headers, runId: string, step: number): Headers {
-  const headers = Object.create(null) as Headers;
+  const headers = createHeaders();
   for (const key of Object.keys(userHeaders)) headers[key] = userHeaders[key] as string;
   headers[HEADER_RUN_ID] = runId;
   headers[HEADER_STEP] = String(step);

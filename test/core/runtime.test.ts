@@ -341,6 +341,7 @@ describe('edges', () => {
       expect(Object.keys(h).sort()).toEqual(['__proto__', 'constructor', 'toString']);
       expect(h['__proto__']).toBe('p');
       expect(h.constructor).toBe('c');
+      expect(Object.prototype.isPrototypeOf.call(Object.prototype, h)).toBe(false);
     }
     expect(({} as Record<string, unknown>).constructor).toBe(Object);
     expect(Object.prototype.hasOwnProperty.call(Object.prototype, 'p')).toBe(false);
