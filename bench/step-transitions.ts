@@ -4,7 +4,7 @@
  * postgres). Prints transitions per second, p50/p99 claim-to-commit latency,
  * and, measured in the same run, a baseline with the ratio against it.
  *
- *   npm run bench:transitions -- --store memory --runs 1000 --steps 10
+ *   npm run bench:transitions -- --store memory --runs 1000 --steps 10 --warmup 2 --repeat 5
  *   npm run bench:transitions -- --store memory --heap      (heap bytes per pending run)
  */
 import { performance } from 'node:perf_hooks';
@@ -17,6 +17,10 @@ interface Args {
   runs: number;
   steps: number;
   concurrency: number;
+  /** Measured rounds; the figures printed are their medians. */
+  repeat: number;
+  /** Rounds run first and discarded, so the JIT has compiled the hot paths. */
+  warmup: number;
   heap: boolean;
   heapRuns: number;
 }
@@ -27,26 +31,31 @@ function parseArgs(argv: string[]): Args {
     runs: Number(process.env.N_RUNS ?? 1000),
     steps: Number(process.env.N_STEPS ?? 10),
     concurrency: Number(process.env.CONCURRENCY ?? 16),
+    repeat: Number(process.env.REPEAT ?? 5),
+    warmup: Number(process.env.WARMUP ?? 2),
     heap: false,
     heapRuns: 100_000,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
-    const takesValue = ['--store', '--runs', '--steps', '--concurrency', '--heap-runs'].includes(flag ?? '');
+    const takesValue = ['--store', '--runs', '--steps', '--concurrency', '--repeat', '--warmup', '--heap-runs'].includes(flag ?? '');
     if (takesValue && value === undefined) throw new Error(`${flag} needs a value`);
     if (takesValue) i++;
     if (flag === '--store') args.store = value as string;
     else if (flag === '--runs') args.runs = Number(value);
     else if (flag === '--steps') args.steps = Number(value);
     else if (flag === '--concurrency') args.concurrency = Number(value);
+    else if (flag === '--repeat') args.repeat = Number(value);
+    else if (flag === '--warmup') args.warmup = Number(value);
     else if (flag === '--heap-runs') args.heapRuns = Number(value);
     else if (flag === '--heap') args.heap = true;
     else throw new Error(`unknown argument ${flag}; stores: ${storeNames.join(', ')}`);
   }
-  for (const [name, value] of Object.entries({ runs: args.runs, steps: args.steps, concurrency: args.concurrency })) {
+  for (const [name, value] of Object.entries({ runs: args.runs, steps: args.steps, concurrency: args.concurrency, repeat: args.repeat })) {
     if (!Number.isSafeInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer, got ${value}`);
   }
+  if (!Number.isSafeInteger(args.warmup) || args.warmup < 0) throw new Error(`--warmup must be a non-negative integer, got ${args.warmup}`);
   return args;
 }
 
@@ -68,6 +77,12 @@ export interface TransitionResult {
   perSecond: number;
   p50Ms: number;
   p99Ms: number;
+  /** Claim-to-commit latency of every step, ms, ascending. */
+  latenciesMs: number[];
+}
+
+function median(values: number[]): number {
+  return percentile([...values].sort((a, b) => a - b), 50);
 }
 
 /** Drives `runs` x `steps` transitions through a WorkflowRuntime on `store`. */
@@ -106,7 +121,7 @@ export async function measureTransitions(store: QueueStore, runs: number, steps:
   controller.abort();
   await worker;
   latencies.sort((a, b) => a - b);
-  return { transitions: total, seconds, perSecond: total / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+  return { transitions: total, seconds, perSecond: total / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), latenciesMs: latencies };
 }
 
 /** Heap bytes per pending run: `runs` submitted, none claimed. Needs --expose-gc for exact figures. */
@@ -127,47 +142,78 @@ export async function measureHeapPerPendingRun(store: QueueStore, runs: number):
   return (after - before) / runs;
 }
 
-/** SQLite: the raw write-transaction limit and plainjob's chain workload, same sync level, same run. */
-async function printSqliteBaselines(result: TransitionResult, args: Args): Promise<void> {
+/** One round: our runtime on a fresh store and, for SQLite, the raw limit and plainjob at the same synchronous level. */
+interface Round {
+  ours: TransitionResult;
+  rawTps?: number;
+  plainjob?: { perSecond: number } | { skipped: string };
+}
+
+async function measureRound(args: Args): Promise<Round> {
+  const bench = await openBenchStore(args.store);
+  let ours: TransitionResult;
+  try {
+    ours = await measureTransitions(bench.store, args.runs, args.steps, args.concurrency);
+  } finally {
+    await bench.close();
+  }
+  if (args.store !== 'sqlite') return { ours };
   const { rawSqliteWriteTps, plainjobChainTps } = await import('./sqlite-baselines.js');
-  const raw = rawSqliteWriteTps({ synchronous: sqliteSynchronous });
-  console.log(`raw sqlite write tx/s    ${raw.perSecond.toFixed(0)}  (better-sqlite3, one-row BEGIN IMMEDIATE/COMMIT, WAL, synchronous=${sqliteSynchronous})`);
-  console.log(`ratio runtime/raw        ${(result.perSecond / raw.perSecond).toFixed(3)}`);
+  const rawTps = rawSqliteWriteTps({ synchronous: sqliteSynchronous }).perSecond;
   const plain = await plainjobChainTps({ synchronous: sqliteSynchronous, runs: args.runs, steps: args.steps });
-  if (plain.skipped) {
-    console.log(`plainjob chain           skipped: ${plain.skipped}`);
+  return { ours, rawTps, plainjob: plain.skipped ? { skipped: plain.skipped } : { perSecond: plain.perSecond } };
+}
+
+function printSqliteBaselines(rounds: Round[], oursPerSecond: number): void {
+  const raw = median(rounds.map((r) => r.rawTps ?? Number.NaN));
+  console.log(`raw sqlite write tx/s    ${raw.toFixed(0)}  (better-sqlite3, one-row BEGIN IMMEDIATE/COMMIT, WAL, synchronous=${sqliteSynchronous}; median)`);
+  console.log(`ratio runtime/raw        ${median(rounds.map((r) => r.ours.perSecond / (r.rawTps ?? Number.NaN))).toFixed(3)}  (median of per-round ratios)`);
+  const skipped = rounds.find((r) => r.plainjob && 'skipped' in r.plainjob)?.plainjob as { skipped: string } | undefined;
+  if (skipped) {
+    console.log(`plainjob chain           skipped: ${skipped.skipped}`);
     return;
   }
-  console.log(`plainjob chain/s         ${plain.perSecond.toFixed(0)}  (${args.runs} x ${args.steps}, each job enqueues the next)`);
-  console.log(`ratio runtime/plainjob   ${(result.perSecond / plain.perSecond).toFixed(2)}`);
+  const plain = rounds.map((r) => (r.plainjob as { perSecond: number }).perSecond);
+  console.log(`plainjob chain/s         ${median(plain).toFixed(0)}  (each job enqueues the next; median)`);
+  console.log(`ratio runtime/plainjob   ${median(rounds.map((r, i) => r.ours.perSecond / (plain[i] as number))).toFixed(2)}  (median of per-round ratios; ours ${oursPerSecond.toFixed(0)}/s)`);
 }
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  const { store, close, label } = await openBenchStore(args.store);
-  try {
-    if (args.heap) {
+  if (args.heap) {
+    const { store, close, label } = await openBenchStore(args.store);
+    try {
       if (!(globalThis as { gc?: unknown }).gc) console.warn('note: run with NODE_OPTIONS=--expose-gc for exact heap figures');
       const perRun = await measureHeapPerPendingRun(store, args.heapRuns);
       console.log(`heap per pending run (${label}, ${args.heapRuns} runs submitted, none claimed): ${perRun.toFixed(0)} bytes`);
-      return;
+    } finally {
+      await close();
     }
-    console.log(`step transitions on ${label}: ${args.runs} runs x ${args.steps} steps, maxConcurrentSteps ${args.concurrency}`);
-    // Warm the JIT on a separate store first, so the figure is steady-state rather than compile time.
-    const warm = await openBenchStore(args.store);
-    await measureTransitions(warm.store, Math.min(args.runs, 500), args.steps, args.concurrency).finally(() => warm.close());
-    const result = await measureTransitions(store, args.runs, args.steps, args.concurrency, (done) => process.stderr.write(`  ${done}/${args.runs * args.steps} transitions\r`));
-    process.stderr.write('\n');
-    const baseline = await promiseHops(result.transitions);
-    console.log(`transitions/s            ${result.perSecond.toFixed(0)}  (${result.transitions} in ${result.seconds.toFixed(2)} s)`);
-    console.log(`p50 claim-to-commit      ${result.p50Ms.toFixed(3)} ms`);
-    console.log(`p99 claim-to-commit      ${result.p99Ms.toFixed(3)} ms`);
-    console.log(`baseline promise hops/s  ${baseline.toFixed(0)}  (same count, no store)`);
-    console.log(`ratio runtime/baseline   ${(result.perSecond / baseline).toFixed(4)}`);
-    if (args.store === 'sqlite') await printSqliteBaselines(result, args);
-  } finally {
-    await close();
+    return;
   }
+  const label = await openBenchStore(args.store).then(async (probe) => {
+    await probe.close();
+    return probe.label;
+  });
+  console.log(`step transitions on ${label}: ${args.runs} runs x ${args.steps} steps, maxConcurrentSteps ${args.concurrency}, ${args.warmup} warm-up + ${args.repeat} measured rounds, each on a fresh store`);
+  const rounds: Round[] = [];
+  for (let i = 0; i < args.warmup + args.repeat; i++) {
+    const round = await measureRound(args);
+    const warm = i < args.warmup;
+    if (!warm) rounds.push(round);
+    const extra = round.rawTps === undefined ? '' : `, raw ${round.rawTps.toFixed(0)} tx/s, plainjob ${'perSecond' in (round.plainjob ?? {}) ? (round.plainjob as { perSecond: number }).perSecond.toFixed(0) + '/s' : 'skipped'}`;
+    process.stderr.write(`  round ${i + 1}/${args.warmup + args.repeat}${warm ? ' (warm-up, discarded)' : ''}: ${round.ours.perSecond.toFixed(0)} transitions/s${extra}\n`);
+  }
+  const perSecond = median(rounds.map((r) => r.ours.perSecond));
+  const latencies = rounds.flatMap((r) => r.ours.latenciesMs).sort((a, b) => a - b);
+  const transitions = args.runs * args.steps;
+  const baseline = await promiseHops(transitions);
+  console.log(`transitions/s            ${perSecond.toFixed(0)}  (median of ${rounds.length} rounds of ${transitions}; min ${Math.min(...rounds.map((r) => r.ours.perSecond)).toFixed(0)}, max ${Math.max(...rounds.map((r) => r.ours.perSecond)).toFixed(0)})`);
+  console.log(`p50 claim-to-commit      ${percentile(latencies, 50).toFixed(3)} ms`);
+  console.log(`p99 claim-to-commit      ${percentile(latencies, 99).toFixed(3)} ms`);
+  console.log(`baseline promise hops/s  ${baseline.toFixed(0)}  (same count, no store)`);
+  console.log(`ratio runtime/baseline   ${(perSecond / baseline).toFixed(4)}`);
+  if (args.store === 'sqlite') printSqliteBaselines(rounds, perSecond);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
