@@ -92,6 +92,8 @@ type Outbound = { queue: string; notification: StoreNotification };
 type Counts = [pending: number, claimed: number, scheduled: number, dead: number, done: number];
 const COUNT_INDEX = { pending: 0, claimed: 1, scheduled: 2, dead: 3, done: 4 } as const;
 type PendingWrite = { operation: string; fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void };
+/** Outcome of one operation of a group-commit batch. */
+type BatchResult = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 const SYNC_LEVELS: readonly SqliteSynchronous[] = ['OFF', 'NORMAL', 'FULL', 'EXTRA'];
 const DEFAULT_BUSY_TIMEOUT_MS = 5_000;
@@ -268,7 +270,7 @@ export class SqliteStore implements QueueStore {
       const owner = this.owned(claim);
       const useCancel = owner.cancel_requested !== 0 && settlement.ifCancelRequested !== undefined;
       const branch = useCancel ? settlement.ifCancelRequested! : settlement;
-      this.checkNewIds(branch.effects?.enqueue);
+      this.checkNewIds(branch.effects?.enqueue, claim.jobId);
       const jobId = claim.jobId;
       const queue = owner.queue;
       const config = this.configs.get(queue);
@@ -332,7 +334,7 @@ export class SqliteStore implements QueueStore {
         this.reportedCancels.add(`${jobId} ${row.claim_token ?? ''}`);
         return { outcome: 'requested', job: rowToRecord(updated), firstRequest };
       }
-      this.checkNewIds(effects?.enqueue);
+      this.checkNewIds(effects?.enqueue, jobId);
       this.sql.deleteJob.run(jobId);
       this.count(row.queue, row.status, -1);
       this.applyEffects(effects, this.clock.now());
@@ -554,28 +556,9 @@ export class SqliteStore implements QueueStore {
       }
       return;
     }
-    const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    let results: BatchResult[];
     try {
-      this.inTransaction.immediate(() => {
-        for (const item of batch) {
-          const outboxMark = this.outbox.length;
-          const completionsMark = this.completions.length;
-          try {
-            // Nested: better-sqlite3 runs it in a savepoint and rolls just it back on a throw.
-            const value = this.inTransaction(item.fn);
-            this.keepOpDeltas();
-            results.push({ ok: true, value });
-          } catch (error) {
-            this.deltas.clear();
-            this.outbox.length = outboxMark;
-            this.completions.length = completionsMark;
-            // A transient driver failure (busy, I/O) may have ended the transaction: give up the whole batch.
-            if (isTransientSqliteError(error)) throw error;
-            results.push({ ok: false, error });
-          }
-        }
-        this.writeCounts();
-      });
+      results = this.runBatch(batch);
     } catch (error) {
       this.resetTransactionState();
       const mapped = mapOperationError(error, this.path, batch.map((item) => item.operation).join('+'));
@@ -584,10 +567,57 @@ export class SqliteStore implements QueueStore {
     }
     this.afterCommit();
     batch.forEach((item, i) => {
-      const result = results[i] as (typeof results)[number];
+      const result = results[i] as BatchResult;
       if (result.ok) item.resolve(result.value);
       else item.reject(mapOperationError(result.error, this.path, item.operation));
     });
+  }
+
+  /**
+   * Runs a batch in one transaction. First without savepoints (two
+   * statements fewer per operation): nearly every batch has no failing
+   * operation. If one fails, the transaction is rolled back whole and the
+   * batch runs again with each operation in its own savepoint, so the
+   * failing one is undone alone. Throws (nothing committed) on a transient
+   * driver failure.
+   */
+  private runBatch(batch: PendingWrite[]): BatchResult[] {
+    try {
+      return this.inTransaction.immediate(() => {
+        const results: BatchResult[] = [];
+        for (const item of batch) {
+          results.push({ ok: true, value: item.fn() });
+          this.keepOpDeltas();
+        }
+        this.writeCounts();
+        return results;
+      }) as BatchResult[];
+    } catch (error) {
+      this.resetTransactionState();
+      if (isTransientSqliteError(error)) throw error;
+    }
+    return this.inTransaction.immediate(() => {
+      const results: BatchResult[] = [];
+      for (const item of batch) {
+        const outboxMark = this.outbox.length;
+        const completionsMark = this.completions.length;
+        try {
+          // Nested: better-sqlite3 runs it in a savepoint and rolls just it back on a throw.
+          const value = this.inTransaction(item.fn);
+          this.keepOpDeltas();
+          results.push({ ok: true, value });
+        } catch (error) {
+          this.deltas.clear();
+          this.outbox.length = outboxMark;
+          this.completions.length = completionsMark;
+          // A transient driver failure (busy, I/O) may have ended the transaction: give up the whole batch.
+          if (isTransientSqliteError(error)) throw error;
+          results.push({ ok: false, error });
+        }
+      }
+      this.writeCounts();
+      return results;
+    }) as BatchResult[];
   }
 
   private resetTransactionState(): void {
@@ -663,26 +693,31 @@ export class SqliteStore implements QueueStore {
   }
 
   /**
-   * Rejects batch or effect enqueues whose ids are in use (including by the
-   * job being settled or cancelled) or repeated, before anything is changed.
+   * Rejects batch or effect enqueues whose ids are in use (including by
+   * `removing`, the job the operation settles or cancels) or repeated,
+   * before anything is changed. A lone request needs no lookup: its insert
+   * meets the primary key, and the failing operation is rolled back whole.
    */
-  private checkNewIds(requests: ReadonlyArray<{ options?: EnqueueOptions }> | undefined): void {
+  private checkNewIds(requests: ReadonlyArray<{ options?: EnqueueOptions }> | undefined, removing?: string): void {
+    if (requests === undefined || requests.length === 0) return;
+    if (requests.length === 1) {
+      const id = requests[0]?.options?.id;
+      if (id !== undefined && id === removing) throw idInUse(id);
+      return;
+    }
     let seen: Set<string> | undefined;
-    for (const request of requests ?? []) {
+    for (const request of requests) {
       const id = request.options?.id;
       if (id === undefined) continue;
       seen ??= new Set();
-      if (seen.has(id) || this.sql.jobExists.get(id) !== undefined) throw new InvalidArgumentError('id', `job id "${id}" is already in use`);
+      if (seen.has(id) || this.sql.jobExists.get(id) !== undefined) throw idInUse(id);
       seen.add(id);
     }
   }
 
+  /** Inserts a job; a live job with the same dedup key wins (an id in use is an error first). */
   private insertJob(queue: string, payload: Uint8Array, options: EnqueueOptions | undefined, now: number): EnqueueResult {
     const dedupKey = options?.dedupKey;
-    if (dedupKey !== undefined) {
-      const existing = this.sql.findDedup.get(queue, dedupKey) as string | undefined;
-      if (existing !== undefined) return { kind: 'alreadyEnqueued', id: existing };
-    }
     const config = this.configs.get(queue);
     const id = options?.id ?? newId(now);
     const runAt = options?.runAt;
@@ -701,8 +736,14 @@ export class SqliteStore implements QueueStore {
         dedupKey ?? null,
       );
     } catch (error) {
-      // The primary key decides "id in use" (one lookup fewer than checking first); the statement alone is undone.
-      if ((error as { code?: unknown })?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new InvalidArgumentError('id', `job id "${id}" is already in use`);
+      // The constraints decide (two lookups fewer than checking first); a failed statement is undone alone.
+      const code = (error as { code?: unknown })?.code;
+      if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw idInUse(id);
+      if (code === 'SQLITE_CONSTRAINT_UNIQUE' && dedupKey !== undefined) {
+        if (this.sql.jobExists.get(id) !== undefined) throw idInUse(id);
+        const existing = this.sql.findDedup.get(queue, dedupKey) as string | undefined;
+        if (existing !== undefined) return { kind: 'alreadyEnqueued', id: existing };
+      }
       throw error;
     }
     this.count(queue, scheduled ? 'scheduled' : 'pending', 1);
@@ -849,4 +890,8 @@ export class SqliteStore implements QueueStore {
   private resolveCompletion(jobId: string, result: CompletionResult): void {
     this.waiters.resolve(jobId, result);
   }
+}
+
+function idInUse(id: string): InvalidArgumentError {
+  return new InvalidArgumentError('id', `job id "${id}" is already in use`);
 }
