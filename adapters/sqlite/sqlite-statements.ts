@@ -19,14 +19,15 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
     findDedup: p('SELECT id FROM taquba_jobs WHERE queue = ? AND dedup_key = ?').pluck(),
     jobExists: p('SELECT 1 FROM taquba_jobs WHERE id = ?').pluck(),
     getJob: p(`SELECT ${JOB_COLUMNS} FROM taquba_jobs WHERE id = ?`),
+    // Raw mode (rows as arrays, see rowFromValues): the hottest statements.
     claim: p(
       `UPDATE taquba_jobs SET status = 'claimed', attempts = attempts + 1, claimed_at = @now, lease_expires_at = @leaseExpiresAt,
          dedup_key = NULL, claim_token = @token || '.' || id
        WHERE id IN (SELECT id FROM taquba_jobs WHERE queue = @queue AND status = 'pending' ORDER BY priority, id LIMIT @limit)
        RETURNING ${JOB_COLUMNS}`,
-    ),
+    ).raw(true),
     hasPending: p("SELECT 1 FROM taquba_jobs WHERE queue = ? AND status = 'pending' LIMIT 1").pluck(),
-    owner: p('SELECT queue, status, claim_token, cancel_requested, attempts, max_attempts FROM taquba_jobs WHERE id = ?'),
+    owner: p('SELECT queue, status, claim_token, cancel_requested, attempts, max_attempts FROM taquba_jobs WHERE id = ?').raw(true),
     deleteJob: p('DELETE FROM taquba_jobs WHERE id = ?'),
     ackKeep: p(
       `UPDATE taquba_jobs SET status = 'done', completed_at = ?, lease_expires_at = NULL, claim_token = NULL WHERE id = ?

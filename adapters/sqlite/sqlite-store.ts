@@ -41,7 +41,7 @@ import {
   describe,
 } from '../../core/store-validation.js';
 import { isTransientSqliteError, mapOpenError, mapOperationError, sqliteCode } from './sqlite-errors.js';
-import { rowToRecord, toBuffer } from './sqlite-rows.js';
+import { rowFromValues, rowToRecord, toBuffer } from './sqlite-rows.js';
 import type { JobRow } from './sqlite-rows.js';
 import { ensureSchema } from './sqlite-schema.js';
 import { prepareStatements } from './sqlite-statements.js';
@@ -92,6 +92,8 @@ type Outbound = { queue: string; notification: StoreNotification };
 type Counts = [pending: number, claimed: number, scheduled: number, dead: number, done: number];
 const COUNT_INDEX = { pending: 0, claimed: 1, scheduled: 2, dead: 3, done: 4 } as const;
 type PendingWrite = { operation: string; fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void };
+/** The columns of the `owner` statement. */
+type OwnerRow = { queue: string; status: JobStatus; claim_token: string | null; cancel_requested: number; attempts: number; max_attempts: number };
 /** Outcome of one operation of a group-commit batch. */
 type BatchResult = { ok: true; value: unknown } | { ok: false; error: unknown };
 
@@ -253,7 +255,7 @@ export class SqliteStore implements QueueStore {
       const now = this.clock.now();
       // A per-call prefix that never repeats, plus the row: each delivery gets its own token.
       const token = `${this.tokenPrefix}.${(this.tokenSeq++).toString(36)}`;
-      const rows = this.sql.claim.all({ queue, now, leaseExpiresAt: now + lease, token, limit }) as JobRow[];
+      const rows = (this.sql.claim.all({ queue, now, leaseExpiresAt: now + lease, token, limit }) as unknown[][]).map(rowFromValues);
       if (rows.length > 0) {
         this.count(queue, 'pending', -rows.length);
         this.count(queue, 'claimed', rows.length);
@@ -391,7 +393,7 @@ export class SqliteStore implements QueueStore {
     this.checkOpen();
     checkJobId(jobId);
     await this.write('requeueDead', () => {
-      const row = this.sql.owner.get(jobId) as { queue: string; status: JobStatus } | undefined;
+      const row = this.ownerRow(jobId);
       if (!row) throw new JobNotFoundError(jobId);
       if (row.status !== 'dead') throw new InvalidStateError(jobId, row.status, 'requeue');
       this.sql.requeueDead.run(jobId);
@@ -682,12 +684,13 @@ export class SqliteStore implements QueueStore {
     if (scheduled !== undefined) this.armWake(scheduled);
   }
 
-  private owned(claim: ClaimRef): { queue: string; cancel_requested: number; attempts: number; max_attempts: number } {
-    const jobId = typeof claim?.jobId === 'string' ? claim.jobId : undefined;
-    const row =
-      jobId === undefined
-        ? undefined
-        : (this.sql.owner.get(jobId) as { queue: string; status: JobStatus; claim_token: string | null; cancel_requested: number; attempts: number; max_attempts: number } | undefined);
+  private ownerRow(jobId: string): OwnerRow | undefined {
+    const v = this.sql.owner.get(jobId) as [string, JobStatus, string | null, number, number, number] | undefined;
+    return v && { queue: v[0], status: v[1], claim_token: v[2], cancel_requested: v[3], attempts: v[4], max_attempts: v[5] };
+  }
+
+  private owned(claim: ClaimRef): OwnerRow {
+    const row = typeof claim?.jobId === 'string' ? this.ownerRow(claim.jobId) : undefined;
     if (!row || row.status !== 'claimed' || row.claim_token === null || row.claim_token !== claim.token) throw new LeaseLostError(String(claim?.jobId));
     return row;
   }
