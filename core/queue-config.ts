@@ -93,12 +93,15 @@ export function resolveQueueConfig(...layers: Array<Partial<QueueConfig> | undef
 export class QueueConfigs {
   private readonly cache = new Map<string, QueueConfig>();
   private readonly base: QueueConfig;
+  /** True when some queue keeps done jobs (`keepDoneJobsMs` set); an ack then may not simply delete. */
+  readonly anyKeepsDoneJobs: boolean;
 
   constructor(private readonly options: Pick<StoreOptions, 'defaultQueueConfig' | 'queueConfigs'>) {
     this.base = resolveQueueConfig(options.defaultQueueConfig);
     for (const [name, layer] of Object.entries(options.queueConfigs ?? {})) {
       this.cache.set(name, resolveQueueConfig(options.defaultQueueConfig, layer));
     }
+    this.anyKeepsDoneJobs = [this.base, ...this.cache.values()].some((config) => config.keepDoneJobsMs !== undefined);
   }
 
   get(queue: string): QueueConfig {

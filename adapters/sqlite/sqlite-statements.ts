@@ -29,6 +29,7 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
     hasPending: p("SELECT 1 FROM taquba_jobs WHERE queue = ? AND status = 'pending' LIMIT 1").pluck(),
     owner: p('SELECT queue, status, claim_token, cancel_requested, attempts, max_attempts FROM taquba_jobs WHERE id = ?').raw(true),
     deleteJob: p('DELETE FROM taquba_jobs WHERE id = ?'),
+    deleteOwned: p("DELETE FROM taquba_jobs WHERE id = ? AND status = 'claimed' AND claim_token = ? RETURNING queue, cancel_requested").raw(true),
     ackKeep: p(
       `UPDATE taquba_jobs SET status = 'done', completed_at = ?, lease_expires_at = NULL, claim_token = NULL WHERE id = ?
        RETURNING ${JOB_COLUMNS}`,
@@ -72,7 +73,7 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
 }
 
 type StatementName =
-  | 'insertJob' | 'findDedup' | 'jobExists' | 'hasPending' | 'getJob' | 'claim' | 'owner' | 'deleteJob' | 'ackKeep' | 'ensureQueue' | 'addCounts' | 'toDead' | 'toRetry'
+  | 'insertJob' | 'findDedup' | 'jobExists' | 'hasPending' | 'getJob' | 'claim' | 'owner' | 'deleteJob' | 'deleteOwned' | 'ackKeep' | 'ensureQueue' | 'addCounts' | 'toDead' | 'toRetry'
   | 'renew' | 'flagCancel' | 'reapDead' | 'reapRequeue' | 'sweepDone' | 'sweepDead' | 'promote' | 'nextDue' | 'requeueDead' | 'deadPage'
   | 'stats' | 'queueNames' | 'cancelledClaims' | 'kvGet' | 'kvExists' | 'kvUpsert' | 'kvDelete' | 'kvDeleteIf' | 'dataVersion';
 

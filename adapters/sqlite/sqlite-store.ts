@@ -268,6 +268,10 @@ export class SqliteStore implements QueueStore {
   async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
     this.checkOpen();
     checkSettlement(settlement);
+    // Both branches ack and no queue keeps done jobs: one DELETE checks ownership and settles.
+    if (settlement.action.type === 'ack' && (settlement.ifCancelRequested?.action.type ?? 'ack') === 'ack' && !this.configs.anyKeepsDoneJobs) {
+      return this.write('settle', () => this.settleByDelete(claim, settlement));
+    }
     return this.write('settle', () => {
       const owner = this.owned(claim);
       const useCancel = owner.cancel_requested !== 0 && settlement.ifCancelRequested !== undefined;
@@ -306,6 +310,23 @@ export class SqliteStore implements QueueStore {
       const enqueued = this.applyEffects(branch.effects, now);
       return { branch: useCancel ? 'cancel' : 'primary', status, enqueued };
     });
+  }
+
+  /** `settle` when whichever branch applies acks and done jobs are not kept: the owned row goes either way. */
+  private settleByDelete(claim: ClaimRef, settlement: Settlement): SettleResult {
+    const deleted =
+      typeof claim?.jobId === 'string' && typeof claim.token === 'string' ? (this.sql.deleteOwned.get(claim.jobId, claim.token) as [string, number] | undefined) : undefined;
+    if (!deleted) throw new LeaseLostError(String(claim?.jobId));
+    const [queue, cancelRequested] = deleted;
+    const useCancel = cancelRequested !== 0 && settlement.ifCancelRequested !== undefined;
+    const branch = useCancel ? settlement.ifCancelRequested! : settlement;
+    // Checked after the delete here: a throw still rolls the whole operation back.
+    this.checkNewIds(branch.effects?.enqueue, claim.jobId);
+    this.count(queue, 'claimed', -1);
+    this.count(queue, 'done', 1);
+    this.completions.push([claim.jobId, { kind: 'completed' }]);
+    const enqueued = this.applyEffects(branch.effects, this.clock.now());
+    return { branch: useCancel ? 'cancel' : 'primary', status: 'done', enqueued };
   }
 
   async renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
