@@ -18,6 +18,8 @@ import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import type * as Plainjob from 'plainjob';
 import { SqliteStore } from '../adapters/sqlite/index.js';
+import { prepareStatements } from '../adapters/sqlite/sqlite-statements.js';
+import { newId } from '../core/ids.js';
 import type { SqliteSynchronous } from '../adapters/sqlite/index.js';
 
 export interface BaselineResult {
@@ -194,6 +196,67 @@ export async function sqliteStoreChainTps(
   }
 }
 
+/**
+ * The floor under SqliteStore: the statements one transition executes in
+ * the store (claim as one of a batch, delete-if-owned, insert the next step
+ * with its dedup key, upsert the run cursor, one counter update per
+ * transaction), run straight through better-sqlite3 with no runtime and no
+ * store code around them, `batch` transitions per transaction as group
+ * commit makes them. What SQLite itself costs per transition here.
+ */
+export function bareTransitionSqlTps(options: { synchronous?: SqliteSynchronous; runs?: number; steps?: number; batch?: number } = {}): BaselineResult {
+  const synchronous = options.synchronous ?? 'NORMAL';
+  const runs = options.runs ?? 1_000;
+  const steps = options.steps ?? 10;
+  const batch = options.batch ?? 16;
+  const { dir, cleanup } = tempDir();
+  try {
+    const path = join(dir, 'bare.db');
+    new SqliteStore({ path, synchronous, backgroundMaintenance: false }).close().catch(() => undefined); // creates the schema
+    const db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${synchronous}`);
+    db.pragma('wal_autocheckpoint = 10000');
+    const sql = prepareStatements(db);
+    const payload = Buffer.from('{"step":0}');
+    const insert = (id: string, run: number, step: number): void => {
+      sql.insertJob.run(id, 'chain', 'pending', payload, JSON.stringify({ 'workflow.run_id': `r${run}`, 'workflow.step': String(step) }), 3, 1000, Date.now(), null, `run:r${run}:${step}`);
+    };
+    db.transaction(() => {
+      sql.ensureQueue.run('chain');
+      for (let run = 0; run < runs; run++) insert(newId(), run, 0);
+    }).immediate();
+    let transitions = 0;
+    let token = 0;
+    const start = performance.now();
+    const step = db.transaction((): number => {
+      const now = Date.now();
+      const rows = sql.claim.all({ queue: 'chain', now, leaseExpiresAt: now + 30_000, token: `t${token++}`, limit: batch }) as unknown[][];
+      for (const row of rows) {
+        const headers = JSON.parse(row[4] as string) as Record<string, string>;
+        const run = Number((headers['workflow.run_id'] as string).slice(1));
+        const next = Number(headers['workflow.step']) + 1;
+        sql.deleteOwned.get(row[0], row[17]);
+        if (next < steps) {
+          const id = newId();
+          insert(id, run, next);
+          sql.kvUpsert.run(`workflow/chain/cursor/r${run}`, Buffer.from(`{"jobId":"${id}","step":${next}}`));
+        } else {
+          sql.kvDelete.run(`workflow/chain/cursor/r${run}`);
+        }
+      }
+      sql.addCounts.run(0, 0, 0, 0, rows.length, 'chain');
+      return rows.length;
+    });
+    for (let claimed = step.immediate(); claimed > 0; claimed = step.immediate()) transitions += claimed;
+    const elapsedMs = performance.now() - start;
+    db.close();
+    return { name: `bare transition SQL (${runs} x ${steps}, ${batch} per transaction, WAL, ${synchronous})`, perSecond: (transitions / elapsedMs) * 1000, operations: transitions, elapsedMs };
+  } finally {
+    cleanup();
+  }
+}
+
 function argValue(name: string): string | undefined {
   const i = process.argv.indexOf(name);
   return i === -1 ? undefined : process.argv[i + 1];
@@ -206,6 +269,8 @@ async function main(): Promise<void> {
   const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
   const raw = rawSqliteWriteTps({ synchronous });
   console.log(`${raw.name}: ${fmt(raw.perSecond)}/s (${raw.operations} in ${fmt(raw.elapsedMs)} ms)`);
+  const bare = bareTransitionSqlTps({ synchronous, runs, steps });
+  console.log(`${bare.name}: ${fmt(bare.perSecond)} transitions/s; ratio to raw ${(bare.perSecond / raw.perSecond).toFixed(2)}`);
   const plain = await plainjobChainTps({ synchronous, runs, steps });
   if (plain.skipped) console.log(`${plain.name}: skipped: ${plain.skipped}`);
   else console.log(`${plain.name}: ${fmt(plain.perSecond)} transitions/s (${plain.operations} in ${fmt(plain.elapsedMs)} ms)`);

@@ -146,6 +146,8 @@ export async function measureHeapPerPendingRun(store: QueueStore, runs: number):
 interface Round {
   ours: TransitionResult;
   rawTps?: number;
+  /** The store's own SQL for the same transitions, nothing around it (see bareTransitionSqlTps). */
+  bareSqlTps?: number;
   plainjob?: { perSecond: number } | { skipped: string };
 }
 
@@ -158,16 +160,19 @@ async function measureRound(args: Args): Promise<Round> {
     await bench.close();
   }
   if (args.store !== 'sqlite') return { ours };
-  const { rawSqliteWriteTps, plainjobChainTps } = await import('./sqlite-baselines.js');
+  const { bareTransitionSqlTps, rawSqliteWriteTps, plainjobChainTps } = await import('./sqlite-baselines.js');
   const rawTps = rawSqliteWriteTps({ synchronous: sqliteSynchronous }).perSecond;
+  const bareSqlTps = bareTransitionSqlTps({ synchronous: sqliteSynchronous, runs: args.runs, steps: args.steps, batch: args.concurrency }).perSecond;
   const plain = await plainjobChainTps({ synchronous: sqliteSynchronous, runs: args.runs, steps: args.steps });
-  return { ours, rawTps, plainjob: plain.skipped ? { skipped: plain.skipped } : { perSecond: plain.perSecond } };
+  return { ours, rawTps, bareSqlTps, plainjob: plain.skipped ? { skipped: plain.skipped } : { perSecond: plain.perSecond } };
 }
 
 function printSqliteBaselines(rounds: Round[], oursPerSecond: number): void {
   const raw = median(rounds.map((r) => r.rawTps ?? Number.NaN));
   console.log(`raw sqlite write tx/s    ${raw.toFixed(0)}  (better-sqlite3, one-row BEGIN IMMEDIATE/COMMIT, WAL, synchronous=${sqliteSynchronous}; median)`);
   console.log(`ratio runtime/raw        ${median(rounds.map((r) => r.ours.perSecond / (r.rawTps ?? Number.NaN))).toFixed(3)}  (median of per-round ratios)`);
+  console.log(`bare transition SQL/s    ${median(rounds.map((r) => r.bareSqlTps ?? Number.NaN)).toFixed(0)}  (the store's statements alone, same batch size; median; its ratio to raw ${median(rounds.map((r) => (r.bareSqlTps ?? Number.NaN) / (r.rawTps ?? Number.NaN))).toFixed(3)})`);
+  console.log(`ratio runtime/bare SQL   ${median(rounds.map((r) => r.ours.perSecond / (r.bareSqlTps ?? Number.NaN))).toFixed(3)}  (median of per-round ratios)`);
   const skipped = rounds.find((r) => r.plainjob && 'skipped' in r.plainjob)?.plainjob as { skipped: string } | undefined;
   if (skipped) {
     console.log(`plainjob chain           skipped: ${skipped.skipped}`);
@@ -201,7 +206,7 @@ async function main(): Promise<void> {
     const round = await measureRound(args);
     const warm = i < args.warmup;
     if (!warm) rounds.push(round);
-    const extra = round.rawTps === undefined ? '' : `, raw ${round.rawTps.toFixed(0)} tx/s, plainjob ${'perSecond' in (round.plainjob ?? {}) ? (round.plainjob as { perSecond: number }).perSecond.toFixed(0) + '/s' : 'skipped'}`;
+    const extra = round.rawTps === undefined ? '' : `, raw ${round.rawTps.toFixed(0)} tx/s, bare SQL ${round.bareSqlTps?.toFixed(0)}/s, plainjob ${'perSecond' in (round.plainjob ?? {}) ? (round.plainjob as { perSecond: number }).perSecond.toFixed(0) + '/s' : 'skipped'}`;
     process.stderr.write(`  round ${i + 1}/${args.warmup + args.repeat}${warm ? ' (warm-up, discarded)' : ''}: ${round.ours.perSecond.toFixed(0)} transitions/s${extra}\n`);
   }
   const perSecond = median(rounds.map((r) => r.ours.perSecond));
