@@ -80,7 +80,11 @@ export interface WorkflowRuntimeOptions {
   hook?: TerminalHook;
   /** Queue carrying the step jobs. Default `workflow-steps`. */
   queueName?: string;
-  /** Steps run at once by `run()`. Default 16. */
+  /**
+   * Runners run at once by `run()`. Default 16. A step frees its slot when
+   * its runner returns and its settlement is on its way; up to as many
+   * settlements again may still be committing.
+   */
   maxConcurrentSteps?: number;
   /** Longest wait on an empty queue before claiming again. Default 250. */
   pollIntervalMs?: number;
