@@ -14,6 +14,13 @@ function bytes(name: string, value: unknown): Uint8Array {
   return value;
 }
 
+function delay(delayMs: unknown): number {
+  if (typeof delayMs !== 'number' || !Number.isSafeInteger(delayMs) || delayMs < 0) {
+    throw new InvalidArgumentError('continueAfter delayMs', `expected a non-negative integer of milliseconds, got ${String(delayMs)}`);
+  }
+  return delayMs;
+}
+
 function text(name: string, value: unknown): string {
   if (typeof value !== 'string') throw new InvalidArgumentError(name, 'expected a string');
   return value;
@@ -27,10 +34,7 @@ export const StepOutcome = {
   },
   /** Run the next step with `payload` once `delayMs` has passed. */
   continueAfter(payload: Uint8Array, delayMs: number): StepOutcome {
-    if (typeof delayMs !== 'number' || !Number.isSafeInteger(delayMs) || delayMs < 0) {
-      throw new InvalidArgumentError('continueAfter delayMs', `expected a non-negative integer of milliseconds, got ${String(delayMs)}`);
-    }
-    return { kind: 'continueAfter', payload: bytes('continueAfter payload', payload), delayMs };
+    return { kind: 'continueAfter', payload: bytes('continueAfter payload', payload), delayMs: delay(delayMs) };
   },
   /** End the run as succeeded with `result`. */
   succeed(result: Uint8Array): StepOutcome {
@@ -123,21 +127,29 @@ export function toRunnerResult(value: unknown): RunnerResult {
     return { ok: false, error: StepError.permanent(`runner returned an invalid outcome (${describeValue(value)}); use the StepOutcome builders`) };
   }
   try {
+    // The builders' checks, on the runner's own object (no copy: it is read once, at settlement).
     switch (outcome.kind) {
       case 'continue':
-        return { ok: true, outcome: StepOutcome.continue(outcome.payload) };
+        bytes('continue payload', outcome.payload);
+        break;
       case 'continueAfter':
-        return { ok: true, outcome: StepOutcome.continueAfter(outcome.payload, outcome.delayMs) };
+        bytes('continueAfter payload', outcome.payload);
+        delay(outcome.delayMs);
+        break;
       case 'succeed':
-        return { ok: true, outcome: StepOutcome.succeed(outcome.result) };
+        bytes('succeed result', outcome.result);
+        break;
       case 'fail':
-        return { ok: true, outcome: StepOutcome.fail(outcome.reason) };
+        text('fail reason', outcome.reason);
+        break;
       case 'cancel':
-        return { ok: true, outcome: StepOutcome.cancel(outcome.reason) };
+        text('cancel reason', outcome.reason);
+        break;
     }
   } catch (error) {
     return { ok: false, error: StepError.permanent(`runner returned an invalid outcome: ${(error as Error).message}`) };
   }
+  return { ok: true, outcome };
 }
 
 function describeValue(value: unknown): string {

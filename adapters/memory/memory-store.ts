@@ -67,6 +67,8 @@ class StoredJob {
   token: string | undefined = undefined;
   /** Bumped whenever the job changes status, invalidating heap entries made before. */
   version = 0;
+  /** Set when a cancel deletes the job: it may still sit in the pending heap. */
+  removed = false;
 
   constructor(
     readonly id: string,
@@ -87,9 +89,15 @@ interface HeapEntry {
 }
 
 const byKeyThenId = (a: HeapEntry, b: HeapEntry): boolean => a.key < b.key || (a.key === b.key && a.id < b.id);
+const byPriorityThenId = (a: StoredJob, b: StoredJob): boolean => a.priority < b.priority || (a.priority === b.priority && a.id < b.id);
 
 class QueueState {
-  readonly pending = new BinaryHeap<HeapEntry>(byKeyThenId);
+  /**
+   * Jobs themselves, no entry objects: a job enters this heap only when it
+   * becomes pending and leaves it when claimed, so it is never in it twice;
+   * one popped after a cancel removed it is skipped.
+   */
+  readonly pending = new BinaryHeap<StoredJob>(byPriorityThenId);
   readonly scheduled = new BinaryHeap<HeapEntry>(byKeyThenId);
   readonly leases = new BinaryHeap<HeapEntry>(byKeyThenId);
   readonly done = new BinaryHeap<HeapEntry>(byKeyThenId);
@@ -173,10 +181,9 @@ export class MemoryStore implements QueueStore {
     const lease = options?.leaseMs ?? this.configs.get(queue).leaseDurationMs;
     const claims: Claim[] = [];
     while (claims.length < limit) {
-      const entry = state.pending.pop();
-      if (!entry) break;
-      const job = entry.job;
-      if (job.version !== entry.version || job.status !== 'pending') continue;
+      const job = state.pending.pop();
+      if (!job) break;
+      if (job.removed || job.status !== 'pending') continue;
       this.releaseDedup(state, job);
       job.status = 'claimed';
       job.attempts += 1;
@@ -262,6 +269,7 @@ export class MemoryStore implements QueueStore {
     this.releaseDedup(state, job);
     state.counters[job.status]--;
     job.version++;
+    job.removed = true;
     this.jobs.delete(jobId);
     this.applyEffects(effects);
     this.resolveCompletion(jobId, { kind: 'notFound' });
@@ -499,7 +507,7 @@ export class MemoryStore implements QueueStore {
     job.status = 'pending';
     job.runAt = undefined;
     state.counters.pending++;
-    state.pending.push({ key: job.priority, id: job.id, version: job.version, job });
+    state.pending.push(job);
     this.notify(job.queue, { type: 'jobsAvailable', queue: job.queue });
   }
 
