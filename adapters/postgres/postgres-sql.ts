@@ -11,7 +11,7 @@ export type StatementName =
   | 'enqueue'
   | 'claim'
   | 'settleOne'
-  | 'settleBatch'
+  | 'settleAndClaim'
   | 'renew'
   | 'cancel'
   | 'reap'
@@ -30,9 +30,9 @@ export function statements(schema: string): Record<StatementName, string> {
   const S = quoteIdent(schema);
   return {
     enqueue: `SELECT ${S}.enqueue($1::bigint, $2::jsonb, $3::jsonb, $4::boolean) AS r`,
-    claim: `SELECT * FROM ${S}.claim($1::bigint, $2::text, $3::integer, $4::bigint)`,
+    claim: `SELECT * FROM ${S}.claim_jobs($1::bigint, $2::text, $3::integer, $4::bigint)`,
     settleOne: `SELECT ${S}.settle_one(${S}.now_ms($1::bigint), $2::jsonb, $3::jsonb) AS r`,
-    settleBatch: `SELECT ${S}.settle_batch($1::bigint, $2::jsonb, $3::jsonb) AS r`,
+    settleAndClaim: `SELECT ${S}.settle_and_claim($1::bigint, $2::jsonb, $3::jsonb, $4::jsonb) AS r`,
     renew: `UPDATE ${S}.jobs SET lease_expires_at = ${S}.now_ms($1::bigint) + $4::bigint
             WHERE id = $2 AND status = 'claimed' AND token = $3
             RETURNING lease_expires_at, cancel_requested`,

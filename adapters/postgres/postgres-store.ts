@@ -62,7 +62,9 @@ export interface PostgresStoreOptions extends StoreOptions {
   /**
    * Settlement transactions in flight at once from this store. Settlements
    * arriving meanwhile are committed together in the next one (group commit),
-   * each with its own all-or-nothing outcome. Default 2.
+   * each with its own all-or-nothing outcome; claims ride in the same
+   * transaction, after the settlements (a claim of a queue with a backlog
+   * goes at once, in its own). Default 2.
    */
   settleConcurrency?: number;
   /** Most settlements in one transaction. Default 64. */
@@ -112,6 +114,23 @@ interface SettleWaiter {
   reject: (error: unknown) => void;
 }
 
+interface ClaimWaiter {
+  item: { queue: string; limit: number; lease: number };
+  resolve: (claims: Claim[]) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * The real `setImmediate`, taken at load: a flush deferred to the end of the
+ * event-loop turn still runs when a test fakes timers afterwards.
+ */
+const deferToEndOfTurn: (callback: () => void) => void = (() => {
+  const real = globalThis.setImmediate;
+  return typeof real === 'function' ? (callback: () => void) => void real(callback) : (callback: () => void) => setTimeout(callback, 0);
+})();
+
+const byJobId = (a: SettleWaiter, b: SettleWaiter): number => (a.item.jobId < b.item.jobId ? -1 : a.item.jobId > b.item.jobId ? 1 : 0);
+
 /**
  * `QueueStore` on PostgreSQL: many worker processes on many hosts share one
  * database. Claims use `FOR UPDATE SKIP LOCKED`; every multi-statement
@@ -148,15 +167,21 @@ export class PostgresStore implements QueueStore {
   private readonly timers = new Set<() => void>();
   private wake: { at: number; cancel: () => void } | undefined;
   private settleQueue: SettleWaiter[] = [];
-  private settleInFlight = 0;
-  private settleScheduled = false;
+  private claimQueue: ClaimWaiter[] = [];
+  private flushesInFlight = 0;
+  /** Queues whose last claim came back full: their claims need not wait for settlements (see `pumpFlushes`). */
+  private readonly backlog = new Set<string>();
+  /** Reaps and promotions in flight: claims wait for them (see `pumpFlushes`). */
+  private maintenanceInFlight = 0;
+  private flushScheduled = false;
   private readonly inFlight = new Set<Promise<unknown>>();
   /**
    * Counters for benchmarks and monitoring: statements sent (each is one
-   * transaction), claim statements, settlement transactions, and settlements
-   * committed in them.
+   * transaction), transactions of claims alone, transactions carrying
+   * settlements, the settlements committed in them, and the claims that rode
+   * in those same transactions.
    */
-  readonly metrics = { statements: 0, claimStatements: 0, settleTransactions: 0, settlements: 0 };
+  readonly metrics = { statements: 0, claimStatements: 0, settleTransactions: 0, settlements: 0, claimsWithSettlements: 0 };
 
   constructor(options: PostgresStoreOptions) {
     const schema = options.schema ?? 'taquba';
@@ -271,12 +296,12 @@ export class PostgresStore implements QueueStore {
     const limit = options?.limit ?? 1;
     checkPositiveInt('limit', limit);
     const lease = options?.leaseMs ?? this.configs.get(queue).leaseDurationMs;
-    this.metrics.claimStatements++;
-    const result = await this.query('claim', [this.now(), queue, Math.min(limit, 2_147_483_647), lease]);
-    const rows = result.rows as unknown as JobRow[];
-    const claims = rows.map((row) => ({ jobId: row.id, token: row.token as string, job: toRecord(row) }));
-    claims.sort((a, b) => a.job.priority - b.job.priority || (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0));
-    return claims;
+    if (!this.opened) await this.open();
+    // Queued synchronously: a claim issued in the same event-loop turn as settlements shares their transaction.
+    return new Promise<Claim[]>((resolve, reject) => {
+      this.claimQueue.push({ item: { queue, limit: Math.min(limit, 2_147_483_647), lease }, resolve, reject });
+      this.scheduleFlush();
+    });
   }
 
   async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
@@ -284,10 +309,11 @@ export class PostgresStore implements QueueStore {
     checkSettlement(settlement);
     if (typeof claim?.jobId !== 'string' || typeof claim.token !== 'string') throw new LeaseLostError(String(claim?.jobId));
     const item: SettleWaiter['item'] = { jobId: claim.jobId, token: claim.token, settlement: this.settlementJson(settlement) };
-    await this.open();
+    if (!this.opened) await this.open();
+    // Queued synchronously when open: settlements (and claims) of one event-loop turn share a transaction.
     return new Promise<SettleResult>((resolve, reject) => {
       this.settleQueue.push({ item, resolve, reject });
-      this.scheduleSettles();
+      this.scheduleFlush();
     });
   }
 
@@ -320,7 +346,7 @@ export class PostgresStore implements QueueStore {
 
   async reap(): Promise<ReapReport> {
     this.checkOpen();
-    const result = await this.query('reap', [this.now(), this.configJson]);
+    const result = await this.maintenance(this.query('reap', [this.now(), this.configJson]));
     const r = (result.rows[0] as { r: { requeued: string[]; deadLettered: JobRow[]; doneSwept: number; deadSwept: number } }).r;
     const deadLettered = r.deadLettered.map(toRecord);
     if (r.requeued.length > 0) for (const queue of this.notifications.queues()) this.notify(queue, { type: 'jobsAvailable', queue });
@@ -337,7 +363,7 @@ export class PostgresStore implements QueueStore {
 
   async promote(): Promise<number> {
     this.checkOpen();
-    const result = await this.query('promote', [this.now()]);
+    const result = await this.maintenance(this.query('promote', [this.now()]));
     const r = (result.rows[0] as { r: { moved: number; queues: string[]; next: number | null } }).r;
     for (const queue of r.queues) this.notify(queue, { type: 'jobsAvailable', queue });
     if (r.next !== null) this.armWake(Number(r.next));
@@ -474,6 +500,7 @@ export class PostgresStore implements QueueStore {
     this.wake?.cancel();
     this.wake = undefined;
     for (const waiter of this.settleQueue.splice(0)) waiter.reject(new StoreClosedError());
+    for (const waiter of this.claimQueue.splice(0)) waiter.reject(new StoreClosedError());
     for (const [id, waiters] of this.completionWaiters) {
       for (const finish of [...waiters]) finish({ kind: 'timedOut' });
       this.completionWaiters.delete(id);
@@ -570,47 +597,107 @@ export class PostgresStore implements QueueStore {
     });
   }
 
-  private scheduleSettles(): void {
-    if (this.settleScheduled) return;
-    this.settleScheduled = true;
-    // Deferred by one microtask so settlements issued in the same tick share a transaction.
-    queueMicrotask(() => {
-      this.settleScheduled = false;
-      this.pumpSettles();
+  /**
+   * Group commit. Settlements and claims are queued and flushed at the end of
+   * the event-loop turn (so those issued together, a runtime's settlements
+   * and the claim for the slots they freed, share one transaction); at most
+   * `settleConcurrency` flushes are in flight. A flush runs its settlements
+   * (in job-id order) and then its claims, which so see the jobs those
+   * settlements enqueued. Claims wait until no flush is in flight (they would
+   * otherwise miss the jobs being committed), nor a reap or promotion, and
+   * settlements queued meanwhile wait with them, so claims are never starved.
+   *
+   * Except with a backlog: when the queue's last claim came back full, other
+   * jobs are waiting, so a claim needs nothing from the settlements in flight
+   * or queued; it goes at once in its own statement, and the settlements'
+   * transaction runs beside it instead of ahead of it (the runtime gets its
+   * next steps while the database commits the last ones).
+   */
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    deferToEndOfTurn(() => {
+      this.flushScheduled = false;
+      this.pumpFlushes();
     });
   }
 
-  private pumpSettles(): void {
-    while (this.settleInFlight < this.settleConcurrency && this.settleQueue.length > 0) {
+  private pumpFlushes(): void {
+    if (this.claimQueue.length > 0 && this.maintenanceInFlight === 0 && !this.closed) {
+      const waiting: ClaimWaiter[] = [];
+      for (const claim of this.claimQueue) {
+        if (this.backlog.has(claim.item.queue)) void this.runFlush([], [claim]);
+        else waiting.push(claim);
+      }
+      this.claimQueue = waiting;
+    }
+    while (this.flushesInFlight < this.settleConcurrency && !this.closed) {
+      const claimsWaiting = this.claimQueue.length > 0;
+      if (claimsWaiting ? this.flushesInFlight > 0 || this.maintenanceInFlight > 0 : this.settleQueue.length === 0) return;
       // Id order: concurrent batches and the reaper then lock rows in one global order (no deadlocks).
-      const batch = this.settleQueue.splice(0, this.maxSettleBatch).sort((a, b) => (a.item.jobId < b.item.jobId ? -1 : a.item.jobId > b.item.jobId ? 1 : 0));
-      this.settleInFlight++;
-      void this.runSettleBatch(batch).finally(() => {
-        this.settleInFlight--;
-        this.pumpSettles();
+      const settles = this.settleQueue.splice(0, this.maxSettleBatch).sort(byJobId);
+      const claims = this.claimQueue.splice(0);
+      this.flushesInFlight++;
+      void this.runFlush(settles, claims).finally(() => {
+        this.flushesInFlight--;
+        // Deferred too: what the callers do with these results (settle more, claim again) joins the next flush.
+        if (this.settleQueue.length > 0 || this.claimQueue.length > 0) this.scheduleFlush();
       });
     }
   }
 
-  private async runSettleBatch(batch: SettleWaiter[]): Promise<void> {
-    let results: SettleJson[];
+  /**
+   * A reap or promotion: claims issued while it runs wait for it, so they see
+   * the jobs it made claimable (a claim issued after the reaper fired finds
+   * the expired claims requeued, whichever connection answers first).
+   */
+  private async maintenance<T>(operation: Promise<T>): Promise<T> {
+    this.maintenanceInFlight++;
     try {
-      if (batch.length === 1) {
-        const only = batch[0] as SettleWaiter;
+      return await operation;
+    } finally {
+      this.maintenanceInFlight--;
+      if (this.maintenanceInFlight === 0 && this.claimQueue.length > 0) this.scheduleFlush();
+    }
+  }
+
+  private async runFlush(settles: SettleWaiter[], claims: ClaimWaiter[]): Promise<void> {
+    let settled: SettleJson[] = [];
+    let claimed: JobRow[][] = [];
+    try {
+      if (claims.length === 0 && settles.length === 1) {
+        const only = settles[0] as SettleWaiter;
         const result = await this.query('settleOne', [this.now(), this.configJson, JSON.stringify(only.item)]);
-        results = [(result.rows[0] as { r: SettleJson }).r];
+        settled = [(result.rows[0] as { r: SettleJson }).r];
+      } else if (settles.length === 0 && claims.length === 1) {
+        const { queue, limit, lease } = (claims[0] as ClaimWaiter).item;
+        const result = await this.query('claim', [this.now(), queue, limit, lease]);
+        claimed = [result.rows as unknown as JobRow[]];
       } else {
-        const result = await this.query('settleBatch', [this.now(), this.configJson, JSON.stringify(batch.map((w) => w.item))]);
-        results = (result.rows[0] as { r: SettleJson[] }).r;
+        const result = await this.query('settleAndClaim', [
+          this.now(),
+          this.configJson,
+          JSON.stringify(settles.map((w) => w.item)),
+          JSON.stringify(claims.map((w) => w.item)),
+        ]);
+        const r = (result.rows[0] as { r: { s: SettleJson[]; c: JobRow[][] } }).r;
+        settled = r.s;
+        claimed = r.c;
       }
     } catch (error) {
-      for (const waiter of batch) waiter.reject(error);
+      for (const waiter of settles) waiter.reject(error);
+      for (const waiter of claims) waiter.reject(error);
       return;
     }
-    this.metrics.settleTransactions++;
-    this.metrics.settlements += batch.length;
-    batch.forEach((waiter, index) => {
-      const r = results[index] as SettleJson;
+    if (settles.length > 0) {
+      this.metrics.settleTransactions++;
+      this.metrics.settlements += settles.length;
+      this.metrics.claimsWithSettlements += claims.length;
+    } else {
+      this.metrics.claimStatements++;
+    }
+    settles.forEach((waiter, index) => {
+      const r = settled[index] as SettleJson;
       if (r.error) {
         waiter.reject(mapError({ code: r.error.code, message: r.error.message, detail: r.error.detail, constraint: r.error.constraint }, 'settle'));
         return;
@@ -620,6 +707,18 @@ export class PostgresStore implements QueueStore {
       else if (r.status === 'scheduled' && r.runAt != null) this.armWake(Number(r.runAt));
       else if (r.status === 'done' || r.status === 'dead') this.completedLocally(waiter.item.jobId, r.status);
       waiter.resolve({ branch: r.branch as SettleResult['branch'], status: r.status as SettleResult['status'], enqueued: this.afterInserts(r.enqueued ?? []) });
+    });
+    this.resolveClaims(claims, claimed);
+  }
+
+  private resolveClaims(claims: ClaimWaiter[], claimed: JobRow[][]): void {
+    claims.forEach((waiter, index) => {
+      const rows = claimed[index] ?? [];
+      if (rows.length === waiter.item.limit) this.backlog.add(waiter.item.queue);
+      else this.backlog.delete(waiter.item.queue);
+      const result = rows.map((row) => ({ jobId: row.id, token: row.token as string, job: toRecord(row) }));
+      result.sort((a, b) => a.job.priority - b.job.priority || (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0));
+      waiter.resolve(result);
     });
   }
 
