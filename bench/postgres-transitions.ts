@@ -55,7 +55,11 @@ async function rawCommits(connections: number, seconds: number, schema: string):
   return count / elapsed;
 }
 
-/** Child mode: a worker process draining the chain until every run ended. */
+/**
+ * Child mode: a worker process draining the chain until every run ended.
+ * It opens its store, says `ready`, and starts its worker loop on the
+ * parent's `go`, so process start-up and connection set-up are not timed.
+ */
 async function childWorker(schema: string, total: number): Promise<void> {
   const store = await PostgresStore.open({ connectionString: URL_, schema, maxConnections: 4 });
   const steps = Number(process.env.N_STEPS);
@@ -67,7 +71,13 @@ async function childWorker(schema: string, total: number): Promise<void> {
     runner: (step) => (step.stepNumber + 1 < steps ? StepOutcome.continue(step.payload) : StepOutcome.succeed(step.payload)),
   });
   let settled = 0;
-  runtime.on('stepSettled', () => settled++);
+  let lastSettledAt = 0;
+  runtime.on('stepSettled', () => {
+    settled++;
+    lastSettledAt = Date.now();
+  });
+  process.stdout.write('ready\n');
+  await new Promise<void>((resolve) => process.stdin.once('data', () => resolve()));
   const loop = runtime.run(controller.signal);
   // Stop once the shared queue is drained.
   for (;;) {
@@ -77,8 +87,16 @@ async function childWorker(schema: string, total: number): Promise<void> {
   }
   controller.abort();
   await loop;
-  process.stdout.write(`${JSON.stringify({ settled, stepCommits: store.metrics.claimStatements + store.metrics.settleTransactions })}\n`);
+  process.stdout.write(`${JSON.stringify({ settled, lastSettledAt, stepCommits: store.metrics.claimStatements + store.metrics.settleTransactions })}\n`);
   await store.close();
+  process.stdin.destroy();
+}
+
+interface ChildReport {
+  settled: number;
+  /** Wall-clock ms of its last settlement (the parent times from `go` to the latest of these). */
+  lastSettledAt: number;
+  stepCommits: number;
 }
 
 async function multiProcess(workers: number, runs: number, steps: number): Promise<{ perSecond: number; perCommit: number }> {
@@ -88,23 +106,28 @@ async function multiProcess(workers: number, runs: number, steps: number): Promi
   const input = new Uint8Array(64);
   for (let i = 0; i < runs; i += 100) await Promise.all(Array.from({ length: Math.min(100, runs - i) }, (_, k) => runtime.submit({ runId: `b-${i + k}`, input })));
   const self = fileURLToPath(import.meta.url);
-  const start = performance.now();
-  const results = await Promise.all(
-    Array.from(
-      { length: workers },
-      () =>
-        new Promise<{ settled: number; stepCommits: number }>((resolve, reject) => {
-          const child = spawn(process.execPath, ['--import', 'tsx', self, '--child', schema, String(runs * steps)], {
-            stdio: ['ignore', 'pipe', 'inherit'],
-            env: { ...process.env, N_STEPS: String(steps) },
-          });
-          let out = '';
-          child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-          child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as { settled: number; stepCommits: number }) : reject(new Error(`worker exited ${code}`))));
-        }),
-    ),
-  );
-  const seconds = (performance.now() - start) / 1000;
+  const children = Array.from({ length: workers }, () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', self, '--child', schema, String(runs * steps)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: { ...process.env, N_STEPS: String(steps) },
+    });
+    let out = '';
+    let markReady!: () => void;
+    const ready = new Promise<void>((resolve) => (markReady = resolve));
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.startsWith('ready\n')) markReady();
+    });
+    const report = new Promise<ChildReport>((resolve, reject) =>
+      child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.slice('ready\n'.length)) as ChildReport) : reject(new Error(`worker exited ${code}`)))),
+    );
+    return { child, ready, report };
+  });
+  await Promise.all(children.map((c) => c.ready));
+  const start = Date.now();
+  for (const { child } of children) child.stdin.write('go\n');
+  const results = await Promise.all(children.map((c) => c.report));
+  const seconds = (Math.max(...results.map((r) => r.lastSettledAt)) - start) / 1000;
   await store.close();
   await dropSchema(schema);
   const transitions = runs * steps;
