@@ -233,10 +233,11 @@ export function bareTransitionSqlTps(options: { synchronous?: SqliteSynchronous;
       const now = Date.now();
       const rows = sql.claim.all({ queue: 'chain', now, leaseExpiresAt: now + 30_000, token: `t${token++}`, limit: batch }) as unknown[][];
       for (const row of rows) {
-        const headers = JSON.parse(row[4] as string) as Record<string, string>;
+        // Columns in CLAIM_RETURNING order: id, payload, headers, ..., claim_token.
+        const headers = JSON.parse(row[2] as string) as Record<string, string>;
         const run = Number((headers['workflow.run_id'] as string).slice(1));
         const next = Number(headers['workflow.step']) + 1;
-        sql.deleteOwned.get(row[0], row[17]);
+        sql.deleteOwned.get(row[0], row[9]);
         if (next < steps) {
           const id = newId();
           insert(id, run, next);

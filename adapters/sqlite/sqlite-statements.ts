@@ -4,7 +4,7 @@
  * indexes of the schema.
  */
 import type BetterSqlite3 from 'better-sqlite3';
-import { JOB_COLUMNS } from './sqlite-rows.js';
+import { CLAIM_RETURNING, JOB_COLUMNS } from './sqlite-rows.js';
 
 /** A prepared statement taking positional or named parameters. */
 export type Stmt = BetterSqlite3.Statement<unknown[]>;
@@ -19,12 +19,12 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
     findDedup: p('SELECT id FROM taquba_jobs WHERE queue = ? AND dedup_key = ?').pluck(),
     jobExists: p('SELECT 1 FROM taquba_jobs WHERE id = ?').pluck(),
     getJob: p(`SELECT ${JOB_COLUMNS} FROM taquba_jobs WHERE id = ?`),
-    // Raw mode (rows as arrays, see rowFromValues): the hottest statements.
+    // Raw mode (rows as arrays, see claimedRow): the hottest statements.
     claim: p(
       `UPDATE taquba_jobs SET status = 'claimed', attempts = attempts + 1, claimed_at = @now, lease_expires_at = @leaseExpiresAt,
          dedup_key = NULL, claim_token = @token || '.' || id
        WHERE id IN (SELECT id FROM taquba_jobs WHERE queue = @queue AND status = 'pending' ORDER BY priority, id LIMIT @limit)
-       RETURNING ${JOB_COLUMNS}`,
+       RETURNING ${CLAIM_RETURNING}`,
     ).raw(true),
     hasPending: p("SELECT 1 FROM taquba_jobs WHERE queue = ? AND status = 'pending' LIMIT 1").pluck(),
     owner: p('SELECT queue, status, claim_token, cancel_requested, attempts, max_attempts FROM taquba_jobs WHERE id = ?').raw(true),

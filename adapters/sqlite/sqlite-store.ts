@@ -41,7 +41,7 @@ import {
   describe,
 } from '../../core/store-validation.js';
 import { isTransientSqliteError, mapOpenError, mapOperationError, sqliteCode } from './sqlite-errors.js';
-import { rowFromValues, rowToRecord, toBuffer } from './sqlite-rows.js';
+import { claimedRow, rowToRecord, toBuffer } from './sqlite-rows.js';
 import type { JobRow } from './sqlite-rows.js';
 import { ensureSchema } from './sqlite-schema.js';
 import { prepareStatements } from './sqlite-statements.js';
@@ -255,7 +255,8 @@ export class SqliteStore implements QueueStore {
       const now = this.clock.now();
       // A per-call prefix that never repeats, plus the row: each delivery gets its own token.
       const token = `${this.tokenPrefix}.${(this.tokenSeq++).toString(36)}`;
-      const rows = (this.sql.claim.all({ queue, now, leaseExpiresAt: now + lease, token, limit }) as unknown[][]).map(rowFromValues);
+      const leaseExpiresAt = now + lease;
+      const rows = (this.sql.claim.all({ queue, now, leaseExpiresAt, token, limit }) as unknown[][]).map((values) => claimedRow(values, queue, now, leaseExpiresAt));
       if (rows.length > 0) {
         this.count(queue, 'pending', -rows.length);
         this.count(queue, 'claimed', rows.length);
