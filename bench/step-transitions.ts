@@ -151,8 +151,9 @@ interface Round {
   plainjob?: { perSecond: number } | { skipped: string };
 }
 
-async function measureRound(args: Args): Promise<Round> {
+async function measureRound(args: Args, onOpened?: (label: string) => void): Promise<Round> {
   const bench = await openBenchStore(args.store);
+  onOpened?.(bench.label);
   let ours: TransitionResult;
   try {
     ours = await measureTransitions(bench.store, args.runs, args.steps, args.concurrency);
@@ -196,14 +197,12 @@ async function main(): Promise<void> {
     }
     return;
   }
-  const label = await openBenchStore(args.store).then(async (probe) => {
-    await probe.close();
-    return probe.label;
-  });
-  console.log(`step transitions on ${label}: ${args.runs} runs x ${args.steps} steps, maxConcurrentSteps ${args.concurrency}, ${args.warmup} warm-up + ${args.repeat} measured rounds, each on a fresh store`);
+  // The header names the first round's store (no store is opened just for it).
+  const header = (label: string): void =>
+    console.log(`step transitions on ${label}: ${args.runs} runs x ${args.steps} steps, maxConcurrentSteps ${args.concurrency}, ${args.warmup} warm-up + ${args.repeat} measured rounds, each on a fresh store`);
   const rounds: Round[] = [];
   for (let i = 0; i < args.warmup + args.repeat; i++) {
-    const round = await measureRound(args);
+    const round = await measureRound(args, i === 0 ? header : undefined);
     const warm = i < args.warmup;
     if (!warm) rounds.push(round);
     const extra = round.rawTps === undefined ? '' : `, raw ${round.rawTps.toFixed(0)} tx/s, bare SQL ${round.bareSqlTps?.toFixed(0)}/s, plainjob ${'perSecond' in (round.plainjob ?? {}) ? (round.plainjob as { perSecond: number }).perSecond.toFixed(0) + '/s' : 'skipped'}`;
