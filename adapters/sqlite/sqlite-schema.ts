@@ -1,37 +1,26 @@
 /**
- * Schema of the SQLite store and the check made when a file is opened.
+ * Schema of the SQLite store, its migrations, and the check made when a
+ * file is opened.
  *
  * Every table is prefixed `taquba_` so the store can live in a file that
  * also holds an application's own tables. `taquba_schema` records the
- * version that created the file; a file of another version (or one whose
- * `taquba_` tables were not made by us) is refused rather than misread.
+ * version of the layout; an older file is migrated in place when opened,
+ * and a newer one (or one whose `taquba_` tables were not made by us) is
+ * refused rather than misread.
  */
 import type BetterSqlite3 from 'better-sqlite3';
 import { IncompatibleSchemaError } from '../../core/errors.js';
 
-/** Version of the layout below. Bump it (and add a migration) on any change. */
-export const SCHEMA_VERSION = 1;
-
 /**
- * Version 1.
- * - Status is text. The counters of `taquba_queues` are updated by the store
- *   in the same transaction as every job change (one row update per queue
- *   touched, applied at the end of the transaction); `done` counts acks.
- * - Partial indexes keep each hot lookup an index seek that only covers the
- *   rows of one status: claim order, due scheduled jobs, expired leases,
- *   dead pages, retention sweeps, and dedup uniqueness.
+ * The jobs table. Status is text; its CHECK is a chain of `=` tests
+ * because SQLite evaluates `IN (list)` in a CHECK by building a temporary
+ * index for every row written, which cost a tenth of a step transition.
  */
-const SCHEMA_V1 = `
-CREATE TABLE taquba_schema (
-  id INTEGER PRIMARY KEY CHECK (id = 1),
-  version INTEGER NOT NULL,
-  created_at INTEGER NOT NULL
-);
-
-CREATE TABLE taquba_jobs (
+const JOBS_TABLE = (name: string): string => `
+CREATE TABLE ${name} (
   id TEXT NOT NULL PRIMARY KEY,
   queue TEXT NOT NULL,
-  status TEXT NOT NULL CHECK (status IN ('pending', 'scheduled', 'claimed', 'done', 'dead')),
+  status TEXT NOT NULL CHECK (status = 'pending' OR status = 'scheduled' OR status = 'claimed' OR status = 'done' OR status = 'dead'),
   payload BLOB NOT NULL,
   headers TEXT NOT NULL,
   attempts INTEGER NOT NULL,
@@ -47,8 +36,18 @@ CREATE TABLE taquba_jobs (
   failed_at INTEGER,
   cancel_requested INTEGER NOT NULL DEFAULT 0,
   claim_token TEXT
-) WITHOUT ROWID;
+) WITHOUT ROWID;`;
 
+/** Columns of the jobs table, in the order of its definition (the same in every version). */
+const JOBS_COLUMNS =
+  'id, queue, status, payload, headers, attempts, max_attempts, priority, enqueued_at, claimed_at, lease_expires_at, run_at, last_error, dedup_key, completed_at, failed_at, cancel_requested, claim_token';
+
+/**
+ * Partial indexes keep each hot lookup an index seek that only covers the
+ * rows of one status: claim order, due scheduled jobs, expired leases,
+ * remote cancels, dead pages, retention sweeps, and dedup uniqueness.
+ */
+const JOBS_INDEXES = `
 CREATE INDEX taquba_jobs_claim ON taquba_jobs (queue, priority, id) WHERE status = 'pending';
 CREATE INDEX taquba_jobs_due ON taquba_jobs (run_at) WHERE status = 'scheduled';
 CREATE INDEX taquba_jobs_lease ON taquba_jobs (lease_expires_at) WHERE status = 'claimed';
@@ -56,7 +55,21 @@ CREATE INDEX taquba_jobs_cancel ON taquba_jobs (id) WHERE status = 'claimed' AND
 CREATE INDEX taquba_jobs_dead ON taquba_jobs (queue, id) WHERE status = 'dead';
 CREATE INDEX taquba_jobs_dead_age ON taquba_jobs (queue, failed_at) WHERE status = 'dead';
 CREATE INDEX taquba_jobs_done_age ON taquba_jobs (queue, completed_at) WHERE status = 'done';
-CREATE UNIQUE INDEX taquba_jobs_dedup ON taquba_jobs (queue, dedup_key) WHERE dedup_key IS NOT NULL;
+CREATE UNIQUE INDEX taquba_jobs_dedup ON taquba_jobs (queue, dedup_key) WHERE dedup_key IS NOT NULL;`;
+
+/**
+ * The current layout. The counters of `taquba_queues` are updated by the
+ * store in the same transaction as every job change (one row update per
+ * queue touched, applied at the end of the transaction); `done` counts acks.
+ */
+const SCHEMA = `
+CREATE TABLE taquba_schema (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  version INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
+${JOBS_TABLE('taquba_jobs')}
+${JOBS_INDEXES}
 
 CREATE TABLE taquba_queues (
   name TEXT NOT NULL PRIMARY KEY,
@@ -74,33 +87,68 @@ CREATE TABLE taquba_kv (
 `;
 
 /**
- * Creates the schema in an empty file, or checks the version of an existing
- * one. The check of an existing file is a plain read (no write lock, so it
- * never waits behind another process's write); creation runs in one
- * immediate transaction, so two processes opening a new file at once cannot
- * both create it. Throws `IncompatibleSchemaError` naming the file on a
- * version mismatch; writes nothing in that case.
+ * `MIGRATIONS[v]` brings a file from version `v + 1` to `v + 2`; each runs
+ * inside the transaction that records the new version.
+ * - 1 → 2: the status CHECK as `=` tests (see `JOBS_TABLE`). SQLite cannot
+ *   alter a CHECK, so the jobs table is rebuilt with its rows and indexes.
+ */
+const MIGRATIONS: ReadonlyArray<(db: BetterSqlite3.Database) => void> = [
+  (db) =>
+    db.exec(`
+      ${JOBS_TABLE('taquba_jobs_v2')}
+      INSERT INTO taquba_jobs_v2 (${JOBS_COLUMNS}) SELECT ${JOBS_COLUMNS} FROM taquba_jobs;
+      DROP TABLE taquba_jobs;
+      ALTER TABLE taquba_jobs_v2 RENAME TO taquba_jobs;
+      ${JOBS_INDEXES}`),
+];
+
+/** Version of the layout above: the number of migrations plus one. */
+export const SCHEMA_VERSION = MIGRATIONS.length + 1;
+
+/**
+ * Creates the schema in an empty file, migrates an older one in place, or
+ * checks the version of a current one. The check of a current file is a
+ * plain read (no write lock, so it never waits behind another process's
+ * write); creation and migration run in one immediate transaction each, so
+ * two processes opening a file at once cannot both create or migrate it,
+ * and a failed migration leaves the file as it was. Throws
+ * `IncompatibleSchemaError` naming the file for a newer or unknown version,
+ * and writes nothing then.
  */
 export function ensureSchema(db: BetterSqlite3.Database, file: string, now: number): void {
   const hasTable = (name: string): boolean => db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
-  const check = (): boolean => {
+  /** The file's version: 0 when it has no schema yet. */
+  const version = (): number => {
     if (hasTable('taquba_schema')) {
       const row = db.prepare('SELECT version FROM taquba_schema WHERE id = 1').get() as { version: number } | undefined;
-      if (row?.version === SCHEMA_VERSION) return true;
+      if (row !== undefined && Number.isInteger(row.version) && row.version >= 1 && row.version <= SCHEMA_VERSION) return row.version;
       throw new IncompatibleSchemaError(
-        `${file}: schema version ${row === undefined ? 'unknown' : String(row.version)} cannot be used by this version of taquba-workflow (expects ${SCHEMA_VERSION}); ` +
+        `${file}: schema version ${row === undefined ? 'unknown' : String(row.version)} cannot be used by this version of taquba-workflow (it knows versions 1 to ${SCHEMA_VERSION}); ` +
           'open it with the version that created it, or use a new file',
       );
     }
     if (hasTable('taquba_jobs') || hasTable('taquba_kv') || hasTable('taquba_queues')) {
       throw new IncompatibleSchemaError(`${file}: has taquba_ tables without a schema version; it was not made by taquba-workflow's SQLite store`);
     }
-    return false;
+    return 0;
   };
-  if (check()) return;
-  db.transaction(() => {
-    if (check()) return; // another process created it meanwhile
-    db.exec(SCHEMA_V1);
-    db.prepare('INSERT INTO taquba_schema (id, version, created_at) VALUES (1, ?, ?)').run(SCHEMA_VERSION, now);
-  }).immediate();
+  if (version() === SCHEMA_VERSION) return;
+  const migrate = db.transaction(() => {
+    const found = version(); // another process may have created or migrated it meanwhile
+    if (found === 0) {
+      db.exec(SCHEMA);
+      db.prepare('INSERT INTO taquba_schema (id, version, created_at) VALUES (1, ?, ?)').run(SCHEMA_VERSION, now);
+      return;
+    }
+    for (let from = found; from < SCHEMA_VERSION; from++) (MIGRATIONS[from - 1] as (db: BetterSqlite3.Database) => void)(db);
+    db.prepare('UPDATE taquba_schema SET version = ? WHERE id = 1').run(SCHEMA_VERSION);
+  });
+  // Legacy renames leave an application's views and triggers on our tables alone; the
+  // modern ones re-check every view mid-rebuild and fail on one that reads the dropped table.
+  db.pragma('legacy_alter_table = ON');
+  try {
+    migrate.immediate();
+  } finally {
+    db.pragma('legacy_alter_table = OFF');
+  }
 }
