@@ -460,6 +460,28 @@ const exampleChecks: ConformanceCheck[] = [
         EXAMPLE_CONTEXT,
       ),
   },
+  {
+    name: 'bytes given as a view of a larger buffer: exactly the viewed bytes are stored',
+    run: (options) =>
+      withStore(
+        options,
+        async (store) => {
+          const view = (text: string): Uint8Array => bytes(`<<${text}>>`).subarray(2, 2 + text.length);
+          await store.enqueue('q', view('payload'), { id: 'j' }, [{ key: 'k', value: view('value') }]);
+          const [claim] = await store.claim('q');
+          assertEqual('payload of the claim', claim?.job.payload, bytes('payload'));
+          await store.settle(claim as ClaimRef, {
+            action: { type: 'ack' },
+            effects: { enqueue: [{ queue: 'q', payload: view('next'), options: { id: 'n' } }], kvWrites: [{ key: 'k2', value: view('second') }] },
+          });
+          assertEqual('payload of an effect enqueue', (await store.getJob('n'))?.payload, bytes('next'));
+          assertEqual('kv value', await store.kvGet('k'), bytes('value'));
+          assertEqual('kv value of an effect', await store.kvGet('k2'), bytes('second'));
+          assertEqual('a conditional delete compares the viewed bytes', await store.kvDelete('k', { ifValue: view('value') }), true);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
 ];
 
 // ---- bad input -------------------------------------------------------------

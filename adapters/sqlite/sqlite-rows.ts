@@ -85,8 +85,3 @@ export function rowToRecord(row: JobRow): JobRecord {
     failedAt: row.failed_at,
   });
 }
-
-/** A view of bytes that better-sqlite3 binds as a BLOB, without copying. */
-export function toBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}

@@ -41,7 +41,7 @@ import {
   describe,
 } from '../../core/store-validation.js';
 import { isTransientSqliteError, mapOpenError, mapOperationError, sqliteCode } from './sqlite-errors.js';
-import { claimedRow, rowToRecord, toBuffer } from './sqlite-rows.js';
+import { claimedRow, rowToRecord } from './sqlite-rows.js';
 import type { JobRow } from './sqlite-rows.js';
 import { ensureSchema } from './sqlite-schema.js';
 import { prepareStatements } from './sqlite-statements.js';
@@ -481,7 +481,7 @@ export class SqliteStore implements QueueStore {
     const ifValue = options?.ifValue;
     if (ifValue !== undefined) checkPayload(ifValue, 'ifValue');
     return this.write('kvDelete', () =>
-      ifValue === undefined ? this.sql.kvDelete.run(key).changes > 0 : this.sql.kvDeleteIf.run(key, toBuffer(ifValue)).changes > 0,
+      ifValue === undefined ? this.sql.kvDelete.run(key).changes > 0 : this.sql.kvDeleteIf.run(key, ifValue).changes > 0,
     );
   }
 
@@ -752,7 +752,7 @@ export class SqliteStore implements QueueStore {
         id,
         queue,
         scheduled ? 'scheduled' : 'pending',
-        toBuffer(payload),
+        payload, // better-sqlite3 binds any Uint8Array (offset and length respected) as a BLOB
         JSON.stringify(options?.headers ?? {}),
         options?.maxAttempts ?? config.maxAttempts,
         options?.priority ?? config.defaultPriority,
@@ -785,7 +785,7 @@ export class SqliteStore implements QueueStore {
   }
 
   private applyKvWrites(writes: KvWrite[] | undefined): void {
-    for (const write of writes ?? []) this.sql.kvUpsert.run(write.key, toBuffer(write.value));
+    for (const write of writes ?? []) this.sql.kvUpsert.run(write.key, write.value);
   }
 
   private promoteDue(): number {
