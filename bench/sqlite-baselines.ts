@@ -204,7 +204,7 @@ export async function sqliteStoreChainTps(
  * store code around them, `batch` transitions per transaction as group
  * commit makes them. What SQLite itself costs per transition here.
  */
-export function bareTransitionSqlTps(options: { synchronous?: SqliteSynchronous; runs?: number; steps?: number; batch?: number } = {}): BaselineResult {
+export function bareTransitionSqlTps(options: { synchronous?: SqliteSynchronous; runs?: number; steps?: number; batch?: number; split?: boolean } = {}): BaselineResult & { splitUs?: Record<string, number> } {
   const synchronous = options.synchronous ?? 'NORMAL';
   const runs = options.runs ?? 1_000;
   const steps = options.steps ?? 10;
@@ -217,7 +217,8 @@ export function bareTransitionSqlTps(options: { synchronous?: SqliteSynchronous;
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${synchronous}`);
     db.pragma('wal_autocheckpoint = 10000');
-    const sql = prepareStatements(db);
+    const spentNs: Record<string, bigint> = {};
+    const sql = options.split ? timedStatements(prepareStatements(db), spentNs) : prepareStatements(db);
     const payload = Buffer.from('{"step":0}');
     const insert = (id: string, run: number, step: number): void => {
       sql.insertJob.run(id, 'chain', 'pending', payload, JSON.stringify({ 'workflow.run_id': `r${run}`, 'workflow.step': String(step) }), 3, 1000, Date.now(), null, `run:r${run}:${step}`);
@@ -249,13 +250,51 @@ export function bareTransitionSqlTps(options: { synchronous?: SqliteSynchronous;
       sql.addCounts.run(0, 0, 0, 0, rows.length, 'chain');
       return rows.length;
     });
-    for (let claimed = step.immediate(); claimed > 0; claimed = step.immediate()) transitions += claimed;
+    let transactionNs = 0n;
+    for (;;) {
+      const t0 = options.split ? process.hrtime.bigint() : 0n;
+      const claimed = step.immediate();
+      if (options.split) transactionNs += process.hrtime.bigint() - t0;
+      if (claimed === 0) break;
+      transitions += claimed;
+    }
     const elapsedMs = performance.now() - start;
     db.close();
-    return { name: `bare transition SQL (${runs} x ${steps}, ${batch} per transaction, WAL, ${synchronous})`, perSecond: (transitions / elapsedMs) * 1000, operations: transitions, elapsedMs };
+    const result = { name: `bare transition SQL (${runs} x ${steps}, ${batch} per transaction, WAL, ${synchronous})`, perSecond: (transitions / elapsedMs) * 1000, operations: transitions, elapsedMs };
+    if (!options.split) return result;
+    const perTransitionUs = (ns: bigint): number => Number(ns) / 1000 / transitions;
+    const statementsNs = Object.values(spentNs).reduce((a, b) => a + b, 0n);
+    const splitUs = Object.fromEntries(Object.entries(spentNs).map(([name, ns]) => [name, perTransitionUs(ns)]));
+    // What the statements leave of each transaction: BEGIN, COMMIT (WAL writes, checkpoints) and the loop's own JS.
+    splitUs['begin + commit + loop'] = perTransitionUs(transactionNs - statementsNs);
+    return { ...result, splitUs };
   } finally {
     cleanup();
   }
+}
+
+/**
+ * The transition statements with each call's time added to `spentNs` under
+ * its name (claim, own-delete, next-insert, cursor, counters); the others as they are.
+ */
+function timedStatements(sql: ReturnType<typeof prepareStatements>, spentNs: Record<string, bigint>): ReturnType<typeof prepareStatements> {
+  const parts = { claim: 'claim', deleteOwned: 'delete settled job', insertJob: 'insert next job', kvUpsert: 'cursor write', kvDelete: 'cursor write', addCounts: 'counters' } as const;
+  const timed = { ...sql };
+  for (const [statement, part] of Object.entries(parts) as Array<[keyof typeof parts, string]>) {
+    const original = sql[statement];
+    const wrap =
+      (method: 'all' | 'get' | 'run') =>
+      (...params: unknown[]): unknown => {
+        const t0 = process.hrtime.bigint();
+        try {
+          return (original[method] as (...p: unknown[]) => unknown).apply(original, params);
+        } finally {
+          spentNs[part] = (spentNs[part] ?? 0n) + (process.hrtime.bigint() - t0);
+        }
+      };
+    timed[statement] = Object.assign(Object.create(original) as typeof original, { all: wrap('all'), get: wrap('get'), run: wrap('run') });
+  }
+  return timed;
 }
 
 function argValue(name: string): string | undefined {
@@ -272,6 +311,11 @@ async function main(): Promise<void> {
   console.log(`${raw.name}: ${fmt(raw.perSecond)}/s (${raw.operations} in ${fmt(raw.elapsedMs)} ms)`);
   const bare = bareTransitionSqlTps({ synchronous, runs, steps });
   console.log(`${bare.name}: ${fmt(bare.perSecond)} transitions/s; ratio to raw ${(bare.perSecond / raw.perSecond).toFixed(2)}`);
+  for (const batch of [16, 64]) {
+    const split = bareTransitionSqlTps({ synchronous, runs, steps, batch, split: true });
+    const parts = Object.entries(split.splitUs ?? {}).map(([part, us]) => `${part} ${us.toFixed(2)}`);
+    console.log(`  where one transition's time goes, µs (${batch} per transaction, timed per call, so slower overall): ${parts.join(', ')}`);
+  }
   const plain = await plainjobChainTps({ synchronous, runs, steps });
   if (plain.skipped) console.log(`${plain.name}: skipped: ${plain.skipped}`);
   else console.log(`${plain.name}: ${fmt(plain.perSecond)} transitions/s (${plain.operations} in ${fmt(plain.elapsedMs)} ms)`);
