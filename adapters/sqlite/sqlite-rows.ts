@@ -33,34 +33,31 @@ export const JOB_COLUMNS =
 export const CLAIM_RETURNING = 'id, payload, headers, attempts, max_attempts, priority, enqueued_at, last_error, cancel_requested, claim_token';
 
 /**
- * A claimed row from the claim statement in raw mode (`CLAIM_RETURNING`
- * order), completed with what the claim itself set: a pending job has no
- * run time, completion or failure time, and the claim released its dedup
- * key. better-sqlite3 builds row objects through V8's slow property path,
- * and every returned column is copied twice; arrays of fewer columns cost a
- * fraction of that.
+ * The record of a job the claim statement returned in raw mode
+ * (`CLAIM_RETURNING` order), completed with what the claim itself set: a
+ * pending job has no run time, completion or failure time, and the claim
+ * released its dedup key. Rows as arrays of only these columns: better-sqlite3
+ * builds row objects through V8's slow property path, and copies every
+ * returned column twice.
  */
-export function claimedRow(v: unknown[], queue: string, now: number, leaseExpiresAt: number): JobRow {
-  return {
-    id: v[0] as string,
-    queue,
-    status: 'claimed',
-    payload: v[1] as Buffer,
-    headers: v[2] as string,
-    attempts: v[3] as number,
-    max_attempts: v[4] as number,
-    priority: v[5] as number,
-    enqueued_at: v[6] as number,
-    claimed_at: now,
-    lease_expires_at: leaseExpiresAt,
-    run_at: null,
-    last_error: v[7] as string | null,
-    dedup_key: null,
-    completed_at: null,
-    failed_at: null,
-    cancel_requested: v[8] as number,
-    claim_token: v[9] as string,
-  };
+export function claimedRecord(v: unknown[], queue: string, now: number, leaseExpiresAt: number): JobRecord {
+  return jobRecord(
+    {
+      id: v[0] as string,
+      queue,
+      payload: new Uint8Array(v[1] as Buffer),
+      headers: parseHeadersJson(v[2] as string),
+      status: 'claimed',
+      attempts: v[3] as number,
+      maxAttempts: v[4] as number,
+      priority: v[5] as number,
+      enqueuedAt: v[6] as number,
+      cancelRequested: (v[8] as number) !== 0,
+      claimedAt: now,
+      leaseExpiresAt,
+      lastError: v[7] as string | null,
+    },
+  );
 }
 
 /** A detached record with absent optional fields omitted (plain `Uint8Array` payload). */

@@ -19,7 +19,7 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
     findDedup: p('SELECT id FROM taquba_jobs WHERE queue = ? AND dedup_key = ?').pluck(),
     jobExists: p('SELECT 1 FROM taquba_jobs WHERE id = ?').pluck(),
     getJob: p(`SELECT ${JOB_COLUMNS} FROM taquba_jobs WHERE id = ?`),
-    // Raw mode (rows as arrays, see claimedRow): the hottest statements.
+    // Raw mode (rows as arrays, see claimedRecord): the hottest statements.
     claim: p(
       `UPDATE taquba_jobs SET status = 'claimed', attempts = attempts + 1, claimed_at = @now, lease_expires_at = @leaseExpiresAt,
          dedup_key = NULL, claim_token = @token || '.' || id

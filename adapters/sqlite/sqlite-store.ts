@@ -41,7 +41,7 @@ import {
   describe,
 } from '../../core/store-validation.js';
 import { isTransientSqliteError, mapOpenError, mapOperationError, sqliteCode } from './sqlite-errors.js';
-import { claimedRow, rowToRecord } from './sqlite-rows.js';
+import { claimedRecord, rowToRecord } from './sqlite-rows.js';
 import type { JobRow } from './sqlite-rows.js';
 import { ensureSchema } from './sqlite-schema.js';
 import { prepareStatements } from './sqlite-statements.js';
@@ -256,13 +256,14 @@ export class SqliteStore implements QueueStore {
       // A per-call prefix that never repeats, plus the row: each delivery gets its own token.
       const token = `${this.tokenPrefix}.${(this.tokenSeq++).toString(36)}`;
       const leaseExpiresAt = now + lease;
-      const rows = (this.sql.claim.all({ queue, now, leaseExpiresAt, token, limit }) as unknown[][]).map((values) => claimedRow(values, queue, now, leaseExpiresAt));
+      const rows = this.sql.claim.all({ queue, now, leaseExpiresAt, token, limit }) as unknown[][];
       if (rows.length > 0) {
         this.count(queue, 'pending', -rows.length);
         this.count(queue, 'claimed', rows.length);
       }
-      rows.sort((a, b) => a.priority - b.priority || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-      return rows.map((row) => ({ jobId: row.id, token: row.claim_token as string, job: rowToRecord(row) }));
+      // RETURNING has no order: claims are handed out in claim order.
+      const claims = rows.map((values): Claim => ({ jobId: values[0] as string, token: values[9] as string, job: claimedRecord(values, queue, now, leaseExpiresAt) }));
+      return claims.sort((a, b) => a.job.priority - b.job.priority || (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0));
     });
   }
 
@@ -799,6 +800,10 @@ export class SqliteStore implements QueueStore {
   }
 
   private jobsAvailable(queue: string): void {
+    // Successive enqueues to one queue need one wakeup. (A rollback truncates the outbox to a
+    // mark, which never drops an entry an operation before the mark pushed.)
+    const last = this.outbox[this.outbox.length - 1];
+    if (last?.notification.type === 'jobsAvailable' && last.queue === queue) return;
     this.outbox.push({ queue, notification: { type: 'jobsAvailable', queue } });
   }
 
