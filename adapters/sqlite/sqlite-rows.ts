@@ -41,23 +41,21 @@ export const CLAIM_RETURNING = 'id, payload, headers, attempts, max_attempts, pr
  * returned column twice.
  */
 export function claimedRecord(v: unknown[], queue: string, now: number, leaseExpiresAt: number): JobRecord {
-  return jobRecord(
-    {
-      id: v[0] as string,
-      queue,
-      payload: new Uint8Array(v[1] as Buffer),
-      headers: parseHeadersJson(v[2] as string),
-      status: 'claimed',
-      attempts: v[3] as number,
-      maxAttempts: v[4] as number,
-      priority: v[5] as number,
-      enqueuedAt: v[6] as number,
-      cancelRequested: (v[8] as number) !== 0,
-      claimedAt: now,
-      leaseExpiresAt,
-      lastError: v[7] as string | null,
-    },
-  );
+  return jobRecord({
+    id: v[0] as string,
+    queue,
+    payload: new Uint8Array(v[1] as Buffer),
+    headers: parseHeadersJson(v[2] as string),
+    status: 'claimed',
+    attempts: v[3] as number,
+    maxAttempts: v[4] as number,
+    priority: v[5] as number,
+    enqueuedAt: v[6] as number,
+    cancelRequested: (v[8] as number) !== 0,
+    claimedAt: now,
+    leaseExpiresAt,
+    lastError: v[7] as string | null,
+  });
 }
 
 /** A detached record with absent optional fields omitted (plain `Uint8Array` payload). */

@@ -133,7 +133,7 @@ export function ensureSchema(db: BetterSqlite3.Database, file: string, now: numb
     return 0;
   };
   if (version() === SCHEMA_VERSION) return;
-  const migrate = db.transaction(() => {
+  const createOrMigrate = db.transaction(() => {
     const found = version(); // another process may have created or migrated it meanwhile
     if (found === 0) {
       db.exec(SCHEMA);
@@ -147,7 +147,7 @@ export function ensureSchema(db: BetterSqlite3.Database, file: string, now: numb
   // modern ones re-check every view mid-rebuild and fail on one that reads the dropped table.
   db.pragma('legacy_alter_table = ON');
   try {
-    migrate.immediate();
+    createOrMigrate.immediate();
   } finally {
     db.pragma('legacy_alter_table = OFF');
   }
