@@ -17,7 +17,8 @@ import { SystemClock } from '../core/clock.js';
 import type { Clock } from '../core/clock.js';
 import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError } from '../core/errors.js';
 import { copyHeaders } from '../core/headers.js';
-import { newId } from '../core/ids.js';
+import { compareIds, newId } from '../core/ids.js';
+import { copyReaperBranch } from '../core/effects-copy.js';
 import { DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs } from '../core/queue-config.js';
 import type { QueueConfig, StoreOptions } from '../core/queue-config.js';
 import type {
@@ -35,6 +36,8 @@ import type {
   KvWrite,
   QueueStats,
   QueueStore,
+  KvPrecondition,
+  ReaperDeadLetterBranch,
   ReapReport,
   RenewResult,
   SettleResult,
@@ -74,6 +77,7 @@ interface ModelJob {
   failedAt?: number;
   cancelRequested: boolean;
   token?: string;
+  reaperDeadLetter?: ReaperDeadLetterBranch;
 }
 
 /** Everything the model knows. Counters other than `done` are never stored: they are counted. */
@@ -139,6 +143,12 @@ export function modelRetryDelay(config: QueueConfig, attempts: number): number {
   let delay = config.retryBackoffBaseMs;
   for (let n = 1; n < attempts && delay < config.retryBackoffMaxMs; n++) delay *= 2;
   return Math.min(delay, config.retryBackoffMaxMs);
+}
+
+/** Whether a kv precondition holds: the record exists and is byte-equal. */
+function holds(state: ModelState, precondition: KvPrecondition): boolean {
+  const current = state.kv.get(precondition.key);
+  return current !== undefined && bytesEqual(current, precondition.equals);
 }
 
 /** Claim order of SPEC section 2: lowest priority number, then lowest id. */
@@ -212,7 +222,9 @@ export class QueueModel {
     if (holder) return { kind: 'alreadyEnqueued', id: holder.id };
     const config = this.configs.get(queue);
     const id = options?.id ?? this.nextId(now);
-    const scheduled = options?.runAt !== undefined && options.runAt > now;
+    // Written out here, not taken from core: a delay counts from the commit's own time.
+    const dueAt = options?.runAt ?? (options?.delayMs ? now + options.delayMs : undefined);
+    const scheduled = dueAt !== undefined && dueAt > now;
     const job: ModelJob = {
       id,
       queue,
@@ -225,9 +237,10 @@ export class QueueModel {
       enqueuedAt: now,
       cancelRequested: false,
     };
-    if (scheduled) job.runAt = options?.runAt;
+    if (scheduled) job.runAt = dueAt;
     else events.becamePending.add(queue);
     if (options?.dedupKey !== undefined) job.dedupKey = options.dedupKey;
+    if (options?.reaperDeadLetter !== undefined) job.reaperDeadLetter = copyReaperBranch(options.reaperDeadLetter);
     state.jobs.push(job);
     state.queues.add(queue);
     return { kind: 'new', id };
@@ -238,6 +251,22 @@ export class QueueModel {
     for (const write of effects?.kvWrites ?? []) state.kv.set(write.key, write.value.slice());
     for (const key of effects?.kvDeletes ?? []) state.kv.delete(key);
     return enqueued;
+  }
+
+  /** The job's carried effects, by its cancel flag; none when the precondition fails or an id is taken. */
+  private applyReaperEffects(state: ModelState, events: ModelEvents, now: number, job: ModelJob): boolean {
+    const branch = job.reaperDeadLetter;
+    if (branch === undefined) return false;
+    if (branch.precondition !== undefined && !holds(state, branch.precondition)) return false;
+    const effects = job.cancelRequested ? branch.ifCancelRequested : branch.effects;
+    if (effects === undefined) return false;
+    try {
+      this.checkNewIds(state, effects.enqueue ?? []);
+    } catch {
+      return false;
+    }
+    this.applyEffects(state, events, now, effects);
+    return true;
   }
 
   private makeDead(job: ModelJob, events: ModelEvents, now: number, error: string): void {
@@ -310,8 +339,9 @@ export class QueueModel {
     checkSettlement(settlement);
     return this.transaction((state, events) => {
       const job = this.owned(state, claim);
-      const useCancel = job.cancelRequested && settlement.ifCancelRequested !== undefined;
-      const branch = useCancel && settlement.ifCancelRequested ? settlement.ifCancelRequested : settlement;
+      const stale = settlement.precondition !== undefined && !holds(state, settlement.precondition);
+      const useCancel = !stale && job.cancelRequested && settlement.ifCancelRequested !== undefined;
+      const branch = stale ? { action: { type: 'ack' as const } } : useCancel && settlement.ifCancelRequested ? settlement.ifCancelRequested : settlement;
       this.checkNewIds(state, branch.effects?.enqueue ?? []);
       const config = this.configs.get(job.queue);
       delete job.leaseExpiresAt;
@@ -349,7 +379,7 @@ export class QueueModel {
         }
       }
       const enqueued = this.applyEffects(state, events, now, branch.effects);
-      return { branch: useCancel ? 'cancel' : 'primary', status, enqueued };
+      return { branch: stale ? 'stale' : useCancel ? 'cancel' : 'primary', status, enqueued };
     });
   }
 
@@ -385,14 +415,18 @@ export class QueueModel {
 
   reap(now: number): ReapReport {
     return this.transaction((state, events) => {
-      const report: ReapReport = { requeued: [], deadLettered: [], doneSwept: 0, deadSwept: 0 };
-      const expired = state.jobs.filter((job) => job.status === 'claimed' && job.leaseExpiresAt !== undefined && job.leaseExpiresAt <= now);
+      const report: ReapReport = { requeued: [], deadLettered: [], effectsApplied: [], doneSwept: 0, deadSwept: 0 };
+      // Id order: the carried effects of several dead-letters commit in that order.
+      const expired = state.jobs
+        .filter((job) => job.status === 'claimed' && job.leaseExpiresAt !== undefined && job.leaseExpiresAt <= now)
+        .sort((a, b) => compareIds(a.id, b.id));
       for (const job of expired) {
         if (job.attempts >= job.maxAttempts) {
           this.makeDead(job, events, now, 'lease expired');
           const record = modelRecord(job);
           report.deadLettered.push(record);
           events.deadLettered.push(record);
+          if (this.applyReaperEffects(state, events, now, job)) report.effectsApplied.push(job.id);
         } else {
           job.status = 'pending';
           delete job.leaseExpiresAt;

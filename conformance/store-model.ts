@@ -26,6 +26,7 @@ import type {
   JobRecord,
   KvWrite,
   QueueStore,
+  ReaperDeadLetterBranch,
   ReapReport,
   SettleAction,
   Settlement,
@@ -130,9 +131,15 @@ export class StoreWorld {
   reapReport = (report: ReapReport): unknown => ({
     requeued: report.requeued.map((id) => this.toModel(id)).sort(),
     deadLettered: report.deadLettered.map(this.record).sort((a, b) => (a.id < b.id ? -1 : 1)),
+    effectsApplied: report.effectsApplied.map((id) => this.toModel(id)).sort(),
     doneSwept: report.doneSwept,
     deadSwept: report.deadSwept,
   });
+
+  /** Jobs with supplied ids that effects without enqueue results (cancel, reaper) created: compared from now on. */
+  trackSuppliedIds(): void {
+    for (const id of SUPPLIED_IDS) if (this.model.getJob(id) && !this.ids.includes(id)) this.ids.push(id);
+  }
 
   /** A job id a command refers to: an index into known ids, the n-th job in a status, or a fixed supplied/unknown id. */
   target(pick: JobPick): string {
@@ -198,6 +205,43 @@ interface OptionSpec {
   runAtOffset?: number;
   maxAttempts?: number;
   headers?: 'plain' | 'proto';
+  /** Measured by the store at commit (never with `runAtOffset`). */
+  delayMs?: number;
+  reaper?: ReaperSpec;
+}
+
+interface PreconditionSpec {
+  key: string;
+  equals: Uint8Array;
+}
+
+/** Effects a job carries for the reaper's dead-letter of it. */
+interface ReaperSpec {
+  precondition?: PreconditionSpec;
+  effects?: EffectsSpec;
+  ifCancelRequested?: EffectsSpec;
+}
+
+function buildReaper(spec: ReaperSpec, now: number): ReaperDeadLetterBranch {
+  const branch: ReaperDeadLetterBranch = {};
+  if (spec.precondition) branch.precondition = { key: spec.precondition.key, equals: spec.precondition.equals };
+  const effects = buildEffects(spec.effects, now);
+  if (effects) branch.effects = effects;
+  const ifCancelRequested = buildEffects(spec.ifCancelRequested, now);
+  if (ifCancelRequested) branch.ifCancelRequested = ifCancelRequested;
+  return branch;
+}
+
+function showPrecondition(spec: PreconditionSpec): string {
+  return `${spec.key}==${show(spec.equals)}`;
+}
+
+function showReaper(spec: ReaperSpec): string {
+  const parts: string[] = [];
+  if (spec.precondition) parts.push(`if ${showPrecondition(spec.precondition)}`);
+  if (spec.effects) parts.push(`effects ${showEffects(spec.effects)}`);
+  if (spec.ifCancelRequested) parts.push(`ifCancelRequested ${showEffects(spec.ifCancelRequested)}`);
+  return `{${parts.join(', ')}}`;
 }
 
 function buildHeaders(kind: OptionSpec['headers']): Headers | undefined {
@@ -215,14 +259,16 @@ function buildOptions(spec: OptionSpec, now: number): EnqueueOptions | undefined
   if (spec.priority !== undefined) options.priority = spec.priority;
   if (spec.runAtOffset !== undefined) options.runAt = now + spec.runAtOffset;
   if (spec.maxAttempts !== undefined) options.maxAttempts = spec.maxAttempts;
+  if (spec.delayMs !== undefined) options.delayMs = spec.delayMs;
+  if (spec.reaper !== undefined) options.reaperDeadLetter = buildReaper(spec.reaper, now);
   const headers = buildHeaders(spec.headers);
   if (headers) options.headers = headers;
   return Object.keys(options).length === 0 ? undefined : options;
 }
 
 function showOptions(spec: OptionSpec): string {
-  const { runAtOffset, ...rest } = spec;
-  const text = show(rest);
+  const { runAtOffset, reaper, ...rest } = spec;
+  const text = reaper === undefined ? show(rest) : `${show(rest).slice(0, -1)}${Object.keys(rest).length > 0 ? ', ' : ''}reaperDeadLetter: ${showReaper(reaper)}}`;
   if (runAtOffset === undefined) return text;
   const offset = `runAt: now${runAtOffset >= 0 ? '+' : ''}${runAtOffset}`;
   return text === '{}' ? `{${offset}}` : `${text.slice(0, -1)}, ${offset}}`;
@@ -429,6 +475,7 @@ export class SettleCommand implements StoreCommand {
     readonly pick: ClaimPick,
     readonly primary: BranchSpec,
     readonly ifCancelRequested: BranchSpec | undefined,
+    readonly precondition: PreconditionSpec | undefined = undefined,
   ) {}
   check = (world: Readonly<StoreWorld>): boolean => world.claims.length > 0;
   async run(world: StoreWorld): Promise<void> {
@@ -441,6 +488,7 @@ export class SettleCommand implements StoreCommand {
     };
     const settlement: Settlement = branch(this.primary);
     if (this.ifCancelRequested) settlement.ifCancelRequested = branch(this.ifCancelRequested);
+    if (this.precondition) settlement.precondition = { key: this.precondition.key, equals: this.precondition.equals };
     await both(
       world,
       this.toString(),
@@ -453,7 +501,8 @@ export class SettleCommand implements StoreCommand {
   }
   toString(): string {
     const cancel = this.ifCancelRequested ? `, ifCancelRequested: ${showAction(this.ifCancelRequested.action)} effects ${showEffects(this.ifCancelRequested.effects)}` : '';
-    return `settle(${showPick(this.pick)}, ${showAction(this.primary.action)} effects ${showEffects(this.primary.effects)}${cancel})`;
+    const precondition = this.precondition ? `, if ${showPrecondition(this.precondition)}` : '';
+    return `settle(${showPick(this.pick)}, ${showAction(this.primary.action)} effects ${showEffects(this.primary.effects)}${cancel}${precondition})`;
   }
 }
 
@@ -499,10 +548,7 @@ export class CancelCommand implements StoreCommand {
     // A removal's effects may enqueue jobs: they have supplied ids only (generated ids would need the results).
     void expected;
     void actual;
-    for (const request of effects?.enqueue ?? []) {
-      const supplied = request.options?.id;
-      if (supplied !== undefined && world.model.getJob(supplied) && !world.ids.includes(supplied)) world.ids.push(supplied);
-    }
+    world.trackSuppliedIds();
     await world.checkState(this.toString());
   }
   toString(): string {
@@ -583,6 +629,8 @@ export class ReapCommand implements StoreCommand {
       undefined,
       world.reapReport,
     );
+    // Reaper effects may enqueue jobs: supplied ids only, as for cancel effects.
+    world.trackSuppliedIds();
     await world.checkState(this.toString());
   }
   toString(): string {
@@ -622,22 +670,47 @@ const maybe = <T>(arb: fc.Arbitrary<T>, weightOfNone = 2): fc.Arbitrary<T | unde
 const queueArb = fc.constantFrom(...QUEUES);
 const payloadArb = fc.uint8Array({ maxLength: 3, max: 9 });
 
-const optionSpecArb: fc.Arbitrary<OptionSpec> = fc.record(
-  {
-    id: maybe(fc.constantFrom(...SUPPLIED_IDS), 4),
-    dedupKey: maybe(fc.constantFrom('d1', 'd2')),
-    priority: maybe(fc.constantFrom(0, 100, 1000)),
-    runAtOffset: maybe(fc.constantFrom(-10, 0, 1, 300, 3000), 3),
-    maxAttempts: maybe(fc.constantFrom(1, 2, 3), 3),
-    headers: maybe(fc.constantFrom('plain' as const, 'proto' as const), 3),
-  },
-  { requiredKeys: [] },
-);
+/** Kv values: a few short ones recur often, so preconditions on them both hold and fail. */
+const kvValueArb = fc.oneof(fc.constantFrom(new Uint8Array([1]), new Uint8Array([2])), fc.uint8Array({ maxLength: 2, max: 9 }));
+const preconditionArb: fc.Arbitrary<PreconditionSpec> = fc.record({ key: fc.constantFrom(...KV_KEYS), equals: fc.constantFrom(new Uint8Array([1]), new Uint8Array([2])) });
+
+const baseOptionFields = {
+  id: maybe(fc.constantFrom(...SUPPLIED_IDS), 4),
+  dedupKey: maybe(fc.constantFrom('d1', 'd2')),
+  priority: maybe(fc.constantFrom(0, 100, 1000)),
+  runAtOffset: maybe(fc.constantFrom(-10, 0, 1, 300, 3000), 3),
+  delayMs: maybe(fc.constantFrom(0, 1, 300, 3000), 4),
+  maxAttempts: maybe(fc.constantFrom(1, 2, 3), 3),
+  headers: maybe(fc.constantFrom('plain' as const, 'proto' as const), 3),
+};
+/** `runAt` and `delayMs` exclude each other. */
+const oneTiming = (spec: OptionSpec): OptionSpec => {
+  if (spec.runAtOffset === undefined || spec.delayMs === undefined) return spec;
+  const { delayMs, ...rest } = spec;
+  void delayMs;
+  return rest;
+};
+const baseOptionSpecArb: fc.Arbitrary<OptionSpec> = fc.record(baseOptionFields, { requiredKeys: [] }).map(oneTiming);
 
 const kvWriteArb: fc.Arbitrary<KvWrite> = fc
-  .record({ key: fc.constantFrom(...KV_KEYS), value: fc.uint8Array({ maxLength: 2, max: 9 }), ifAbsent: fc.boolean() })
+  .record({ key: fc.constantFrom(...KV_KEYS), value: kvValueArb, ifAbsent: fc.boolean() })
   .map((w) => (w.ifAbsent ? w : { key: w.key, value: w.value }));
-const plainKvWriteArb: fc.Arbitrary<KvWrite> = fc.record({ key: fc.constantFrom(...KV_KEYS), value: fc.uint8Array({ maxLength: 2, max: 9 }) });
+const plainKvWriteArb: fc.Arbitrary<KvWrite> = fc.record({ key: fc.constantFrom(...KV_KEYS), value: kvValueArb });
+
+/** Reaper effects report no enqueue results, so their jobs carry supplied ids (as cancel effects do). */
+const reaperEffectsArb: fc.Arbitrary<EffectsSpec> = fc.record({
+  enqueue: fc.array(
+    fc.record({ queue: queueArb, payload: payloadArb, options: baseOptionSpecArb }).chain((e) => fc.constantFrom(...SUPPLIED_IDS).map((id) => ({ ...e, options: { ...e.options, id } }))),
+    { maxLength: 1 },
+  ),
+  kvWrites: fc.array(plainKvWriteArb, { maxLength: 2 }),
+  kvDeletes: fc.array(fc.constantFrom(...KV_KEYS), { maxLength: 2 }),
+});
+const reaperSpecArb: fc.Arbitrary<ReaperSpec> = fc.record(
+  { precondition: maybe(preconditionArb, 1), effects: maybe(reaperEffectsArb, 1), ifCancelRequested: maybe(reaperEffectsArb, 1) },
+  { requiredKeys: [] },
+);
+const optionSpecArb: fc.Arbitrary<OptionSpec> = fc.record({ ...baseOptionFields, reaper: maybe(reaperSpecArb, 3) }, { requiredKeys: [] }).map(oneTiming);
 
 const enqueueSpecArb: fc.Arbitrary<EnqueueSpec> = fc.record({ queue: queueArb, payload: payloadArb, options: optionSpecArb });
 
@@ -680,12 +753,12 @@ export function storeCommandArbitraries(): Array<fc.Arbitrary<StoreCommand>> {
     ...weighted(4, fc.tuple(enqueueSpecArb, maybe(fc.array(kvWriteArb, { minLength: 1, maxLength: 2 }))).map(([spec, kv]) => new EnqueueCommand(spec, kv))),
     ...weighted(1, fc.tuple(queueArb, fc.array(fc.record({ payload: payloadArb, options: optionSpecArb }), { maxLength: 3 })).map(([q, items]) => new EnqueueBatchCommand(q, items))),
     ...weighted(4, fc.tuple(fc.constantFrom('q1', 'q1', 'q2', 'q3'), maybe(fc.constantFrom(50, 1000, 5000)), maybe(fc.constantFrom(1, 2, 3))).map(([q, lease, limit]) => new ClaimCommand(q, lease, limit))),
-    ...weighted(4, fc.tuple(claimPickArb, branchArb, maybe(branchArb, 1)).map(([pick, primary, alt]) => new SettleCommand(pick, primary, alt))),
+    ...weighted(4, fc.tuple(claimPickArb, branchArb, maybe(branchArb, 1), maybe(preconditionArb, 3)).map(([pick, primary, alt, pre]) => new SettleCommand(pick, primary, alt, pre))),
     ...weighted(1, fc.tuple(claimPickArb, fc.constantFrom(1, 500, 2000)).map(([pick, ms]) => new RenewLeaseCommand(pick, ms))),
     ...weighted(2, fc.tuple(fc.oneof(statusPickArb('claimed'), jobPickArb), maybe(cancelEffectsArb, 3)).map(([pick, effects]) => new CancelCommand(pick, effects))),
     ...weighted(2, fc.oneof(statusPickArb('dead'), jobPickArb).map((pick) => new RequeueDeadCommand(pick))),
     ...weighted(1, fc.tuple(statusPickArb('pending', 'scheduled'), payloadArb, fc.array(kvWriteArb, { minLength: 1, maxLength: 2 })).map(([pick, payload, kv]) => new EnqueueDuplicateCommand(pick, payload, kv))),
-    ...weighted(1, fc.tuple(fc.constantFrom(...KV_KEYS), maybe(fc.uint8Array({ maxLength: 2, max: 9 }), 1)).map(([key, v]) => new KvDeleteCommand(key, v))),
+    ...weighted(1, fc.tuple(fc.constantFrom(...KV_KEYS), maybe(kvValueArb, 1)).map(([key, v]) => new KvDeleteCommand(key, v))),
     ...weighted(3, fc.constantFrom(1, 50, 300, 1000, 3000, 30_000).map((ms) => new AdvanceClockCommand(ms))),
     ...weighted(2, fc.constant(new ReapCommand())),
     ...weighted(1, fc.tuple(fc.constantFrom(...READ_QUEUES), maybe(jobPickArb, 1), maybe(fc.constantFrom(1, 2, 100), 1)).map(([q, after, limit]) => new DeadJobsPageCommand(q, after, limit))),

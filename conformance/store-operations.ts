@@ -404,12 +404,130 @@ const exampleChecks: ConformanceCheck[] = [
           await store.enqueue('q', bytes('b'), { id: 'last', maxAttempts: 1 });
           await store.claim('q', { limit: 2 });
           clock.advance(999);
-          assertEqual('nothing expired yet', await store.reap(), { requeued: [], deadLettered: [], doneSwept: 0, deadSwept: 0 });
+          assertEqual('nothing expired yet', await store.reap(), { requeued: [], deadLettered: [], effectsApplied: [], doneSwept: 0, deadSwept: 0 });
           clock.advance(1);
           const report = await store.reap();
           assertEqual('requeued', report.requeued, ['again']);
           assertEqual('dead-lettered', report.deadLettered.map((r) => [r.id, r.status, r.lastError, r.failedAt]), [['last', 'dead', 'lease expired', clock.now()]]);
           assertEqual('requeued record keeps its attempts', (await store.getJob('again'))?.attempts, 1);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'delayMs counts from the store clock at commit; 0 is immediate; not with runAt',
+    run: (options) =>
+      withStore(
+        options,
+        async (store, clock) => {
+          await store.enqueue('q', bytes('a'), { id: 'later', delayMs: 250 });
+          await store.enqueue('q', bytes('b'), { id: 'now', delayMs: 0 });
+          assertEqual('delayed job', [(await store.getJob('later'))?.status, (await store.getJob('later'))?.runAt], ['scheduled', clock.now() + 250]);
+          assertEqual('zero delay is pending', (await store.getJob('now'))?.status, 'pending');
+          const [claim] = await store.claim('q');
+          assert('the immediate job is claimable', claim?.jobId === 'now');
+          clock.advance(100);
+          await store.settle(claim, { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'q', payload: bytes('c'), options: { id: 'next', delayMs: 50 } }] } });
+          assertEqual('a delay in settlement effects counts from the settlement', (await store.getJob('next'))?.runAt, clock.now() + 50);
+          await assertCode('runAt and delayMs together', () => store.enqueue('q', bytes('x'), { id: 'both', runAt: clock.now(), delayMs: 5 }), 'INVALID_ARGUMENT');
+          await assertCode('a negative delay', () => store.enqueue('q', bytes('x'), { id: 'neg', delayMs: -1 }), 'INVALID_ARGUMENT');
+          assertEqual('nothing written by the bad calls', [await store.getJob('both'), await store.getJob('neg')], [undefined, undefined]);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'a settlement precondition that fails acks the job with no effects (stale)',
+    run: (options) =>
+      withStore(
+        options,
+        async (store) => {
+          await store.enqueue('q', bytes('a'), { id: 'fresh' }, [{ key: 'cursor', value: bytes('fresh') }]);
+          await store.enqueue('q', bytes('b'), { id: 'stale', maxAttempts: 1 });
+          const claims = await store.claim('q', { limit: 2 });
+          const fresh = claims.find((c) => c.jobId === 'fresh') as ClaimRef;
+          const stale = claims.find((c) => c.jobId === 'stale') as ClaimRef;
+          await store.cancel('stale');
+          const staleResult = await store.settle(stale, {
+            action: { type: 'nack', error: 'x' },
+            effects: { kvWrites: [{ key: 'k', value: bytes('primary') }], enqueue: [{ queue: 'q', payload: bytes('n'), options: { id: 'n1' } }] },
+            ifCancelRequested: { action: { type: 'deadLetter', reason: 'c' }, effects: { kvWrites: [{ key: 'k2', value: bytes('cancel') }] } },
+            precondition: { key: 'cursor', equals: bytes('stale') },
+          });
+          assertEqual('stale result: acked, nothing enqueued', staleResult, { branch: 'stale', status: 'done', enqueued: [] });
+          assertEqual('no effect of either branch', [await store.kvGet('k'), await store.kvGet('k2'), await store.getJob('n1'), await store.getJob('stale')], [undefined, undefined, undefined, undefined]);
+          const freshResult = await store.settle(fresh, {
+            action: { type: 'ack' },
+            effects: { kvWrites: [{ key: 'cursor', value: bytes('next') }] },
+            precondition: { key: 'cursor', equals: bytes('fresh') },
+          });
+          assertEqual('a holding precondition settles normally', [freshResult.branch, await store.kvGet('cursor')], ['primary', bytes('next')]);
+          assertEqual('acks counted', (await store.stats('q')).done, 2);
+          await store.enqueue('q', bytes('c'), { id: 'gone' });
+          const [gone] = await store.claim('q');
+          const missing = await store.settle(gone as ClaimRef, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k', value: bytes('x') }] }, precondition: { key: 'absent', equals: bytes('') } });
+          assertEqual('a missing record never satisfies a precondition', [missing.branch, await store.kvGet('k')], ['stale', undefined]);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'a reaper dead-letter commits the effects the job carries: by cancel flag, only if the precondition holds, in id order',
+    run: (options) =>
+      withStore(
+        options,
+        async (store, clock) => {
+          const carried = (name: string, precondition?: Uint8Array) => ({
+            ...(precondition ? { precondition: { key: 'cursor', equals: precondition } } : {}),
+            effects: { kvWrites: [{ key: `${name}.failed`, value: bytes('1') }], kvDeletes: ['cursor'], enqueue: [{ queue: 'outcomes', payload: bytes(`${name} failed`) }] },
+            ifCancelRequested: { kvWrites: [{ key: `${name}.cancelled`, value: bytes('1') }], kvDeletes: ['cursor'] },
+          });
+          await store.enqueue('q', bytes('a'), { id: 'j-a', maxAttempts: 1, reaperDeadLetter: carried('a', bytes('c1')) }, [{ key: 'cursor', value: bytes('c1') }]);
+          // Same precondition: j-a's effects delete the cursor first, so j-b's do not apply.
+          await store.enqueue('q', bytes('b'), { id: 'j-b', maxAttempts: 1, reaperDeadLetter: carried('b', bytes('c1')) });
+          await store.enqueue('q', bytes('c'), { id: 'j-c', maxAttempts: 1, reaperDeadLetter: carried('c') });
+          await store.enqueue('q', bytes('d'), { id: 'j-d', maxAttempts: 2, reaperDeadLetter: carried('d') });
+          await store.claim('q', { limit: 4 });
+          await store.cancel('j-c');
+          clock.advance(1000);
+          const report = await store.reap();
+          assertEqual('requeued (not its last attempt: nothing applied)', report.requeued, ['j-d']);
+          assertEqual('dead-lettered', report.deadLettered.map((r) => r.id).sort(), ['j-a', 'j-b', 'j-c']);
+          assertEqual('effects applied', [...report.effectsApplied].sort(), ['j-a', 'j-c']);
+          assertEqual('kv after the reap', await Promise.all(['a.failed', 'b.failed', 'c.cancelled', 'c.failed', 'd.failed', 'cursor'].map((k) => store.kvGet(k))), [bytes('1'), undefined, bytes('1'), undefined, undefined, undefined]);
+          const outcomes = await store.claim('outcomes', { limit: 10 });
+          assertEqual('the carried enqueue committed once', outcomes.map((c) => new TextDecoder().decode(c.job.payload)), ['a failed']);
+          // A retried job keeps what it carries: reaped on its last attempt, it applies.
+          const [again] = await store.claim('q');
+          assert('the requeued job is claimable again', again?.jobId === 'j-d');
+          clock.advance(1000);
+          assertEqual('applied on the last attempt', (await store.reap()).effectsApplied, ['j-d']);
+          assertEqual('its effects', await store.kvGet('d.failed'), bytes('1'));
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'carried reaper effects are copies: changing the caller\'s objects after enqueue changes nothing',
+    run: (options) =>
+      withStore(
+        options,
+        async (store, clock) => {
+          const value = bytes('v1');
+          const equals = bytes('c1');
+          const headers: Record<string, string> = { h: '1' };
+          const effects = { kvWrites: [{ key: 'k', value }], enqueue: [{ queue: 'outcomes', payload: bytes('p'), options: { headers } }] };
+          await store.enqueue('q', bytes('a'), { id: 'j', maxAttempts: 1, reaperDeadLetter: { precondition: { key: 'cursor', equals }, effects } }, [{ key: 'cursor', value: bytes('c1') }]);
+          value[1] = 0x39;
+          equals[1] = 0x39;
+          headers.h = 'changed';
+          effects.kvWrites.push({ key: 'k2', value: bytes('added') });
+          await store.claim('q');
+          clock.advance(1000);
+          assertEqual('applied as given at enqueue', (await store.reap()).effectsApplied, ['j']);
+          assertEqual('kv as given', [await store.kvGet('k'), await store.kvGet('k2')], [bytes('v1'), undefined]);
+          const [outcome] = await store.claim('outcomes');
+          assertEqual('headers as given', outcome?.job.headers, { h: '1' });
         },
         EXAMPLE_CONTEXT,
       ),
@@ -427,9 +545,9 @@ const exampleChecks: ConformanceCheck[] = [
           await store.settle(claims[1] as ClaimRef, { action: { type: 'ack' } });
           assertEqual('done record kept', (await store.getJob('done'))?.completedAt, clock.now());
           clock.advance(999);
-          assertEqual('not yet swept', await store.reap(), { requeued: [], deadLettered: [], doneSwept: 0, deadSwept: 0 });
+          assertEqual('not yet swept', await store.reap(), { requeued: [], deadLettered: [], effectsApplied: [], doneSwept: 0, deadSwept: 0 });
           clock.advance(1);
-          assertEqual('swept', await store.reap(), { requeued: [], deadLettered: [], doneSwept: 1, deadSwept: 1 });
+          assertEqual('swept', await store.reap(), { requeued: [], deadLettered: [], effectsApplied: [], doneSwept: 1, deadSwept: 1 });
           assertEqual('records gone', [await store.getJob('dead'), await store.getJob('done')], [undefined, undefined]);
           assertEqual('counters', await store.stats('q'), { pending: 0, claimed: 0, scheduled: 0, dead: 0, done: 1 });
         },
@@ -548,6 +666,25 @@ const BAD_CALLS: BadCall[] = [
     call: (s, c) => s.settle(c, { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'q', payload: bytes('x'), options: { id: 'p' } }], kvWrites: [{ key: 'k2', value: bytes('x') }] } }),
   },
   { what: 'settle with an unknown action', code: 'INVALID_ARGUMENT', call: (s, c) => s.settle(c, { action: { type: 'retry' } as unknown as { type: 'ack' } }) },
+  {
+    what: 'settle with a precondition value that is not bytes',
+    code: 'INVALID_ARGUMENT',
+    call: (s, c) => s.settle(c, { action: { type: 'ack' }, precondition: { key: 'k', equals: 'v' as unknown as Uint8Array } }),
+  },
+  {
+    what: 'enqueue carrying an oversized kv value for its reaper dead-letter',
+    code: 'KV_VALUE_TOO_LARGE',
+    call: (s) => s.enqueue('q', bytes('n'), { id: 'n1', reaperDeadLetter: { effects: { kvWrites: [{ key: 'k2', value: tooBig() }] } } }),
+  },
+  {
+    what: 'settle whose next job carries a bad reaper enqueue',
+    code: 'INVALID_ARGUMENT',
+    call: (s, c) =>
+      s.settle(c, {
+        action: { type: 'ack' },
+        effects: { enqueue: [{ queue: 'q', payload: bytes('x'), options: { id: 'n1', reaperDeadLetter: { ifCancelRequested: { enqueue: [{ queue: '', payload: bytes('y') }] } } } }] },
+      }),
+  },
   { what: 'claim with limit 0', code: 'INVALID_ARGUMENT', call: (s) => s.claim('q', { limit: 0 }) },
   { what: 'claim with leaseMs 0', code: 'INVALID_ARGUMENT', call: (s) => s.claim('q', { leaseMs: 0 }) },
   { what: 'claim with leaseMs NaN', code: 'INVALID_ARGUMENT', call: (s) => s.claim('q', { leaseMs: Number.NaN }) },

@@ -22,3 +22,25 @@ const nextUlid = monotonicFactory(pooledRandom);
 export function newId(nowMs: number = Date.now()): string {
   return nextUlid(nowMs);
 }
+
+/** UTF-16 unit → its rank in code point order (surrogates encode code points above U+FFFF). */
+function codePointRank(unit: number): number {
+  return unit < 0xd800 ? unit : unit < 0xe000 ? unit + 0x2000 : unit - 0x800;
+}
+
+/**
+ * Id order: the order of the ids' UTF-8 bytes, which is Unicode code point
+ * order (what PostgreSQL's `COLLATE "C"` and SQLite's BINARY collation give).
+ * JavaScript's `<` compares UTF-16 units, which differs for characters above
+ * U+FFFF against U+E000..U+FFFF.
+ */
+export function compareIds(a: string, b: string): number {
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return codePointRank(x) - codePointRank(y);
+  }
+  return a.length - b.length;
+}

@@ -116,3 +116,14 @@ export function retryDelayMs(config: QueueConfig, attempts: number): number {
   // 2^exponent overflows to Infinity for large attempts; min() caps it.
   return Math.min(config.retryBackoffBaseMs * 2 ** exponent, config.retryBackoffMaxMs);
 }
+
+/**
+ * When an enqueued job first becomes claimable, in store time: `runAt`, or
+ * `now + delayMs`, or `undefined` for at once. `now` is the store's clock at
+ * the commit (so `delayMs` is measured where the job is stored).
+ */
+export function enqueueDueAt(options: { runAt?: number; delayMs?: number } | undefined, now: number): number | undefined {
+  if (options?.runAt !== undefined) return options.runAt;
+  if (options?.delayMs !== undefined && options.delayMs > 0) return now + options.delayMs;
+  return undefined;
+}

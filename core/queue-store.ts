@@ -56,14 +56,48 @@ export interface EnqueueOptions {
   /** Caller-chosen id (a ULID is generated otherwise). Must be unique in the store. */
   id?: string;
   headers?: Headers;
-  /** Earliest claim time. At or before now: `pending`; later: `scheduled`. */
+  /** Earliest claim time. At or before now: `pending`; later: `scheduled`. Not with `delayMs`. */
   runAt?: number;
+  /**
+   * Earliest claim time as a delay from the store's own clock at commit:
+   * `runAt = now + delayMs`, with `now` read where the job is committed (the
+   * database's clock for shared stores), so hosts whose clocks disagree still
+   * agree on when the job is due. `0` is an immediate enqueue. Not with `runAt`.
+   */
+  delayMs?: number;
   /** Lower is claimed first. Defaults to the queue's `defaultPriority`. */
   priority?: number;
   /** Defaults to the queue's `maxAttempts`. */
   maxAttempts?: number;
   /** At most one pending-or-scheduled job per `(queue, dedupKey)`. */
   dedupKey?: string;
+  /**
+   * What the reaper commits, in the same transaction, when it dead-letters
+   * this job because its lease expired on its last attempt. Kept with the
+   * job for its whole life (copied, like the payload; retries and
+   * `requeueDead` keep it); settlements carry their own effects and never
+   * apply these. When one of its enqueues names an id already in use, none
+   * of these effects apply and the job still goes dead.
+   */
+  reaperDeadLetter?: ReaperDeadLetterBranch;
+}
+
+/**
+ * A condition on one kv record, checked inside the commit it guards: the
+ * record must exist and be byte-equal to `equals`.
+ */
+export interface KvPrecondition {
+  key: string;
+  equals: Uint8Array;
+}
+
+/** Effects a job carries for the reaper's dead-letter of it (see `EnqueueOptions.reaperDeadLetter`). */
+export interface ReaperDeadLetterBranch {
+  /** When given and false at the reaper's commit, the job still goes dead but no effects apply. */
+  precondition?: KvPrecondition;
+  effects?: Effects;
+  /** Applied instead of `effects` when the job's cancel flag is set at the reaper's commit. */
+  ifCancelRequested?: Effects;
 }
 
 /** One key-value write. Values are at most `KV_VALUE_MAX_BYTES`. */
@@ -127,6 +161,14 @@ export interface SettlementBranch {
  */
 export interface Settlement extends SettlementBranch {
   ifCancelRequested?: SettlementBranch;
+  /**
+   * Checked in the same commit, before either branch: when it does not hold,
+   * the job is acked with no effects at all (neither branch applies) and the
+   * result reports `branch: 'stale'`. A job that no longer carries what its
+   * settlement would change (a run that already ended, or whose id a newer
+   * run now holds) so settles with no effect on anything else.
+   */
+  precondition?: KvPrecondition;
 }
 
 /** The proof of one delivery. Only the current owner can settle or renew. */
@@ -142,8 +184,8 @@ export interface Claim extends ClaimRef {
 
 /** Result of a committed settlement. */
 export interface SettleResult {
-  /** Which branch was applied. */
-  branch: 'primary' | 'cancel';
+  /** Which branch was applied; `stale` when the precondition failed (acked, no effects). */
+  branch: 'primary' | 'cancel' | 'stale';
   /** Status the job ended in: `done` (ack, also when not retained), `pending`, `scheduled` or `dead`. */
   status: Exclude<JobStatus, 'claimed'>;
   /** One result per effect enqueue, in order. */
@@ -169,8 +211,14 @@ export interface RenewResult {
 export interface ReapReport {
   /** Expired claims put back to `pending`. */
   requeued: string[];
-  /** Expired claims on their last attempt, now `dead` with `lastError = "lease expired"`. */
+  /**
+   * Expired claims on their last attempt, now `dead` with `lastError =
+   * "lease expired"`, each committed with the effects it carried
+   * (`EnqueueOptions.reaperDeadLetter`) when their precondition held.
+   */
   deadLettered: JobRecord[];
+  /** Ids of the dead-lettered jobs whose carried effects committed with them, in `deadLettered` order. */
+  effectsApplied: string[];
   /** Done jobs deleted by retention. */
   doneSwept: number;
   /** Dead jobs deleted by retention. */
@@ -234,7 +282,8 @@ export interface QueueStore {
   /**
    * Ends a claim with one atomic commit of the action and its effects,
    * choosing the `ifCancelRequested` branch when the job's cancel flag is set
-   * at commit time. A token that no longer owns the job (expired and
+   * at commit time; with a `precondition` that does not hold, acks the job
+   * and applies no effects (`branch: 'stale'`). A token that no longer owns the job (expired and
    * re-queued, re-claimed, cancelled, settled, dead) changes nothing and
    * throws `LeaseLostError`. An expired lease that the reaper has not yet
    * moved is still owned. `KvValueTooLargeError` leaves everything unchanged.
@@ -261,7 +310,13 @@ export interface QueueStore {
    * maxAttempts`, otherwise back to `pending` (attempts unchanged, lease
    * fields cleared). Then deletes done jobs older than `keepDoneJobsMs`
    * (by `completedAt`) and dead jobs older than `deadRetentionMs` (by
-   * `failedAt`). Emits `deadLettered` for reaper dead-letters.
+   * `failedAt`). A job dead-lettered here commits, in the same transaction,
+   * the effects it carries (`reaperDeadLetter`: `ifCancelRequested` when its
+   * cancel flag is set, `effects` otherwise; none when its precondition does
+   * not hold), so what the dead-letter implies is durable whichever process
+   * reaps. Several such dead-letters of one pass apply their effects in job
+   * id order, each seeing the effects before it (a precondition included).
+   * Emits `deadLettered` for reaper dead-letters.
    */
   reap(): Promise<ReapReport>;
 

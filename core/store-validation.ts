@@ -4,7 +4,7 @@
  */
 import { InvalidArgumentError, KvValueTooLargeError } from './errors.js';
 import { KV_VALUE_MAX_BYTES } from './queue-store.js';
-import type { Effects, EnqueueOptions, KvWrite, Settlement, SettleAction } from './queue-store.js';
+import type { Effects, EnqueueOptions, KvPrecondition, KvWrite, ReaperDeadLetterBranch, Settlement, SettleAction } from './queue-store.js';
 
 export function checkQueueName(queue: unknown): asserts queue is string {
   if (typeof queue !== 'string' || queue.length === 0 || queue.length > 256) {
@@ -45,11 +45,30 @@ export function checkEnqueueOptions(options: EnqueueOptions | undefined): void {
   }
   checkHeaders(options.headers);
   if (options.runAt !== undefined) checkNonNegativeInt('runAt', options.runAt);
+  if (options.delayMs !== undefined) {
+    checkNonNegativeInt('delayMs', options.delayMs);
+    if (options.runAt !== undefined) throw new InvalidArgumentError('delayMs', 'give runAt or delayMs, not both');
+  }
   if (options.priority !== undefined) checkNonNegativeInt('priority', options.priority);
   if (options.maxAttempts !== undefined) checkPositiveInt('maxAttempts', options.maxAttempts);
   if (options.dedupKey !== undefined && (typeof options.dedupKey !== 'string' || options.dedupKey.length === 0)) {
     throw new InvalidArgumentError('dedupKey', `expected a non-empty string, got ${describe(options.dedupKey)}`);
   }
+  if (options.reaperDeadLetter !== undefined) checkReaperBranch(options.reaperDeadLetter);
+}
+
+function checkReaperBranch(branch: ReaperDeadLetterBranch): void {
+  if (branch === null || typeof branch !== 'object') throw new InvalidArgumentError('reaperDeadLetter', `expected an object, got ${describe(branch)}`);
+  checkPrecondition(branch.precondition);
+  checkEffects(branch.effects);
+  checkEffects(branch.ifCancelRequested);
+}
+
+export function checkPrecondition(precondition: KvPrecondition | undefined): void {
+  if (precondition === undefined) return;
+  if (precondition === null || typeof precondition !== 'object') throw new InvalidArgumentError('precondition', `expected an object, got ${describe(precondition)}`);
+  checkKvKey(precondition.key);
+  checkPayload(precondition.equals, 'precondition value');
 }
 
 export function checkKvKey(key: unknown): asserts key is string {
@@ -94,6 +113,7 @@ function checkAction(action: SettleAction): void {
 
 export function checkSettlement(settlement: Settlement): void {
   checkAction(settlement.action);
+  checkPrecondition(settlement.precondition);
   checkEffects(settlement.effects);
   if (settlement.ifCancelRequested) {
     checkAction(settlement.ifCancelRequested.action);

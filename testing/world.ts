@@ -33,11 +33,12 @@ export interface Delivery {
   error: { message: string; permanent: boolean } | undefined;
   /**
    * How the delivery's settlement went: the branch that committed
-   * (`primary`, or `cancel` when an external cancel won), `leaseLost` (the
+   * (`primary`, `cancel` when an external cancel won, or `stale` when the
+   * job no longer carried its run and settled with no effect), `leaseLost` (the
    * store rejected it: another delivery owns the step now), `crashed` (its
    * runtime was dropped first), or undefined while not settled.
    */
-  settled: 'primary' | 'cancel' | 'leaseLost' | 'crashed' | undefined;
+  settled: 'primary' | 'cancel' | 'stale' | 'leaseLost' | 'crashed' | undefined;
   /** Job status the committed settlement left: `done`, `scheduled`/`pending` (retry) or `dead`. */
   jobStatus: SettleResult['status'] | undefined;
 }

@@ -4,13 +4,15 @@ import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostErr
 import { copyHeaders } from '../../core/headers.js';
 import { jobRecord } from '../../core/job-record.js';
 import { CompletionWaiters, LocalNotifications } from '../../core/local-notifications.js';
-import { newId } from '../../core/ids.js';
+import { compareIds, newId } from '../../core/ids.js';
 import {
   DEFAULT_PROMOTE_INTERVAL_MS,
   DEFAULT_REAPER_INTERVAL_MS,
   QueueConfigs,
+  enqueueDueAt,
   retryDelayMs,
 } from '../../core/queue-config.js';
+import { copyReaperBranch, reaperEffects } from '../../core/effects-copy.js';
 import type { StoreOptions } from '../../core/queue-config.js';
 import type {
   CancelResult,
@@ -23,13 +25,16 @@ import type {
   EnqueueResult,
   JobRecord,
   JobStatus,
+  KvPrecondition,
   KvWrite,
   QueueStats,
   QueueStore,
+  ReaperDeadLetterBranch,
   ReapReport,
   RenewResult,
   SettleResult,
   Settlement,
+  SettlementBranch,
   StoreNotification,
 } from '../../core/queue-store.js';
 import {
@@ -69,6 +74,8 @@ class StoredJob {
   version = 0;
   /** Set when a cancel deletes the job: it may still sit in the pending heap. */
   removed = false;
+  /** What the reaper commits with a dead-letter of this job (a detached copy). */
+  reaperDeadLetter: ReaperDeadLetterBranch | undefined = undefined;
 
   constructor(
     readonly id: string,
@@ -87,6 +94,9 @@ interface HeapEntry {
   version: number;
   job: StoredJob;
 }
+
+/** A stale settlement: acked, nothing else. */
+const STALE_BRANCH: SettlementBranch = Object.freeze({ action: Object.freeze({ type: 'ack' }) });
 
 const byKeyThenId = (a: HeapEntry, b: HeapEntry): boolean => a.key < b.key || (a.key === b.key && a.id < b.id);
 const byPriorityThenId = (a: StoredJob, b: StoredJob): boolean => a.priority < b.priority || (a.priority === b.priority && a.id < b.id);
@@ -203,8 +213,9 @@ export class MemoryStore implements QueueStore {
     this.checkOpen();
     checkSettlement(settlement);
     const job = this.ownedJob(claim);
-    const useCancel = job.cancelRequested && settlement.ifCancelRequested !== undefined;
-    const branch = useCancel ? settlement.ifCancelRequested! : settlement;
+    const stale = settlement.precondition !== undefined && !this.holds(settlement.precondition);
+    const useCancel = !stale && job.cancelRequested && settlement.ifCancelRequested !== undefined;
+    const branch = stale ? STALE_BRANCH : useCancel ? settlement.ifCancelRequested! : settlement;
     this.checkNewIds(branch.effects?.enqueue ?? []);
     const state = this.queueState(job.queue);
     const config = this.configs.get(job.queue);
@@ -239,7 +250,7 @@ export class MemoryStore implements QueueStore {
       else this.makeScheduled(state, job, now + delay);
     }
     const enqueued = this.applyEffects(branch.effects);
-    return { branch: useCancel ? 'cancel' : 'primary', status, enqueued };
+    return { branch: stale ? 'stale' : useCancel ? 'cancel' : 'primary', status, enqueued };
   }
 
   async renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
@@ -279,7 +290,8 @@ export class MemoryStore implements QueueStore {
   async reap(): Promise<ReapReport> {
     this.checkOpen();
     const now = this.clock.now();
-    const report: ReapReport = { requeued: [], deadLettered: [], doneSwept: 0, deadSwept: 0 };
+    const report: ReapReport = { requeued: [], deadLettered: [], effectsApplied: [], doneSwept: 0, deadSwept: 0 };
+    const carrying: StoredJob[] = [];
     for (const [name, state] of this.queues) {
       const config = this.configs.get(name);
       const deadHere: JobRecord[] = [];
@@ -294,6 +306,7 @@ export class MemoryStore implements QueueStore {
         if (job.attempts >= job.maxAttempts) {
           job.lastError = 'lease expired';
           this.makeDead(state, job, now);
+          if (job.reaperDeadLetter !== undefined) carrying.push(job);
           deadHere.push(toRecord(job));
         } else {
           this.makePending(state, job);
@@ -326,6 +339,9 @@ export class MemoryStore implements QueueStore {
         this.notify(name, { type: 'deadLettered', queue: name, jobs: deadHere });
       }
     }
+    // Carried effects commit in job-id order, the same order on every store.
+    carrying.sort((a, b) => compareIds(a.id, b.id));
+    for (const job of carrying) if (this.applyReaperEffects(job)) report.effectsApplied.push(job.id);
     return report;
   }
 
@@ -479,11 +495,30 @@ export class MemoryStore implements QueueStore {
       job.dedupKey = dedupKey;
       state.dedup.set(dedupKey, id);
     }
+    if (options?.reaperDeadLetter !== undefined) job.reaperDeadLetter = copyReaperBranch(options.reaperDeadLetter);
     this.jobs.set(id, job);
-    const runAt = options?.runAt;
+    const runAt = enqueueDueAt(options, now);
     if (runAt !== undefined && runAt > now) this.makeScheduled(state, job, runAt);
     else this.makePending(state, job);
     return { kind: 'new', id };
+  }
+
+  private holds(precondition: KvPrecondition): boolean {
+    const current = this.kv.get(precondition.key);
+    return current !== undefined && bytesEqual(current, precondition.equals);
+  }
+
+  /** The effects a reaper-dead job carries; none when one of their ids is taken (see the contract). */
+  private applyReaperEffects(job: StoredJob): boolean {
+    const effects = reaperEffects(job.reaperDeadLetter, job.cancelRequested, (p) => this.holds(p));
+    if (effects === undefined) return false;
+    try {
+      this.checkNewIds(effects.enqueue ?? []);
+    } catch {
+      return false;
+    }
+    this.applyEffects(effects);
+    return true;
   }
 
   private applyEffects(effects: Effects | undefined): EnqueueResult[] {
