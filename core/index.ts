@@ -2,9 +2,9 @@ export { WorkflowRuntime, DEFAULT_LIMITS, SettlementUncertainError } from './run
 export type { RunSpec, SubmitResult, RunState, RunStatus, RuntimeLimits, WorkflowRuntimeOptions, RuntimeEvents } from './runtime.js';
 export { StepOutcome, StepError, noopHook, describeFailure, toRunnerResult } from './outcomes.js';
 export type { Step, StepRunner, RunOutcome, TerminalHook, TerminalStatus, RunnerResult } from './outcomes.js';
-export { decideSettlement, endRunEffects, stepDedupKey, stepHeaders, HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX } from './settlement.js';
+export { decideSettlement, endRunEffects, reaperBranch, cursorPrecondition, stepDedupKey, stepHeaders, HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX } from './settlement.js';
 export type { StepFacts, SettlementDecision } from './settlement.js';
-export { runKeys, encodeRecord, decodeRecord, sha256Hex, encodeOutcome, decodeOutcome, outcomeDedupKey } from './run-records.js';
+export { runKeys, encodeRecord, decodeRecord, sha256Hex, encodeOutcome, decodeOutcome, decodeNotification, outcomeDedupKey } from './run-records.js';
 export type { RunIdentity, RunCursor } from './run-records.js';
 export { SystemClock, ManualClock, sleep, HOUSEKEEPING } from './clock.js';
 export type { Clock, TimerOptions } from './clock.js';

@@ -57,16 +57,27 @@ export function sha256Hex(input: Uint8Array): string {
   return createHash('sha256').update(input).digest('hex');
 }
 
-/** Payload of a durable outcome-notification job. */
-export function encodeOutcome(outcome: RunOutcome): Uint8Array {
+/**
+ * Payload of an outcome-notification job. `endedByReaper` marks the outcome
+ * of a run the reaper's commit ended (no runtime reported that end).
+ */
+export function encodeOutcome(outcome: RunOutcome, endedByReaper = false): Uint8Array {
   const { result, ...rest } = outcome;
-  return encoder.encode(JSON.stringify({ ...rest, ...(result === undefined ? {} : { result: Buffer.from(result).toString('base64') }) }));
+  return encoder.encode(
+    JSON.stringify({ ...rest, ...(result === undefined ? {} : { result: Buffer.from(result).toString('base64') }), ...(endedByReaper ? { endedByReaper: true } : {}) }),
+  );
 }
 
 export function decodeOutcome(bytes: Uint8Array): RunOutcome {
-  const raw = JSON.parse(decoder.decode(bytes)) as Omit<RunOutcome, 'result'> & { result?: string };
-  const { result, headers, ...rest } = raw;
-  return { ...rest, headers: parseHeadersJson(JSON.stringify(headers)), ...(result === undefined ? {} : { result: new Uint8Array(Buffer.from(result, 'base64')) }) };
+  return decodeNotification(bytes).outcome;
+}
+
+/** An outcome-notification job's payload: the outcome, and whether the reaper ended the run. */
+export function decodeNotification(bytes: Uint8Array): { outcome: RunOutcome; endedByReaper: boolean } {
+  const raw = JSON.parse(decoder.decode(bytes)) as Omit<RunOutcome, 'result'> & { result?: string; endedByReaper?: boolean };
+  const { result, headers, endedByReaper, ...rest } = raw;
+  const outcome: RunOutcome = { ...rest, headers: parseHeadersJson(JSON.stringify(headers)), ...(result === undefined ? {} : { result: new Uint8Array(Buffer.from(result, 'base64')) }) };
+  return { outcome, endedByReaper: endedByReaper === true };
 }
 
 /** Dedup key of the notification for a run that ended on `jobId`: at most one live notification per ending. */

@@ -19,9 +19,9 @@ import { newId } from './ids.js';
 import { noopHook, toRunnerResult } from './outcomes.js';
 import type { RunOutcome, RunnerResult, Step, StepRunner, TerminalHook } from './outcomes.js';
 import type { Claim, Effects, Headers, JobRecord, QueueStore, SettleResult, Settlement, StoreNotification } from './queue-store.js';
-import { decodeOutcome, decodeRecord, encodeOutcome, encodeRecord, outcomeDedupKey, runKeys, sha256Hex } from './run-records.js';
+import { decodeNotification, decodeRecord, encodeRecord, runKeys, sha256Hex } from './run-records.js';
 import type { RunCursor, RunIdentity } from './run-records.js';
-import { HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX, decideSettlement, endRunEffects, stepDedupKey, stepHeaders } from './settlement.js';
+import { HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX, cursorValue, decideSettlement, endRunEffects, reaperBranch, stepDedupKey, stepHeaders } from './settlement.js';
 import type { SettlementDecision } from './settlement.js';
 import { checkNonNegativeInt, checkPositiveInt, describe } from './store-validation.js';
 
@@ -118,6 +118,12 @@ export interface RuntimeEvents {
   hookFailed: (event: { outcome: RunOutcome; error: unknown }) => void;
   storeError: (event: { operation: string; error: unknown; runId?: string; jobId?: string }) => void;
   leaseLost: (event: { runId: string; stepNumber: number; jobId: string }) => void;
+  /**
+   * A step job that no longer carries its run (the run ended, or its id now
+   * belongs to a newer run: a requeued dead job, a late re-delivery) settled
+   * with no effect on any run; its runner's outcome was discarded.
+   */
+  staleStep: (event: { runId: string; stepNumber: number; jobId: string }) => void;
   /** A step job without valid `workflow.*` headers was dead-lettered (no hook: it belongs to no run). */
   malformedStep: (event: { jobId: string; error: Error }) => void;
 }
@@ -206,6 +212,12 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   private readonly limits: RuntimeLimits;
   /** Queue of durable outcome notifications; undefined for in-process hook delivery. */
   readonly outcomeQueue: string | undefined;
+  /**
+   * Queue of outcome notifications the worker loops deliver: every outcome
+   * with durable delivery, and with either delivery those of runs the
+   * reaper's commit ended (no runtime was there to run the hook).
+   */
+  readonly notificationQueue: string;
   private readonly inFlight = new InFlightSteps<InFlightStep>();
   private running = false;
   /** Steps of `run()` whose runner (or hook) has not returned: each holds a concurrency slot. */
@@ -238,7 +250,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     if (options.hookDelivery !== undefined && options.hookDelivery !== 'inProcess' && options.hookDelivery !== 'durable') {
       throw new InvalidArgumentError('hookDelivery', `expected "inProcess" or "durable", got ${describe(options.hookDelivery)}`);
     }
-    this.outcomeQueue = options.hookDelivery === 'durable' ? `${this.queueName}.outcomes` : undefined;
+    this.notificationQueue = `${this.queueName}.outcomes`;
+    this.outcomeQueue = options.hookDelivery === 'durable' ? this.notificationQueue : undefined;
     checkPositiveInt('limits.maxPayloadBytes', this.limits.maxPayloadBytes);
     checkNonNegativeInt('limits.maxHeaders', this.limits.maxHeaders);
     checkNonNegativeInt('limits.maxHeaderBytes', this.limits.maxHeaderBytes);
@@ -268,12 +281,13 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
           id: jobId,
           headers: stepHeaders(headers, runId, 0),
           dedupKey: stepDedupKey(runId, 0),
+          reaperDeadLetter: reaperBranch({ runId, userHeaders: headers, keys, reapedOutcomeQueue: this.notificationQueue }, jobId, 0),
           ...(spec.priority === undefined ? {} : { priority: spec.priority }),
           ...(spec.maxAttemptsPerStep === undefined ? {} : { maxAttempts: spec.maxAttemptsPerStep }),
         },
         [
           { key: keys.identity, value: encodeRecord({ runId, submittedAt: now, inputSha256 } satisfies RunIdentity), ifAbsent: true },
-          { key: keys.cursor, value: encodeRecord({ jobId, step: 0 } satisfies RunCursor) },
+          { key: keys.cursor, value: cursorValue(jobId, 0) },
         ],
       );
       if (result.kind === 'new') {
@@ -319,7 +333,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       const raw = await this.store.kvGet(keys.cursor);
       if (raw === undefined) return false;
       const cursor = decodeRecord<RunCursor>(raw);
-      // Same job twice and still not found: it is dead awaiting finalization, not cancellable.
+      // Same job twice and still not found: it is not cancellable (done or dead, its run ending).
       if (cursor.jobId === previousJobId) return false;
       let effects: Effects = { kvDeletes: [keys.identity, keys.cursor] };
       if (this.outcomeQueue !== undefined) {
@@ -357,13 +371,14 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     // after the slot is freed, so the next claim can share the settlement's
     // group commit (stores that batch writes). Settlements still in flight
     // are capped at another `maxConcurrentSteps`.
-    const sources: Array<{ queue: string; process: (claim: Claim) => Promise<void> }> = [{ queue: this.queueName, process: (c) => this.processStep(c) }];
-    if (this.outcomeQueue !== undefined) sources.push({ queue: this.outcomeQueue, process: (c) => this.processOutcome(c) });
+    const sources: Array<{ queue: string; process: (claim: Claim) => Promise<void> }> = [
+      { queue: this.queueName, process: (c) => this.processStep(c) },
+      { queue: this.notificationQueue, process: (c) => this.processOutcome(c) },
+    ];
     const unsubscribes = sources.map((source) => this.store.subscribe(source.queue, (n) => this.onNotification(n)));
     const onAbort = (): void => this.wake();
     signal.addEventListener('abort', onAbort);
     try {
-      await this.finalizeReapedRuns();
       let failures = 0;
       while (!signal.aborted) {
         let moreWaiting = false;
@@ -469,8 +484,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         this.inFlight.find(notification.jobId)?.controller.abort(cancelReason());
         return;
       case 'deadLettered':
-        for (const job of notification.jobs) void this.finalizeReapedStep(job);
-        return;
+        return; // the reaper's commit already ended those runs (the effects each step job carries)
     }
   }
 
@@ -516,10 +530,10 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
           priority: job.priority,
           userHeaders: headers,
           keys: runKeys(this.queueName, runId),
-          now,
           nextJobId: newId(now),
           maxPayloadBytes: this.limits.maxPayloadBytes,
           outcomeQueue: this.outcomeQueue,
+          reapedOutcomeQueue: this.notificationQueue,
           jobId: job.id,
         },
         result,
@@ -542,6 +556,10 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       }
       if (this.listenerCount('stepSettled') > 0) {
         this.emit('stepSettled', { runId, stepNumber, jobId: job.id, branch: settled.branch, status: settled.status, durationMs: this.clock.now() - (job.claimedAt ?? now) });
+      }
+      if (settled.branch === 'stale') {
+        this.emit('staleStep', { runId, stepNumber, jobId: job.id });
+        return;
       }
       const outcome = settled.branch === 'cancel' ? decision.cancelOutcome : decision.primaryOutcome;
       if (outcome) await this.finish(outcome);
@@ -616,20 +634,16 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   private async processOutcome(claim: Claim): Promise<void> {
     try {
       let outcome: RunOutcome;
+      let endedByReaper: boolean;
       try {
-        outcome = decodeOutcome(claim.job.payload);
+        ({ outcome, endedByReaper } = decodeNotification(claim.job.payload));
       } catch (error) {
         await this.settleWithRetry(claim, { settlement: { action: { type: 'deadLetter', reason: `undecodable outcome: ${(error as Error).message}` } } }).catch(() => undefined);
         return;
       }
-      let error: unknown;
-      try {
-        await this.removeEndedRunRecords(outcome);
-      } catch (storeError) {
-        this.emit('storeError', { operation: 'removeEndedRunRecords', error: storeError, runId: outcome.runId, jobId: claim.jobId });
-        error = storeError;
-      }
-      if (error === undefined) error = await this.runHook(outcome);
+      // The reaper's commit ended this run and no runtime reported it: the first delivery does.
+      if (endedByReaper && claim.job.attempts === 1) this.emit('runEnded', outcome);
+      const error = await this.runHook(outcome);
       const action = error === undefined ? ({ type: 'ack' } as const) : ({ type: 'nack', error: error instanceof Error ? error.message : String(error) } as const);
       try {
         await this.settleWithRetry(claim, { settlement: { action } });
@@ -673,68 +687,6 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
           }
         }),
     );
-  }
-
-  // ---- runs dead-lettered by the reaper --------------------------------------
-
-  /** Finishes runs whose current step the reaper dead-lettered, including ones missed while no runtime listened. */
-  private async finalizeReapedRuns(): Promise<void> {
-    let after: string | undefined;
-    for (;;) {
-      let page: JobRecord[];
-      try {
-        page = await this.retryTransient('deadJobs', () => this.store.deadJobs(this.queueName, { after, limit: 500 }));
-      } catch {
-        return; // reported; the next start scans again
-      }
-      for (const job of page) await this.finalizeReapedStep(job);
-      if (page.length < 500) return;
-      after = page[page.length - 1]?.id;
-    }
-  }
-
-  private async finalizeReapedStep(job: JobRecord): Promise<void> {
-    const parsed = parseStepHeaders(job.headers);
-    if (parsed instanceof Error) return;
-    const keys = runKeys(this.queueName, parsed.runId);
-    let won: boolean;
-    try {
-      won = await this.retryTransient(
-        'finalizeReapedStep',
-        async () => {
-          const raw = await this.store.kvGet(keys.cursor);
-          if (raw === undefined || decodeRecord<RunCursor>(raw).jobId !== job.id) return false; // the run did not end here
-          if (this.outcomeQueue !== undefined) {
-            // At least once: enqueue first (the dedup key stops racing runtimes doubling it), then end the run.
-            await this.store.enqueue(this.outcomeQueue, encodeOutcome(reapedOutcome(job, parsed)), { dedupKey: outcomeDedupKey(job.id) });
-          }
-          await this.store.kvDelete(keys.identity);
-          // Compare-and-delete decides which runtime reports the run's end.
-          return this.store.kvDelete(keys.cursor, { ifValue: raw });
-        },
-        { runId: parsed.runId, jobId: job.id },
-      );
-    } catch {
-      return; // reported; the next start's scan finishes it
-    }
-    if (won) await this.finish(reapedOutcome(job, parsed));
-  }
-
-  /**
-   * Durable delivery of a reaped run: its notification is committed before
-   * its run records are removed, so the deliverer removes any left before
-   * the hook runs (a finished run never looks active to the hook).
-   */
-  private async removeEndedRunRecords(outcome: RunOutcome): Promise<void> {
-    const keys = runKeys(this.queueName, outcome.runId);
-    const raw = await this.store.kvGet(keys.cursor);
-    if (raw === undefined) return;
-    const cursor = decodeRecord<RunCursor>(raw);
-    if (cursor.step !== outcome.finalStep) return;
-    const job = await this.store.getJob(cursor.jobId);
-    if (job && job.status !== 'dead') return; // a newer run with the same id
-    await this.store.kvDelete(keys.identity);
-    await this.store.kvDelete(keys.cursor, { ifValue: raw });
   }
 
   /** Retries transient store errors with backoff (reporting each); rethrows the last one, or a permanent one. */
@@ -786,14 +738,6 @@ export class SettlementUncertainError extends LeaseLostError {
     this.message = `settlement of job "${jobId}" failed and its retry found the lease gone: the first attempt may have committed`;
     this.cause = cause;
   }
-}
-
-/** Outcome of a run whose step the reaper dead-lettered. */
-function reapedOutcome(job: JobRecord, step: { runId: string; stepNumber: number }): RunOutcome {
-  const headers = userHeaders(job.headers);
-  return job.cancelRequested
-    ? { runId: step.runId, status: 'cancelled', headers, finalStep: step.stepNumber }
-    : { runId: step.runId, status: 'failed', error: job.lastError ?? 'lease expired', headers, finalStep: step.stepNumber };
 }
 
 function cancelledOutcome(runId: string, jobHeaders: Headers, finalStep: number): RunOutcome {

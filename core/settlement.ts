@@ -20,7 +20,7 @@ import { createHeaders } from './headers.js';
 import { encodeOutcome, encodeRecord, outcomeDedupKey } from './run-records.js';
 import { describeFailure } from './outcomes.js';
 import type { RunOutcome, RunnerResult } from './outcomes.js';
-import type { Effects, EnqueueOptions, Headers, SettleAction, Settlement, SettlementBranch } from './queue-store.js';
+import type { Effects, EnqueueOptions, Headers, KvPrecondition, ReaperDeadLetterBranch, SettleAction, Settlement, SettlementBranch } from './queue-store.js';
 
 /** Reserved step-job header carrying the run id. */
 export const HEADER_RUN_ID = 'workflow.run_id';
@@ -45,16 +45,16 @@ export interface StepFacts {
   userHeaders: Headers;
   /** Run record keys (see run-records.ts). */
   keys: { identity: string; cursor: string };
-  /** Clock time, for `continueAfter`. */
-  now: number;
   /** Id to give the next step's job, so the cursor can name it in the same commit. */
   nextJobId: string;
   /** Largest payload a continue may carry. */
   maxPayloadBytes: number;
   /** Durable hook delivery: terminal branches also enqueue the outcome on this queue. */
   outcomeQueue?: string;
-  /** Id of the job being settled (names the outcome notification). */
-  jobId?: string;
+  /** Where the outcome of a run the reaper ends goes (whatever the hook delivery). */
+  reapedOutcomeQueue: string;
+  /** Id of the job being settled (names the outcome notification; the cursor must name it). */
+  jobId: string;
 }
 
 /** The decision: what to commit, and how the run ends on each branch. */
@@ -77,6 +77,40 @@ export function stepHeaders(userHeaders: Headers, runId: string, step: number): 
   return headers;
 }
 
+/** The run cursor's value while `jobId` carries the run at `step`. */
+export function cursorValue(jobId: string, step: number): Uint8Array {
+  return encodeRecord({ jobId, step });
+}
+
+/** The settlement's precondition: the run's cursor still names this job, so a stale job touches no run. */
+export function cursorPrecondition(keys: StepFacts['keys'], jobId: string, step: number): KvPrecondition {
+  return { key: keys.cursor, equals: cursorValue(jobId, step) };
+}
+
+/** The outcome of a run whose step the reaper dead-letters (lease expired on the last attempt). */
+export function reapedOutcome(runId: string, userHeaders: Headers, step: number, cancelled: boolean): RunOutcome {
+  return cancelled ? { runId, status: 'cancelled', headers: userHeaders, finalStep: step } : { runId, status: 'failed', error: 'lease expired', headers: userHeaders, finalStep: step };
+}
+
+/**
+ * What a step job carries for the reaper: if its lease expires on its last
+ * attempt while the run's cursor still names it, the reaper's commit ends the
+ * run (failed "lease expired", or cancelled when a cancel was requested) and
+ * enqueues its outcome, whichever process reaps.
+ */
+export function reaperBranch(
+  facts: Pick<StepFacts, 'runId' | 'userHeaders' | 'keys' | 'reapedOutcomeQueue'>,
+  jobId: string,
+  step: number,
+): ReaperDeadLetterBranch {
+  const ending = { keys: facts.keys, outcomeQueue: facts.reapedOutcomeQueue, jobId };
+  return {
+    precondition: cursorPrecondition(facts.keys, jobId, step),
+    effects: endRunEffects(ending, reapedOutcome(facts.runId, facts.userHeaders, step, false), true),
+    ifCancelRequested: endRunEffects(ending, reapedOutcome(facts.runId, facts.userHeaders, step, true), true),
+  };
+}
+
 /** Shared, frozen: stores read actions and never keep or change them. */
 const ACK: SettleAction = Object.freeze({ type: 'ack' });
 
@@ -90,7 +124,11 @@ function ended(facts: StepFacts, status: RunOutcome['status'], result?: Uint8Arr
 
 /** A branch that ends the run with `outcome`, cancellable by an external cancel. */
 function terminal(facts: StepFacts, action: SettleAction, outcome: RunOutcome, cancelBranch: SettlementBranch, cancelOutcome: RunOutcome): SettlementDecision {
-  return { settlement: { action, effects: endRunEffects(facts, outcome), ifCancelRequested: cancelBranch }, primaryOutcome: outcome, cancelOutcome };
+  return {
+    settlement: { action, effects: endRunEffects(facts, outcome), ifCancelRequested: cancelBranch, precondition: cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber) },
+    primaryOutcome: outcome,
+    cancelOutcome,
+  };
 }
 
 /** Decides the settlement of one step. Pure: same input, same output. */
@@ -114,16 +152,19 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
           priority: facts.priority,
           maxAttempts: facts.maxAttempts,
           dedupKey: stepDedupKey(facts.runId, nextStep),
+          reaperDeadLetter: reaperBranch(facts, facts.nextJobId, nextStep),
         };
-        if (outcome.kind === 'continueAfter' && outcome.delayMs > 0) options.runAt = facts.now + outcome.delayMs;
+        // A delay, not a time: the store measures it on its own clock, which every host sharing it agrees on.
+        if (outcome.kind === 'continueAfter' && outcome.delayMs > 0) options.delayMs = outcome.delayMs;
         return {
           settlement: {
             action: ACK,
             effects: {
               enqueue: [{ queue: facts.queueName, payload: outcome.payload, options }],
-              kvWrites: [{ key: facts.keys.cursor, value: encodeRecord({ jobId: facts.nextJobId, step: nextStep }) }],
+              kvWrites: [{ key: facts.keys.cursor, value: cursorValue(facts.nextJobId, nextStep) }],
             },
             ifCancelRequested: cancelBranch,
+            precondition: cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber),
           },
           primaryOutcome: undefined,
           cancelOutcome,
@@ -138,7 +179,7 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
         // A runner-issued cancel wins over an external one: same branch either way.
         const own = ended(facts, 'cancelled', undefined, outcome.reason);
         const branch: SettlementBranch = { action: ACK, effects: endRunEffects(facts, own) };
-        return { settlement: { ...branch, ifCancelRequested: branch }, primaryOutcome: own, cancelOutcome: own };
+        return { settlement: { ...branch, ifCancelRequested: branch, precondition: cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber) }, primaryOutcome: own, cancelOutcome: own };
       }
     }
   }
@@ -152,7 +193,7 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
     return terminal(facts, { type: 'nack', error: failure.message }, ended(facts, 'failed', undefined, failure.message), cancelBranch, cancelOutcome);
   }
   return {
-    settlement: { action: { type: 'nack', error: failure.message }, ifCancelRequested: cancelBranch },
+    settlement: { action: { type: 'nack', error: failure.message }, ifCancelRequested: cancelBranch, precondition: cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber) },
     primaryOutcome: undefined,
     cancelOutcome,
   };
@@ -161,11 +202,13 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
 /**
  * Effects that end a run: both run records deleted and, with durable hook
  * delivery, the outcome enqueued as a notification job in the same commit.
+ * `byReaper` marks an outcome no runtime committed (the reaper's), so its
+ * deliverer also reports the run's end.
  */
-export function endRunEffects(facts: Pick<StepFacts, 'keys' | 'outcomeQueue' | 'jobId'>, outcome: RunOutcome): Effects {
+export function endRunEffects(facts: { keys: StepFacts['keys']; outcomeQueue?: string | undefined; jobId: string }, outcome: RunOutcome, byReaper = false): Effects {
   const effects: Effects = { kvDeletes: [facts.keys.identity, facts.keys.cursor] };
   if (facts.outcomeQueue !== undefined) {
-    effects.enqueue = [{ queue: facts.outcomeQueue, payload: encodeOutcome(outcome), options: { dedupKey: outcomeDedupKey(facts.jobId ?? outcome.runId) } }];
+    effects.enqueue = [{ queue: facts.outcomeQueue, payload: encodeOutcome(outcome, byReaper), options: { dedupKey: outcomeDedupKey(facts.jobId) } }];
   }
   return effects;
 }

@@ -130,7 +130,7 @@ class Environment implements TestEnvironment {
       runner: (step) => this.runStep(step),
       hook: (outcome) => this.onOutcome(outcome),
     });
-    this.world.watchQueue(this.runtime.outcomeQueue);
+    this.world.watchQueue(this.runtime.notificationQueue);
   }
 
   submit(spec: RunSpec): Promise<SubmitResult> {

@@ -266,7 +266,7 @@ class Simulation {
     const clientView = new InterceptingStore(this.world.store, this.interceptor('client'));
     this.client = { view: clientView, runtime: this.newRuntime(clientView, 'client') };
     this.outcomeQueue = this.client.runtime.outcomeQueue;
-    this.world.watchQueue(this.outcomeQueue);
+    this.world.watchQueue(this.client.runtime.notificationQueue);
   }
 
   async run(): Promise<SimulationReport> {
@@ -314,7 +314,7 @@ class Simulation {
       if (live && this.prng.chance(this.faults.cancel)) await this.schedulerCancel();
       await this.world.jumpTo(next);
     }
-    if (this.outcomeQueue !== undefined) await this.collectDeadNotifications(this.outcomeQueue);
+    await this.collectDeadNotifications(this.client.runtime.notificationQueue);
     if (completed) await this.checkInvariants();
     for (const worker of this.workers) {
       if (!worker.dead) continue;
@@ -604,7 +604,7 @@ class Simulation {
     return key?.slice(this.cursorPrefix.length);
   }
 
-  /** Durable delivery: notification jobs that went dead (their hook never succeeded), by run. */
+  /** Notification jobs that went dead (their hook never succeeded), by run: durable delivery, and reaper-ended runs. */
   private readonly deadNotifications = new Map<string, string>();
 
   private async collectDeadNotifications(queue: string): Promise<void> {
@@ -625,8 +625,9 @@ class Simulation {
 
   /** Why a run that ended has no hook call, when that is allowed; undefined when it is not. */
   private lostReason(runId: string): string | undefined {
-    if (this.outcomeQueue !== undefined) return this.deadNotifications.get(runId);
     const commit = this.terminal.get(runId)?.[0];
+    // No runtime commit seen: the reaper's commit ended the run, and its hook goes through a notification job.
+    if (this.outcomeQueue !== undefined || commit === undefined) return this.deadNotifications.get(runId);
     return this.lostHooks.get(runId) ?? (commit?.hidden ? `the ${commit.how} that ended it committed, but its caller saw an error or died` : undefined);
   }
 
@@ -647,7 +648,8 @@ class Simulation {
       const cursor = await store.kvGet(keys.cursor);
       const cancels = this.cancelCalls.get(runId) ?? [];
       const run = `run ${runId}`;
-      if (hooks.length > 1 && this.outcomeQueue === undefined) {
+      // At least once through a notification job (durable delivery, or a run the reaper's commit ended); once otherwise.
+      if (hooks.length > 1 && this.outcomeQueue === undefined && commit !== undefined) {
         this.violate('hookFiredTwice', runId, `${run}: the hook fired ${hooks.length} times (${hooks.map((h) => h.status).join(', ')})`);
       }
       if (hooks.some((h) => !sameOutcome(h, hooks[0] as RunOutcome))) {
@@ -659,11 +661,11 @@ class Simulation {
         const job = where ? await store.getJob(where.jobId) : undefined;
         const left = [identity && 'identity', cursor && 'cursor'].filter(Boolean).join(', ');
         if (job?.status === 'dead') {
-          // The reaper dead-lettered the run's step, but no runtime finished the run (finalization met a store error or a crash and nothing retried it).
+          // The reaper dead-lettered the run's step, but the run's end did not commit with it.
           this.violate(
             'reapedRunNotFinalized',
             runId,
-            `${run}: the reaper dead-lettered step ${where?.step} (${job.lastError ?? 'no error'}) but no runtime finalized the run: records left (${left}), ` +
+            `${run}: the reaper dead-lettered step ${where?.step} (${job.lastError ?? 'no error'}) but the run did not end with it: records left (${left}), ` +
               (hooks.length > 0 ? `although the hook reported ${hooks[0]?.status}` : 'hook not fired'),
           );
         } else {

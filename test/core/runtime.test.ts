@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { StepError, StepOutcome, WorkflowRuntime } from '../../core/index.js';
 import type { QueueStore, RunOutcome, Step, StepRunner } from '../../core/index.js';
-import { OutcomeChannel, bytes, eventually, freshStore, gate, startWorker, text } from '../support/harness.js';
+import { OutcomeChannel, bytes, eventually, fastRetryStore, freshStore, gate, startWorker, text } from '../support/harness.js';
 
 const never: StepRunner = () => new Promise(() => undefined);
 const EMPTY = { pending: 0, claimed: 0, scheduled: 0, dead: 0, done: 0 };
@@ -127,9 +127,9 @@ describe('runs are shared through the store', () => {
     const hook = new OutcomeChannel();
     const runtime = new WorkflowRuntime({ store, clock, runner: never, hook: hook.hook });
     const { runId } = await runtime.submit({ input: bytes('x'), headers: { k: 'v' }, maxAttemptsPerStep: 1 });
-    const running = startWorker(runtime);
     // A crashed worker elsewhere holds the only attempt.
     await store.claim('workflow-steps');
+    const running = startWorker(runtime);
     clock.advance(35_000);
     const outcome = await hook.next();
     expect(outcome).toEqual({ runId, status: 'failed', error: 'lease expired', headers: { k: 'v' }, finalStep: 0 });
@@ -138,25 +138,119 @@ describe('runs are shared through the store', () => {
     expect(hook.received).toHaveLength(1);
   });
 
-  it('runs dead-lettered while no runtime listened are finished when a runtime starts', async () => {
+  it('a reaped run ends in the reaper\'s commit, even where no worker loop runs; its hook fires once, wherever a worker loop runs', async () => {
     const { store, clock } = freshStore();
+    // A process that only submits: no worker loop, but its store reaps.
     const client = new WorkflowRuntime({ store, clock, runner: never });
+    const ended: RunOutcome[] = [];
     const { runId } = await client.submit({ input: bytes('x'), maxAttemptsPerStep: 1 });
     await store.claim('workflow-steps');
     clock.advance(35_000);
     expect((await store.stats('workflow-steps')).dead).toBe(1);
-    expect(await client.status(runId)).toBeDefined();
+    // Ended at once, durably: no runtime had to notice.
+    expect(await client.status(runId)).toBeUndefined();
+    expect(await client.cancel(runId)).toBe(false);
     const hook = new OutcomeChannel();
     const later = new WorkflowRuntime({ store, clock, runner: never, hook: hook.hook });
+    later.on('runEnded', (o) => ended.push(o));
     const running = startWorker(later);
     expect(await hook.next()).toMatchObject({ runId, status: 'failed', error: 'lease expired' });
-    expect(await client.status(runId)).toBeUndefined();
-    // A second runtime starting later finds nothing left to finish.
+    expect(ended).toMatchObject([{ runId, status: 'failed' }]);
     await running.stop();
+    // A second runtime starting later finds nothing left to deliver.
     const again = new OutcomeChannel();
     const third = startWorker(new WorkflowRuntime({ store, clock, runner: never, hook: again.hook }));
+    clock.advance(1_000);
     await third.stop();
     expect(again.received).toHaveLength(0);
+    expect(await store.stats('workflow-steps.outcomes')).toMatchObject({ pending: 0, claimed: 0, scheduled: 0, dead: 0 });
+  });
+
+  it('a reaped run whose dead job retention removes before any worker runs has still ended, and its id is free', async () => {
+    const { store, clock } = freshStore({ defaultQueueConfig: { deadRetentionMs: 0 } });
+    const client = new WorkflowRuntime({ store, clock, runner: never });
+    await client.submit({ runId: 'order-1', input: bytes('x'), maxAttemptsPerStep: 1 });
+    await store.claim('workflow-steps');
+    clock.advance(35_000);
+    clock.advance(5_000);
+    expect(await store.stats('workflow-steps')).toEqual({ ...EMPTY });
+    expect(await client.status('order-1')).toBeUndefined();
+    expect(await client.submit({ runId: 'order-1', input: bytes('another input') })).toEqual({ runId: 'order-1', newlySubmitted: true });
+  });
+
+  it('a reaped run with a cancel requested ends cancelled', async () => {
+    const { store, clock } = freshStore();
+    const hook = new OutcomeChannel();
+    const client = new WorkflowRuntime({ store, clock, runner: never });
+    const { runId } = await client.submit({ input: bytes('x'), maxAttemptsPerStep: 1 });
+    await store.claim('workflow-steps');
+    expect(await client.cancel(runId)).toBe(true);
+    clock.advance(35_000);
+    expect(await client.status(runId)).toBeUndefined();
+    const running = startWorker(new WorkflowRuntime({ store, clock, runner: never, hook: hook.hook }));
+    expect(await hook.next()).toEqual({ runId, status: 'cancelled', headers: {}, finalStep: 0 });
+    await running.stop();
+  });
+
+  it('a requeued dead step of a run that already ended settles with no effect: no second end, no second hook', async () => {
+    const { store, clock } = fastRetryStore();
+    const hook = new OutcomeChannel();
+    const stale: unknown[] = [];
+    let runs = 0;
+    const runtime = new WorkflowRuntime({
+      store,
+      clock,
+      runner: () => {
+        runs++;
+        if (runs === 1) throw StepError.permanent('bad input');
+        return StepOutcome.succeed(bytes('second try'));
+      },
+      hook: hook.hook,
+    });
+    runtime.on('staleStep', (e) => stale.push(e));
+    const running = startWorker(runtime);
+    const { runId } = await runtime.submit({ input: bytes('x') });
+    expect(await hook.next()).toMatchObject({ runId, status: 'failed', error: 'bad input' });
+    const [dead] = await store.deadJobs('workflow-steps');
+    await store.requeueDead(dead!.id);
+    await eventually(() => stale.length > 0);
+    await running.stop();
+    expect(runs).toBe(2);
+    expect(stale).toEqual([{ runId, stepNumber: 0, jobId: dead!.id }]);
+    expect(hook.received).toHaveLength(1);
+    expect(await runtime.status(runId)).toBeUndefined();
+    expect(await store.stats('workflow-steps')).toEqual({ ...EMPTY, done: 1 });
+  });
+
+  it('an old job of a reused run id cannot touch the new run', async () => {
+    const { store, clock } = fastRetryStore();
+    const hook = new OutcomeChannel();
+    const runtime = new WorkflowRuntime({
+      store,
+      clock,
+      runner: async (step) => {
+        const input = text(step.payload);
+        if (input === 'old' && step.attempts === 1 && step.stepNumber === 0) throw StepError.permanent('old run failed');
+        if (input === 'new' && step.stepNumber === 0) return StepOutcome.continueAfter(bytes('new'), 60_000);
+        return StepOutcome.succeed(bytes(`${input} result`));
+      },
+      hook: hook.hook,
+    });
+    const running = startWorker(runtime);
+    await runtime.submit({ runId: 'order-7', input: bytes('old') });
+    expect(await hook.next()).toMatchObject({ runId: 'order-7', status: 'failed' });
+    // The id is reused by a new run, which waits in a delayed step 1.
+    await runtime.submit({ runId: 'order-7', input: bytes('new') });
+    await eventually(async () => (await runtime.status('order-7'))?.currentStep === 1);
+    const [old] = await store.deadJobs('workflow-steps');
+    await store.requeueDead(old!.id);
+    await eventually(async () => (await store.stats('workflow-steps')).done >= 2);
+    expect(hook.received).toHaveLength(1);
+    expect(await runtime.status('order-7')).toEqual({ runId: 'order-7', state: 'pending', currentStep: 1 });
+    clock.advance(60_000);
+    expect(await hook.next()).toMatchObject({ runId: 'order-7', status: 'succeeded', result: bytes('new result'), finalStep: 1 });
+    await running.stop();
+    expect(hook.received).toHaveLength(2);
   });
 
   it('a stale worker whose lease expired cannot settle the step another worker now holds', async () => {

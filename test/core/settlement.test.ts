@@ -1,6 +1,6 @@
 /** Table-driven tests of the pure settlement decision: every row and precedence rule of SPEC section 5. */
 import { describe, expect, it } from 'vitest';
-import { StepError, StepOutcome, decideSettlement, decodeRecord, runKeys } from '../../core/index.js';
+import { StepError, StepOutcome, decideSettlement, decodeNotification, decodeRecord, runKeys } from '../../core/index.js';
 import type { RunCursor, RunnerResult, SettlementDecision, StepFacts } from '../../core/index.js';
 import { bytes } from '../support/harness.js';
 
@@ -18,12 +18,15 @@ function facts(overrides: Partial<StepFacts> = {}): StepFacts {
     priority: 1000,
     userHeaders: { tenant: 'acme' },
     keys,
-    now: 1_000_000,
     nextJobId: 'NEXT',
     maxPayloadBytes: 1024,
+    reapedOutcomeQueue: 'q.outcomes',
+    jobId: 'JOB',
     ...overrides,
   };
 }
+
+const cursorIs = (jobId: string, step: number): object => ({ key: keys.cursor, equals: new TextEncoder().encode(JSON.stringify({ jobId, step })) });
 
 const ok = (outcome: StepOutcome): RunnerResult => ({ ok: true, outcome });
 const thrown = (error: unknown): RunnerResult => ({ ok: false, error });
@@ -67,6 +70,8 @@ describe('decideSettlement', () => {
       expect(decision.settlement.ifCancelRequested).toEqual(externalCancel);
       // ...except a runner-issued cancel, whose reason is kept.
       expect(decision.cancelOutcome).toEqual(row.cancelOutcome ?? ended('cancelled'));
+      // Every settlement applies only while the run's cursor still names the settled job.
+      expect(decision.settlement.precondition).toEqual(cursorIs('JOB', 4));
     });
   }
 
@@ -86,9 +91,11 @@ describe('decideSettlement', () => {
           priority: 7,
           maxAttempts: 9,
           dedupKey: 'run:run-1:5',
+          reaperDeadLetter: expect.objectContaining({ precondition: cursorIs('NEXT', 5) }),
         },
       },
     ]);
+    expect(decision.settlement.precondition).toEqual(cursorIs('JOB', 4));
     expect(effects.kvWrites).toHaveLength(1);
     expect(effects.kvWrites![0]!.key).toBe(keys.cursor);
     expect(decodeRecord<RunCursor>(effects.kvWrites![0]!.value)).toEqual({ jobId: 'NEXT', step: 5 });
@@ -96,14 +103,31 @@ describe('decideSettlement', () => {
     expect(decision.cancelOutcome).toEqual(ended('cancelled'));
   });
 
-  it('continueAfter schedules the next step at now + delay', () => {
+  it('continueAfter schedules the next step after the delay, measured by the store', () => {
     const decision: SettlementDecision = decideSettlement(facts(), ok(StepOutcome.continueAfter(bytes('p'), 3_600_000)));
-    expect(decision.settlement.effects!.enqueue![0]!.options!.runAt).toBe(1_000_000 + 3_600_000);
+    expect(decision.settlement.effects!.enqueue![0]!.options).toMatchObject({ delayMs: 3_600_000 });
+    expect(decision.settlement.effects!.enqueue![0]!.options!.runAt).toBeUndefined();
   });
 
   it('continueAfter with zero delay is an immediate continue', () => {
     const decision = decideSettlement(facts(), ok(StepOutcome.continueAfter(bytes('p'), 0)));
     expect(decision.settlement.effects!.enqueue![0]!.options!.runAt).toBeUndefined();
+    expect(decision.settlement.effects!.enqueue![0]!.options!.delayMs).toBeUndefined();
+  });
+
+  it('the next step carries the end of its run for the reaper: failed "lease expired", or cancelled, with the outcome enqueued', () => {
+    const decision = decideSettlement(facts(), ok(StepOutcome.continue(bytes('p'))));
+    const carried = decision.settlement.effects!.enqueue![0]!.options!.reaperDeadLetter!;
+    expect(carried.precondition).toEqual(cursorIs('NEXT', 5));
+    for (const [effects, outcome] of [
+      [carried.effects!, { runId: 'run-1', status: 'failed', error: 'lease expired', headers: { tenant: 'acme' }, finalStep: 5 }],
+      [carried.ifCancelRequested!, { runId: 'run-1', status: 'cancelled', headers: { tenant: 'acme' }, finalStep: 5 }],
+    ] as const) {
+      expect(effects.kvDeletes).toEqual([keys.identity, keys.cursor]);
+      expect(effects.enqueue).toHaveLength(1);
+      expect(effects.enqueue![0]).toMatchObject({ queue: 'q.outcomes', options: { dedupKey: 'outcome:NEXT' } });
+      expect(decodeNotification(effects.enqueue![0]!.payload)).toEqual({ outcome, endedByReaper: true });
+    }
   });
 
   it('a continue payload over the limit fails the run permanently', () => {
