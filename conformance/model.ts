@@ -18,7 +18,7 @@ import type { Clock } from '../core/clock.js';
 import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError } from '../core/errors.js';
 import { copyHeaders } from '../core/headers.js';
 import { compareIds, newId } from '../core/ids.js';
-import { copyReaperBranch } from '../core/effects-copy.js';
+import { copyReaperBranch } from '../core/carried-effects.js';
 import { DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs } from '../core/queue-config.js';
 import type { QueueConfig, StoreOptions } from '../core/queue-config.js';
 import type {
@@ -42,6 +42,7 @@ import type {
   RenewResult,
   SettleResult,
   Settlement,
+  SettlementBranch,
   StoreNotification,
 } from '../core/queue-store.js';
 import {
@@ -341,7 +342,7 @@ export class QueueModel {
       const job = this.owned(state, claim);
       const stale = settlement.precondition !== undefined && !holds(state, settlement.precondition);
       const useCancel = !stale && job.cancelRequested && settlement.ifCancelRequested !== undefined;
-      const branch = stale ? { action: { type: 'ack' as const } } : useCancel && settlement.ifCancelRequested ? settlement.ifCancelRequested : settlement;
+      const branch: SettlementBranch = stale ? { action: { type: 'ack' } } : useCancel && settlement.ifCancelRequested ? settlement.ifCancelRequested : settlement;
       this.checkNewIds(state, branch.effects?.enqueue ?? []);
       const config = this.configs.get(job.queue);
       delete job.leaseExpiresAt;

@@ -12,7 +12,7 @@ import {
   enqueueDueAt,
   retryDelayMs,
 } from '../../core/queue-config.js';
-import { copyReaperBranch, reaperEffects } from '../../core/effects-copy.js';
+import { STALE_BRANCH, copyReaperBranch, reaperEffects } from '../../core/carried-effects.js';
 import type { StoreOptions } from '../../core/queue-config.js';
 import type {
   CancelResult,
@@ -34,7 +34,6 @@ import type {
   RenewResult,
   SettleResult,
   Settlement,
-  SettlementBranch,
   StoreNotification,
 } from '../../core/queue-store.js';
 import {
@@ -94,9 +93,6 @@ interface HeapEntry {
   version: number;
   job: StoredJob;
 }
-
-/** A stale settlement: acked, nothing else. */
-const STALE_BRANCH: SettlementBranch = Object.freeze({ action: Object.freeze({ type: 'ack' }) });
 
 const byKeyThenId = (a: HeapEntry, b: HeapEntry): boolean => a.key < b.key || (a.key === b.key && a.id < b.id);
 const byPriorityThenId = (a: StoredJob, b: StoredJob): boolean => a.priority < b.priority || (a.priority === b.priority && a.id < b.id);

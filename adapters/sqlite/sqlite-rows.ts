@@ -23,6 +23,8 @@ export interface JobRow {
   failed_at: number | null;
   cancel_requested: number;
   claim_token: string | null;
+  /** Only where a statement asks for it. */
+  reaper_dead_letter?: string | null;
 }
 
 /** Columns of a full record, in `SELECT` form. */

@@ -88,9 +88,12 @@ CREATE TABLE taquba_kv (
 
 /**
  * `MIGRATIONS[v]` brings a file from version `v + 1` to `v + 2`; each runs
- * inside the transaction that records the new version.
+ * inside the transaction that records the new version. A new file is made
+ * with the version 2 layout above and migrated forward like any other.
  * - 1 → 2: the status CHECK as `=` tests (see `JOBS_TABLE`). SQLite cannot
  *   alter a CHECK, so the jobs table is rebuilt with its rows and indexes.
+ * - 2 → 3: `reaper_dead_letter`, the effects a job carries for the
+ *   reaper's dead-letter of it (text from `encodeReaperBranch`, or NULL).
  */
 const MIGRATIONS: ReadonlyArray<(db: BetterSqlite3.Database) => void> = [
   (db) =>
@@ -100,7 +103,11 @@ const MIGRATIONS: ReadonlyArray<(db: BetterSqlite3.Database) => void> = [
       DROP TABLE taquba_jobs;
       ALTER TABLE taquba_jobs_v2 RENAME TO taquba_jobs;
       ${JOBS_INDEXES}`),
+  (db) => db.exec('ALTER TABLE taquba_jobs ADD COLUMN reaper_dead_letter TEXT'),
 ];
+
+/** The version `SCHEMA` creates; migrations then bring a new file to `SCHEMA_VERSION`. */
+const CREATED_VERSION = 2;
 
 /** Version of the layout above: the number of migrations plus one. */
 export const SCHEMA_VERSION = MIGRATIONS.length + 1;
@@ -135,12 +142,13 @@ export function ensureSchema(db: BetterSqlite3.Database, file: string, now: numb
   if (version() === SCHEMA_VERSION) return;
   const createOrMigrate = db.transaction(() => {
     const found = version(); // another process may have created or migrated it meanwhile
+    let from = found;
     if (found === 0) {
       db.exec(SCHEMA);
-      db.prepare('INSERT INTO taquba_schema (id, version, created_at) VALUES (1, ?, ?)').run(SCHEMA_VERSION, now);
-      return;
+      db.prepare('INSERT INTO taquba_schema (id, version, created_at) VALUES (1, ?, ?)').run(CREATED_VERSION, now);
+      from = CREATED_VERSION;
     }
-    for (let from = found; from < SCHEMA_VERSION; from++) (MIGRATIONS[from - 1] as (db: BetterSqlite3.Database) => void)(db);
+    for (; from < SCHEMA_VERSION; from++) (MIGRATIONS[from - 1] as (db: BetterSqlite3.Database) => void)(db);
     db.prepare('UPDATE taquba_schema SET version = ? WHERE id = 1').run(SCHEMA_VERSION);
   });
   // Legacy renames leave an application's views and triggers on our tables alone; the

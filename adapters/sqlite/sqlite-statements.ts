@@ -13,8 +13,8 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
   const p = (sql: string): Stmt => db.prepare(sql);
   const statements = {
     insertJob: p(
-      `INSERT INTO taquba_jobs (id, queue, status, payload, headers, attempts, max_attempts, priority, enqueued_at, run_at, dedup_key)
-       VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)`,
+      `INSERT INTO taquba_jobs (id, queue, status, payload, headers, attempts, max_attempts, priority, enqueued_at, run_at, dedup_key, reaper_dead_letter)
+       VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)`,
     ),
     findDedup: p('SELECT id FROM taquba_jobs WHERE queue = ? AND dedup_key = ?').pluck(),
     jobExists: p('SELECT 1 FROM taquba_jobs WHERE id = ?').pluck(),
@@ -46,7 +46,7 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
     reapDead: p(
       `UPDATE taquba_jobs SET status = 'dead', last_error = 'lease expired', failed_at = @now, lease_expires_at = NULL, claim_token = NULL
        WHERE status = 'claimed' AND lease_expires_at <= @now AND attempts >= max_attempts
-       RETURNING ${JOB_COLUMNS}`,
+       RETURNING ${JOB_COLUMNS}, reaper_dead_letter`,
     ),
     reapRequeue: p(
       `UPDATE taquba_jobs SET status = 'pending', lease_expires_at = NULL, claim_token = NULL

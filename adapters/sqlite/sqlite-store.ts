@@ -4,8 +4,9 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { HOUSEKEEPING, SystemClock } from '../../core/clock.js';
 import type { Clock } from '../../core/clock.js';
 import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError } from '../../core/errors.js';
-import { newId } from '../../core/ids.js';
-import { DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs, retryDelayMs } from '../../core/queue-config.js';
+import { compareIds, newId } from '../../core/ids.js';
+import { DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs, enqueueDueAt, retryDelayMs } from '../../core/queue-config.js';
+import { STALE_BRANCH, decodeReaperBranch, encodeReaperBranch, reaperEffects } from '../../core/carried-effects.js';
 import type { StoreOptions } from '../../core/queue-config.js';
 import type {
   CancelResult,
@@ -17,6 +18,7 @@ import type {
   EnqueueResult,
   JobRecord,
   JobStatus,
+  KvPrecondition,
   KvWrite,
   QueueStats,
   QueueStore,
@@ -28,6 +30,7 @@ import type {
 } from '../../core/queue-store.js';
 import { CompletionWaiters, LocalNotifications } from '../../core/local-notifications.js';
 import {
+  bytesEqual,
   checkEffects,
   checkEnqueueOptions,
   checkJobId,
@@ -276,8 +279,9 @@ export class SqliteStore implements QueueStore {
     }
     return this.write('settle', () => {
       const owner = this.owned(claim);
-      const useCancel = owner.cancel_requested !== 0 && settlement.ifCancelRequested !== undefined;
-      const branch = useCancel ? settlement.ifCancelRequested! : settlement;
+      const stale = settlement.precondition !== undefined && !this.holds(settlement.precondition);
+      const useCancel = !stale && owner.cancel_requested !== 0 && settlement.ifCancelRequested !== undefined;
+      const branch = stale ? STALE_BRANCH : useCancel ? settlement.ifCancelRequested! : settlement;
       this.checkNewIds(branch.effects?.enqueue, claim.jobId);
       const jobId = claim.jobId;
       const queue = owner.queue;
@@ -310,7 +314,7 @@ export class SqliteStore implements QueueStore {
         else this.scheduledAt(now + delay);
       }
       const enqueued = this.applyEffects(branch.effects, now);
-      return { branch: useCancel ? 'cancel' : 'primary', status, enqueued };
+      return { branch: stale ? 'stale' : useCancel ? 'cancel' : 'primary', status, enqueued };
     });
   }
 
@@ -320,15 +324,16 @@ export class SqliteStore implements QueueStore {
       typeof claim?.jobId === 'string' && typeof claim.token === 'string' ? (this.sql.deleteOwned.get(claim.jobId, claim.token) as [string, number] | undefined) : undefined;
     if (!deleted) throw new LeaseLostError(String(claim?.jobId));
     const [queue, cancelRequested] = deleted;
-    const useCancel = cancelRequested !== 0 && settlement.ifCancelRequested !== undefined;
-    const branch = useCancel ? settlement.ifCancelRequested! : settlement;
+    const stale = settlement.precondition !== undefined && !this.holds(settlement.precondition);
+    const useCancel = !stale && cancelRequested !== 0 && settlement.ifCancelRequested !== undefined;
+    const branch = stale ? STALE_BRANCH : useCancel ? settlement.ifCancelRequested! : settlement;
     // Checked after the delete here: a throw still rolls the whole operation back.
     this.checkNewIds(branch.effects?.enqueue, claim.jobId);
     this.count(queue, 'claimed', -1);
     this.count(queue, 'done', 1);
     this.completions.push([claim.jobId, { kind: 'completed' }]);
     const enqueued = this.applyEffects(branch.effects, this.clock.now());
-    return { branch: useCancel ? 'cancel' : 'primary', status: 'done', enqueued };
+    return { branch: stale ? 'stale' : useCancel ? 'cancel' : 'primary', status: 'done', enqueued };
   }
 
   async renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
@@ -376,9 +381,11 @@ export class SqliteStore implements QueueStore {
   /** The reaper pass (see `reap`), inside the caller's transaction. */
   private reapExpired(): ReapReport {
     const now = this.clock.now();
-    const report: ReapReport = { requeued: [], deadLettered: [], doneSwept: 0, deadSwept: 0 };
+    const report: ReapReport = { requeued: [], deadLettered: [], effectsApplied: [], doneSwept: 0, deadSwept: 0 };
     const deadByQueue = new Map<string, JobRecord[]>();
+    const carrying: JobRow[] = [];
     for (const row of this.sql.reapDead.all({ now }) as JobRow[]) {
+      if (row.reaper_dead_letter != null) carrying.push(row);
       const record = rowToRecord(row);
       this.count(row.queue, 'claimed', -1);
       this.count(row.queue, 'dead', 1);
@@ -387,6 +394,14 @@ export class SqliteStore implements QueueStore {
       if (!list) deadByQueue.set(row.queue, (list = []));
       list.push(record);
       this.completions.push([row.id, { kind: 'completed', job: record }]);
+    }
+    // Carried effects commit in job-id order.
+    carrying.sort((a, b) => compareIds(a.id, b.id));
+    for (const row of carrying) {
+      const effects = reaperEffects(decodeReaperBranch(row.reaper_dead_letter as string), row.cancel_requested !== 0, (p) => this.holds(p));
+      if (effects === undefined || !this.idsFree(effects.enqueue)) continue;
+      this.applyEffects(effects, now);
+      report.effectsApplied.push(row.id);
     }
     for (const row of this.sql.reapRequeue.all({ now }) as Array<{ id: string; queue: string }>) {
       report.requeued.push(row.id);
@@ -741,12 +756,29 @@ export class SqliteStore implements QueueStore {
     }
   }
 
+  /** Whether a kv precondition holds: the record exists and is byte-equal. */
+  private holds(precondition: KvPrecondition): boolean {
+    const current = this.sql.kvGet.get(precondition.key) as Buffer | undefined;
+    return current !== undefined && bytesEqual(current, precondition.equals);
+  }
+
+  /** Whether none of the supplied ids is in use or repeated (carried effects apply whole or not at all). */
+  private idsFree(requests: ReadonlyArray<{ options?: EnqueueOptions }> | undefined): boolean {
+    try {
+      this.checkNewIds(requests);
+      const only = requests?.length === 1 ? requests[0]?.options?.id : undefined;
+      return only === undefined || this.sql.jobExists.get(only) === undefined;
+    } catch {
+      return false;
+    }
+  }
+
   /** Inserts a job; a live job with the same dedup key wins (an id in use is an error first). */
   private insertJob(queue: string, payload: Uint8Array, options: EnqueueOptions | undefined, now: number): EnqueueResult {
     const dedupKey = options?.dedupKey;
     const config = this.configs.get(queue);
     const id = options?.id ?? newId(now);
-    const runAt = options?.runAt;
+    const runAt = enqueueDueAt(options, now);
     const scheduled = runAt !== undefined && runAt > now;
     try {
       this.sql.insertJob.run(
@@ -760,6 +792,7 @@ export class SqliteStore implements QueueStore {
         now,
         scheduled ? runAt : null,
         dedupKey ?? null,
+        options?.reaperDeadLetter === undefined ? null : encodeReaperBranch(options.reaperDeadLetter),
       );
     } catch (error) {
       // The constraints decide (two lookups fewer than checking first); a failed statement is undone alone.

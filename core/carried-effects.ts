@@ -1,11 +1,16 @@
 /**
- * Detached copies of the effects a job carries for its reaper dead-letter
- * (`EnqueueOptions.reaperDeadLetter`), and their text form for stores that
- * keep them in a column. A store keeps these past the call that handed them
- * over, so it must never hold the caller's objects or byte arrays.
+ * Helpers every store shares for the parts of a settlement or job that are
+ * decided by the store: the effects a job carries for its reaper
+ * dead-letter (`EnqueueOptions.reaperDeadLetter`) as detached copies and as
+ * text for stores that keep them in a column (a store keeps these past the
+ * call that handed them over, so it must never hold the caller's objects or
+ * byte arrays), and the branch of a stale settlement.
  */
 import { copyHeaders } from './headers.js';
-import type { Effects, EnqueueOptions, KvPrecondition, ReaperDeadLetterBranch } from './queue-store.js';
+import type { Effects, EnqueueOptions, KvPrecondition, ReaperDeadLetterBranch, SettlementBranch } from './queue-store.js';
+
+/** What a settlement whose precondition failed applies: an ack, no effects. */
+export const STALE_BRANCH: SettlementBranch = Object.freeze({ action: Object.freeze({ type: 'ack' as const }) });
 
 function copyOptions(options: EnqueueOptions | undefined): EnqueueOptions | undefined {
   if (options === undefined) return undefined;
