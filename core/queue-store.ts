@@ -289,7 +289,10 @@ export interface QueueStore {
 
   /**
    * Waits until the job is acked or dead, up to `timeoutMs` of clock time.
-   * `notFound` when the job does not exist at the call.
+   * `notFound` when the job does not exist at the call, and when `cancel`
+   * removes it (pending or scheduled) while waited on, through this store or
+   * any other instance or process sharing the storage: a removed job was
+   * never completed.
    */
   waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult>;
 

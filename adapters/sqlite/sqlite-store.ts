@@ -111,6 +111,11 @@ const DEFAULT_WAL_AUTOCHECKPOINT_PAGES = 10_000;
  * deleted write-ahead log before the store stops.
  */
 const FILE_CHECK_INTERVAL_MS = 100;
+/**
+ * How long the record of a job `cancel` removed is kept: a waiter in another
+ * connection must look for it after the removal and before this runs out.
+ */
+const REMOVED_RETENTION_MS = 24 * 60 * 60 * 1000;
 
 /**
  * The durable embedded store, on a WAL-journaled SQLite file that several
@@ -146,6 +151,8 @@ export class SqliteStore implements QueueStore {
   private wake: { at: number; cancel: () => void } | undefined;
   private changePoll: (() => void) | undefined;
   private lastDataVersion = 0;
+  /** `enqueuedAt` of each job waited for, as seen when the wait began: a record of its removal must match it. */
+  private readonly waitedJobs = new Map<string, number>();
   /** Remote cancels already reported, as `id token`, so each is emitted once. */
   private reportedCancels = new Set<string>();
 
@@ -381,9 +388,11 @@ export class SqliteStore implements QueueStore {
         return { outcome: 'requested', job: rowToRecord(updated), firstRequest };
       }
       this.checkNewIds(effects?.enqueue, jobId);
+      const now = this.clock.now();
       this.sql.deleteJob.run(jobId);
+      this.sql.recordRemoved.run(jobId, row.enqueued_at, now);
       this.count(row.queue, row.status, -1);
-      this.applyEffects(effects, this.clock.now());
+      this.applyEffects(effects, now);
       this.completions.push([jobId, { kind: 'notFound' }]);
       return { outcome: 'removed', job: rowToRecord(row) };
     });
@@ -424,6 +433,7 @@ export class SqliteStore implements QueueStore {
         report.deadSwept += swept;
       }
     }
+    this.sql.sweepRemoved.run(now - REMOVED_RETENTION_MS);
     for (const [queue, jobs] of deadByQueue) this.outbox.push({ queue, notification: { type: 'deadLettered', queue, jobs } });
     return report;
   }
@@ -486,8 +496,12 @@ export class SqliteStore implements QueueStore {
     if (!row) return { kind: 'notFound' };
     if (row.status === 'done' || row.status === 'dead') return { kind: 'completed', job: rowToRecord(row) };
     const waiting = this.waiters.wait(jobId, timeoutMs);
+    this.waitedJobs.set(jobId, row.enqueued_at);
     this.updateChangePoll(); // another process may complete it
-    return waiting.finally(() => this.updateChangePoll());
+    return waiting.finally(() => {
+      if (!this.waiters.has(jobId)) this.waitedJobs.delete(jobId);
+      this.updateChangePoll();
+    });
   }
 
   async kvGet(key: string): Promise<Uint8Array | undefined> {
@@ -984,7 +998,7 @@ export class SqliteStore implements QueueStore {
       this.reportedCancels = seen;
       for (const jobId of [...this.waiters.jobIds()]) {
         const row = this.sql.getJob.get(jobId) as JobRow | undefined;
-        if (!row) this.resolveCompletion(jobId, { kind: 'completed' });
+        if (!row) this.resolveCompletion(jobId, this.wasRemoved(jobId) ? { kind: 'notFound' } : { kind: 'completed' });
         else if (row.status === 'done' || row.status === 'dead') this.resolveCompletion(jobId, { kind: 'completed', job: rowToRecord(row) });
       }
       this.rearmWake();
@@ -994,6 +1008,12 @@ export class SqliteStore implements QueueStore {
       this.mapError(error, 'change poll');
       this.lastDataVersion = -1;
     }
+  }
+
+  /** The job waited for is gone because `cancel` removed it (in any connection), not because it was acked. */
+  private wasRemoved(jobId: string): boolean {
+    const enqueuedAt = this.sql.removedEnqueuedAt.get(jobId) as number | undefined;
+    return enqueuedAt !== undefined && enqueuedAt === this.waitedJobs.get(jobId);
   }
 
   private notify(queue: string, notification: StoreNotification): void {
