@@ -17,7 +17,7 @@ import { SystemClock } from '../core/clock.js';
 import type { Clock } from '../core/clock.js';
 import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError } from '../core/errors.js';
 import { copyHeaders } from '../core/headers.js';
-import { newId } from '../core/ids.js';
+import { compareIds, newId } from '../core/ids.js';
 import { DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs } from '../core/queue-config.js';
 import type { QueueConfig, StoreOptions } from '../core/queue-config.js';
 import type {
@@ -141,10 +141,10 @@ export function modelRetryDelay(config: QueueConfig, attempts: number): number {
   return Math.min(delay, config.retryBackoffMaxMs);
 }
 
-/** Claim order of SPEC section 2: lowest priority number, then lowest id. */
+/** Claim order: lowest priority number, then lowest id in id order (UTF-8 bytes, `compareIds`). */
 function claimOrder(a: ModelJob, b: ModelJob): number {
   if (a.priority !== b.priority) return a.priority - b.priority;
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+  return compareIds(a.id, b.id);
 }
 
 /**
@@ -457,8 +457,8 @@ export class QueueModel {
     checkPositiveInt('limit', limit);
     const after = options?.after;
     return this.state.jobs
-      .filter((job) => job.queue === queue && job.status === 'dead' && (after === undefined || job.id > after))
-      .sort((a, b) => (a.id < b.id ? -1 : 1))
+      .filter((job) => job.queue === queue && job.status === 'dead' && (after === undefined || compareIds(job.id, after) > 0))
+      .sort((a, b) => compareIds(a.id, b.id))
       .slice(0, limit)
       .map(modelRecord);
   }

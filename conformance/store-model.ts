@@ -14,6 +14,7 @@
 import fc from 'fast-check';
 import { ManualClock } from '../core/clock.js';
 import { createHeaders } from '../core/headers.js';
+import { compareIds } from '../core/ids.js';
 import type { QueueConfig } from '../core/queue-config.js';
 import type {
   Claim,
@@ -128,8 +129,8 @@ export class StoreWorld {
   claim = (claim: Claim): unknown => ({ jobId: this.toModel(claim.jobId), job: this.record(claim.job) });
 
   reapReport = (report: ReapReport): unknown => ({
-    requeued: report.requeued.map((id) => this.toModel(id)).sort(),
-    deadLettered: report.deadLettered.map(this.record).sort((a, b) => (a.id < b.id ? -1 : 1)),
+    requeued: report.requeued.map((id) => this.toModel(id)).sort(compareIds),
+    deadLettered: report.deadLettered.map(this.record).sort((a, b) => compareIds(a.id, b.id)),
     doneSwept: report.doneSwept,
     deadSwept: report.deadSwept,
   });

@@ -4,7 +4,7 @@ import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostErr
 import { copyHeaders } from '../../core/headers.js';
 import { jobRecord } from '../../core/job-record.js';
 import { CompletionWaiters, LocalNotifications } from '../../core/local-notifications.js';
-import { newId } from '../../core/ids.js';
+import { compareIds, newId } from '../../core/ids.js';
 import {
   DEFAULT_PROMOTE_INTERVAL_MS,
   DEFAULT_REAPER_INTERVAL_MS,
@@ -88,8 +88,8 @@ interface HeapEntry {
   job: StoredJob;
 }
 
-const byKeyThenId = (a: HeapEntry, b: HeapEntry): boolean => a.key < b.key || (a.key === b.key && a.id < b.id);
-const byPriorityThenId = (a: StoredJob, b: StoredJob): boolean => a.priority < b.priority || (a.priority === b.priority && a.id < b.id);
+const byKeyThenId = (a: HeapEntry, b: HeapEntry): boolean => a.key < b.key || (a.key === b.key && compareIds(a.id, b.id) < 0);
+const byPriorityThenId = (a: StoredJob, b: StoredJob): boolean => a.priority < b.priority || (a.priority === b.priority && compareIds(a.id, b.id) < 0);
 
 class QueueState {
   /**

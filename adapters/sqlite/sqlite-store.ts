@@ -7,7 +7,7 @@ import { HOUSEKEEPING, SystemClock } from '../../core/clock.js';
 import type { Clock } from '../../core/clock.js';
 import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError, StoreCorruptedError } from '../../core/errors.js';
 import type { WorkflowError } from '../../core/errors.js';
-import { newId } from '../../core/ids.js';
+import { compareIds, newId } from '../../core/ids.js';
 import { DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs, retryDelayMs } from '../../core/queue-config.js';
 import type { StoreOptions } from '../../core/queue-config.js';
 import type {
@@ -291,7 +291,7 @@ export class SqliteStore implements QueueStore {
       }
       // RETURNING has no order: claims are handed out in claim order.
       const claims = rows.map((values): Claim => ({ jobId: values[0] as string, token: values[9] as string, job: claimedRecord(values, queue, now, leaseExpiresAt) }));
-      return claims.sort((a, b) => a.job.priority - b.job.priority || (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0));
+      return claims.sort((a, b) => a.job.priority - b.job.priority || compareIds(a.jobId, b.jobId));
     });
   }
 
