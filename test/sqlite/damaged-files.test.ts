@@ -63,6 +63,25 @@ describe('a database file with corrupted pages', () => {
     expect(await failure(() => store.enqueue('q', bytes('x')))).toMatchObject({ code: 'STORE_CORRUPTED' });
   });
 
+  it('a damaged schema page: the open fails with STORE_CORRUPTED (not STORE_OPEN_FAILED) naming the file', async () => {
+    const path = tempDbPath('corrupt-schema');
+    const store = new SqliteStore({ path, backgroundMaintenance: false });
+    await store.enqueue('q', bytes('a'));
+    await store.close();
+    const fd = openSync(path, 'r+');
+    const junk = Buffer.alloc(PAGE - 200, 0xa5); // page 1 after its header: the schema table
+    writeSync(fd, junk, 0, junk.length, 200);
+    closeSync(fd);
+    let error: Failure | undefined;
+    try {
+      new SqliteStore({ path, backgroundMaintenance: false });
+    } catch (e) {
+      error = e as Failure;
+    }
+    expect(error).toMatchObject({ code: 'STORE_CORRUPTED', isPermanent: true });
+    expect(error?.message).toContain(path);
+  });
+
   it('operations sharing a group commit with one that meets the damage all fail with STORE_CORRUPTED', async () => {
     const path = await corruptedFile();
     const store = openStore({ path, backgroundMaintenance: false });
