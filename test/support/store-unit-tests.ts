@@ -22,8 +22,10 @@ async function snapshot(store: QueueStore, queue = 'q'): Promise<unknown> {
 
 /** Bytes whose buffer was transferred away (as `postMessage` to a worker does): the view reads as empty. */
 function detachedBytes(): Uint8Array {
-  const view = bytes('gone');
-  structuredClone(view.buffer, { transfer: [view.buffer] });
+  const buffer = new ArrayBuffer(4);
+  const view = new Uint8Array(buffer);
+  view.set(bytes('gone'));
+  structuredClone(buffer, { transfer: [buffer] });
   return view;
 }
 
