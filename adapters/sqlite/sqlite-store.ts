@@ -939,6 +939,7 @@ export class SqliteStore implements QueueStore {
       this.timers.delete(cancel);
       if (this.closed || this.failure) return;
       task();
+      if (this.failure) return; // the task found the file damaged: no more ticks
       cancel = this.clock.setTimer(tick, intervalMs, HOUSEKEEPING);
       this.timers.add(cancel);
     };

@@ -135,6 +135,17 @@ describe('the database file or its -wal deleted or replaced while open', () => {
     expect(await failure(() => store.claim('q'))).toMatchObject({ code: 'STORE_CORRUPTED' });
   });
 
+  it('with no one subscribed, the reaper timer finds it and every timer ends', async () => {
+    const path = tempDbPath('wal-deleted-reaper');
+    const clock = new ManualClock(T0);
+    const store = openStore({ path, clock, reaperIntervalMs: 1_000, promoteIntervalMs: 5_000 });
+    await store.enqueue('q', bytes('a'));
+    unlinkSync(`${path}-wal`);
+    clock.advance(1_000);
+    expect(clock.pendingTimers()).toBe(0);
+    expect(await failure(() => store.stats('q'))).toMatchObject({ code: 'STORE_CORRUPTED' });
+  });
+
   it('replacing the database file with another: STORE_CORRUPTED naming it', async () => {
     const path = tempDbPath('db-replaced');
     const clock = new ManualClock(T0);
