@@ -214,9 +214,8 @@ export class SqliteStore implements QueueStore {
     this.db = db;
     this.inTransaction = db.transaction((fn: () => unknown) => fn());
     this.lastDataVersion = this.sql.dataVersion.get() as number;
-    if (options.path !== ':memory:') {
-      // SQLite names the log after the real path (symlinks resolved), and a later chdir must not matter.
-      const real = realpathSync(resolve(options.path));
+    const real = options.path === ':memory:' ? undefined : realPath(options.path);
+    if (real !== undefined) {
       this.fileIds = new Map([real, `${real}-wal`].map((file) => [file, fileIdentity(file) ?? undefined]));
       this.filesCheckedAt = this.clock.now();
     }
@@ -1023,6 +1022,19 @@ export class SqliteStore implements QueueStore {
 
   private resolveCompletion(jobId: string, result: CompletionResult): void {
     this.waiters.resolve(jobId, result);
+  }
+}
+
+/**
+ * The path SQLite names the log after (symlinks resolved), absolute so a
+ * later `chdir` does not matter; `undefined` if it cannot be resolved (no
+ * file checks then).
+ */
+function realPath(path: string): string | undefined {
+  try {
+    return realpathSync(resolve(path));
+  } catch {
+    return undefined;
   }
 }
 
