@@ -152,10 +152,10 @@ function holds(state: ModelState, precondition: KvPrecondition): boolean {
   return current !== undefined && bytesEqual(current, precondition.equals);
 }
 
-/** Claim order of SPEC section 2: lowest priority number, then lowest id. */
+/** Claim order: lowest priority number, then lowest id in id order (UTF-8 bytes, `compareIds`). */
 function claimOrder(a: ModelJob, b: ModelJob): number {
   if (a.priority !== b.priority) return a.priority - b.priority;
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+  return compareIds(a.id, b.id);
 }
 
 /**
@@ -492,8 +492,8 @@ export class QueueModel {
     checkPositiveInt('limit', limit);
     const after = options?.after;
     return this.state.jobs
-      .filter((job) => job.queue === queue && job.status === 'dead' && (after === undefined || job.id > after))
-      .sort((a, b) => (a.id < b.id ? -1 : 1))
+      .filter((job) => job.queue === queue && job.status === 'dead' && (after === undefined || compareIds(job.id, after) > 0))
+      .sort((a, b) => compareIds(a.id, b.id))
       .slice(0, limit)
       .map(modelRecord);
   }

@@ -9,6 +9,7 @@
  */
 import fc from 'fast-check';
 import { ManualClock } from '../core/clock.js';
+import { compareIds } from '../core/ids.js';
 import type { ClaimRef, JobRecord, QueueStore, Settlement } from '../core/queue-store.js';
 import type { ConformanceCheck, ConformanceGroup } from './checks.js';
 import { ConformanceError, canonical, outcome, show } from './compare.js';
@@ -97,7 +98,7 @@ async function issue(op: ConcurrentOp, index: number, side: Side, claims: Array<
     }
     case 'reap': {
       const r = await side.call('reap', (s) => s.reap(), (m, now) => m.reap(now));
-      return r.ok ? { ok: true, value: { ...r.value, requeued: [...r.value.requeued].sort(), deadLettered: [...r.value.deadLettered].sort((a, b) => (a.id < b.id ? -1 : 1)) } } : { ok: false, code: r.code };
+      return r.ok ? { ok: true, value: { ...r.value, requeued: [...r.value.requeued].sort(compareIds), deadLettered: [...r.value.deadLettered].sort((a, b) => compareIds(a.id, b.id)) } } : { ok: false, code: r.code };
     }
     case 'renewLease': {
       const c = claimOf(op.job);

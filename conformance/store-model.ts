@@ -14,6 +14,7 @@
 import fc from 'fast-check';
 import { ManualClock } from '../core/clock.js';
 import { createHeaders } from '../core/headers.js';
+import { compareIds } from '../core/ids.js';
 import type { QueueConfig } from '../core/queue-config.js';
 import type {
   Claim,
@@ -129,9 +130,9 @@ export class StoreWorld {
   claim = (claim: Claim): unknown => ({ jobId: this.toModel(claim.jobId), job: this.record(claim.job) });
 
   reapReport = (report: ReapReport): unknown => ({
-    requeued: report.requeued.map((id) => this.toModel(id)).sort(),
-    deadLettered: report.deadLettered.map(this.record).sort((a, b) => (a.id < b.id ? -1 : 1)),
-    effectsApplied: report.effectsApplied.map((id) => this.toModel(id)).sort(),
+    requeued: report.requeued.map((id) => this.toModel(id)).sort(compareIds),
+    deadLettered: report.deadLettered.map(this.record).sort((a, b) => compareIds(a.id, b.id)),
+    effectsApplied: report.effectsApplied.map((id) => this.toModel(id)).sort(compareIds),
     doneSwept: report.doneSwept,
     deadSwept: report.deadSwept,
   });

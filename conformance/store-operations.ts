@@ -312,6 +312,38 @@ const exampleChecks: ConformanceCheck[] = [
       ),
   },
   {
+    name: 'id order is the order of the ids\' UTF-8 bytes (code points), not of UTF-16 units: claims and deadJobs pages',
+    run: (options) =>
+      withStore(
+        options,
+        async (store) => {
+          // In UTF-8 byte order; UTF-16 code units would put the two astral ids before U+E000 and U+FFFF.
+          const ordered = ['a', 'a~', 'a\u00e9', 'a\uE000', 'a\uFFFF', 'a\u{10000}', 'a\u{1F600}'];
+          const scrambled = [3, 6, 0, 4, 2, 5, 1].map((i) => ordered[i] as string);
+          for (const id of scrambled) await store.enqueue('q', bytes(id), { id, maxAttempts: 1 });
+          assertEqual('claim order, one call', (await store.claim('q', { limit: 10 })).map((c) => c.jobId), ordered);
+          for (const id of scrambled) await store.enqueue('r', bytes(id), { id: `r${id}`, maxAttempts: 1 });
+          const oneByOne: string[] = [];
+          for (let claims = await store.claim('r'); claims.length > 0; claims = await store.claim('r')) {
+            oneByOne.push(...claims.map((c) => c.jobId));
+            for (const claim of claims) await store.settle(claim, { action: { type: 'ack' } });
+          }
+          assertEqual('claim order, one at a time', oneByOne, ordered.map((id) => `r${id}`));
+          for (const id of scrambled) await store.enqueue('d', bytes(id), { id: `d${id}`, maxAttempts: 1 });
+          for (const claim of await store.claim('d', { limit: 10 })) await store.settle(claim, { action: { type: 'deadLetter', reason: 'x' } });
+          const paged: string[] = [];
+          let after: string | undefined;
+          for (let page = await store.deadJobs('d', { limit: 2 }); page.length > 0; page = await store.deadJobs('d', { after, limit: 2 })) {
+            paged.push(...page.map((job) => job.id));
+            after = page[page.length - 1]?.id;
+          }
+          assertEqual('deadJobs pages', paged, ordered.map((id) => `d${id}`));
+          assertEqual('deadJobs after an id between the two orders', (await store.deadJobs('d', { after: 'da\uFFFF' })).map((job) => job.id), ['da\u{10000}', 'da\u{1F600}']);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
     name: 'generated ids sort in generation order (FIFO within a millisecond)',
     run: (options) =>
       withStore(

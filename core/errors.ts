@@ -165,6 +165,17 @@ export class StoreOpenError extends WorkflowError {
   readonly isPermanent = true;
 }
 
+/**
+ * The store's files are damaged, or were deleted or replaced while the store
+ * had them open (so commits may be lost). Retrying cannot help: the store
+ * refuses every later operation, and the file needs an operator (restore a
+ * backup, or check and repair it). The message names the file.
+ */
+export class StoreCorruptedError extends WorkflowError {
+  readonly code = 'STORE_CORRUPTED';
+  readonly isPermanent = true;
+}
+
 /** True when `error` is a transient failure worth retrying. Unknown errors are transient. */
 export function isTransientError(error: unknown): boolean {
   return !(error instanceof WorkflowError) || !error.isPermanent;

@@ -23,16 +23,14 @@ export function newId(nowMs: number = Date.now()): string {
   return nextUlid(nowMs);
 }
 
-/** UTF-16 unit → its rank in code point order (surrogates encode code points above U+FFFF). */
-function codePointRank(unit: number): number {
-  return unit < 0xd800 ? unit : unit < 0xe000 ? unit + 0x2000 : unit - 0x800;
-}
-
 /**
- * Id order: the order of the ids' UTF-8 bytes, which is Unicode code point
- * order (what PostgreSQL's `COLLATE "C"` and SQLite's BINARY collation give).
- * JavaScript's `<` compares UTF-16 units, which differs for characters above
- * U+FFFF against U+E000..U+FFFF.
+ * The id order of every store: the order of the ids' UTF-8 bytes, which is
+ * Unicode code point order. It decides claim tie-breaks among equal
+ * priorities, `deadJobs` paging and the order in which a batch locks jobs.
+ * SQL stores get it from byte-wise collations (SQLite's BINARY, PostgreSQL's
+ * "C"); JavaScript's `<` compares UTF-16 code units instead, which puts
+ * U+E000..U+FFFF after the characters above U+FFFF (surrogate pairs), so
+ * code in JavaScript compares ids with this.
  */
 export function compareIds(a: string, b: string): number {
   if (a === b) return 0;
@@ -43,4 +41,15 @@ export function compareIds(a: string, b: string): number {
     if (x !== y) return codePointRank(x) - codePointRank(y);
   }
   return a.length - b.length;
+}
+
+/**
+ * A UTF-16 code unit moved so that units compare in code point order:
+ * surrogates (U+D800..U+DFFF, the halves of code points above U+FFFF) go
+ * after U+E000..U+FFFF. At the first unit two strings differ in, this
+ * decides their code point order.
+ */
+function codePointRank(unit: number): number {
+  if (unit < 0xd800) return unit;
+  return unit < 0xe000 ? unit + 0x2000 : unit - 0x800;
 }

@@ -15,4 +15,4 @@ export { KV_VALUE_MAX_BYTES } from './queue-store.js';
 export type * from './queue-store.js';
 export * as storeValidation from './store-validation.js';
 export { copyHeaders, createHeaders, headerBytes, parseHeadersJson } from './headers.js';
-export { newId } from './ids.js';
+export { newId, compareIds } from './ids.js';

@@ -83,6 +83,11 @@ export class CompletionWaiters {
     return this.waiters.size;
   }
 
+  /** Someone is waiting for `jobId`. */
+  has(jobId: string): boolean {
+    return this.waiters.has(jobId);
+  }
+
   resolve(jobId: string, result: CompletionResult): void {
     const waiters = this.waiters.get(jobId);
     if (!waiters) return;

@@ -10,6 +10,11 @@
  * - Times are integer epoch milliseconds read from the store's injected
  *   `Clock` (or, for shared databases, a clock all hosts agree on).
  * - Records handed out are copies: mutating them never changes the store.
+ * - "Id order" (claim tie-breaks among equal priorities, `deadJobs` pages,
+ *   the order a batch locks jobs in) is the order of the ids' UTF-8 bytes,
+ *   which is Unicode code point order: `compareIds` (core/ids.ts) in
+ *   JavaScript, a byte-wise collation in SQL (SQLite's BINARY, PostgreSQL's
+ *   "C"). Not JavaScript's `<`, which compares UTF-16 code units.
  * - Errors are the typed classes of `core/errors.ts`; driver failures that
  *   may succeed on retry are wrapped in `StoreUnavailableError` (transient)
  *   with the driver error as `cause`.
@@ -270,7 +275,8 @@ export interface QueueStore {
   enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]>;
 
   /**
-   * Claims up to `limit` (default 1) pending jobs in `(priority, id)` order.
+   * Claims up to `limit` (default 1) pending jobs in `(priority, id)` order
+   * (lowest priority number first, then id order: UTF-8 bytes of the id).
    * For each: status `claimed`, `claimedAt = now`, `leaseExpiresAt = now +
    * lease` (`leaseMs` or the queue's `leaseDurationMs`), `attempts + 1`, dedup
    * key released, a fresh claim token. A job whose cancel flag is set stays
@@ -333,7 +339,7 @@ export interface QueueStore {
   /** The job, or `undefined`. */
   getJob(jobId: string): Promise<JobRecord | undefined>;
 
-  /** Dead jobs of `queue` in id order, strictly after the cursor `after`. */
+  /** Dead jobs of `queue` in id order (UTF-8 bytes of the id), strictly after the cursor `after`. */
   deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]>;
 
   /** Counters of `queue` (all zero for an unknown queue). */
@@ -344,7 +350,10 @@ export interface QueueStore {
 
   /**
    * Waits until the job is acked or dead, up to `timeoutMs` of clock time.
-   * `notFound` when the job does not exist at the call.
+   * `notFound` when the job does not exist at the call, and when `cancel`
+   * removes it (pending or scheduled) while waited on, through this store or
+   * any other instance or process sharing the storage: a removed job was
+   * never completed.
    */
   waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult>;
 

@@ -14,6 +14,23 @@ export function checkQueueName(queue: unknown): asserts queue is string {
 
 export function checkPayload(payload: unknown, name = 'payload'): asserts payload is Uint8Array {
   if (!(payload instanceof Uint8Array)) throw new InvalidArgumentError(name, `expected a Uint8Array, got ${describe(payload)}`);
+  // A view of a buffer that was transferred away reads as empty: storing it would silently store nothing.
+  if (payload.byteLength === 0 && isDetached(payload.buffer)) {
+    throw new InvalidArgumentError(name, 'its ArrayBuffer is detached (transferred away, e.g. to a worker); pass bytes that are still readable');
+  }
+}
+
+/** A detached buffer: `detached` where the runtime has it (Node 22), else the refusal to view it (Node 20). */
+function isDetached(buffer: ArrayBufferLike): boolean {
+  const detached = (buffer as { detached?: unknown }).detached;
+  if (typeof detached === 'boolean') return detached;
+  if (buffer.byteLength !== 0) return false;
+  try {
+    new Uint8Array(buffer);
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 export function checkNonNegativeInt(name: string, value: unknown): asserts value is number {

@@ -1,3 +1,5 @@
+import { compareIds } from '../../core/ids.js';
+
 /** A minimal binary min-heap. Used with lazy deletion: stale entries are skipped by the caller. */
 export class BinaryHeap<T> {
   private readonly items: T[] = [];
@@ -53,7 +55,7 @@ export class BinaryHeap<T> {
   }
 }
 
-/** Sorted set of strings (binary search), for id-ordered pages. */
+/** Sorted set of job ids in id order (`compareIds`; binary search), for id-ordered pages. */
 export class SortedStringSet {
   private readonly items: string[] = [];
 
@@ -83,7 +85,7 @@ export class SortedStringSet {
     let hi = this.items.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if ((this.items[mid] as string) < value) lo = mid + 1;
+      if (compareIds(this.items[mid] as string, value) < 0) lo = mid + 1;
       else hi = mid;
     }
     return lo;

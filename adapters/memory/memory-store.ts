@@ -94,8 +94,8 @@ interface HeapEntry {
   job: StoredJob;
 }
 
-const byKeyThenId = (a: HeapEntry, b: HeapEntry): boolean => a.key < b.key || (a.key === b.key && a.id < b.id);
-const byPriorityThenId = (a: StoredJob, b: StoredJob): boolean => a.priority < b.priority || (a.priority === b.priority && a.id < b.id);
+const byKeyThenId = (a: HeapEntry, b: HeapEntry): boolean => a.key < b.key || (a.key === b.key && compareIds(a.id, b.id) < 0);
+const byPriorityThenId = (a: StoredJob, b: StoredJob): boolean => a.priority < b.priority || (a.priority === b.priority && compareIds(a.id, b.id) < 0);
 
 class QueueState {
   /**

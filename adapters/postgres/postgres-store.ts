@@ -4,7 +4,7 @@ import type { Clock } from '../../core/clock.js';
 import { InvalidArgumentError, LeaseLostError, StoreClosedError } from '../../core/errors.js';
 import { copyHeaders } from '../../core/headers.js';
 import { LocalNotifications } from '../../core/local-notifications.js';
-import { newId } from '../../core/ids.js';
+import { compareIds, newId } from '../../core/ids.js';
 import { DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs, resolveQueueConfig } from '../../core/queue-config.js';
 import type { QueueConfig, StoreOptions } from '../../core/queue-config.js';
 import type {
@@ -129,7 +129,7 @@ const deferToEndOfTurn: (callback: () => void) => void = (() => {
   return typeof real === 'function' ? (callback: () => void) => void real(callback) : (callback: () => void) => setTimeout(callback, 0);
 })();
 
-const byJobId = (a: SettleWaiter, b: SettleWaiter): number => (a.item.jobId < b.item.jobId ? -1 : a.item.jobId > b.item.jobId ? 1 : 0);
+const byJobId = (a: SettleWaiter, b: SettleWaiter): number => compareIds(a.item.jobId, b.item.jobId);
 
 /**
  * `QueueStore` on PostgreSQL: many worker processes on many hosts share one
@@ -717,7 +717,7 @@ export class PostgresStore implements QueueStore {
       if (rows.length === waiter.item.limit) this.backlog.add(waiter.item.queue);
       else this.backlog.delete(waiter.item.queue);
       const result = rows.map((row) => ({ jobId: row.id, token: row.token as string, job: toRecord(row) }));
-      result.sort((a, b) => a.job.priority - b.job.priority || (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0));
+      result.sort((a, b) => a.job.priority - b.job.priority || compareIds(a.jobId, b.jobId));
       waiter.resolve(result);
     });
   }

@@ -58,7 +58,22 @@ CREATE INDEX taquba_jobs_done_age ON taquba_jobs (queue, completed_at) WHERE sta
 CREATE UNIQUE INDEX taquba_jobs_dedup ON taquba_jobs (queue, dedup_key) WHERE dedup_key IS NOT NULL;`;
 
 /**
- * The current layout. The counters of `taquba_queues` are updated by the
+ * Jobs that `cancel` removed while pending or scheduled, kept a while so a
+ * `waitForCompletion` in another connection that finds the job gone can tell
+ * a removal (`notFound`) from an ack (`completed`). `enqueued_at` tells the
+ * removed job from a later one that reused its id. Swept by the reaper.
+ */
+const REMOVED_TABLE = `
+CREATE TABLE taquba_removed (
+  id TEXT NOT NULL PRIMARY KEY,
+  enqueued_at INTEGER NOT NULL,
+  removed_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX taquba_removed_age ON taquba_removed (removed_at);`;
+
+/**
+ * The layout of version 2, which a new file is created with before the
+ * migrations after it run. The counters of `taquba_queues` are updated by the
  * store in the same transaction as every job change (one row update per
  * queue touched, applied at the end of the transaction); `done` counts acks.
  */
@@ -92,7 +107,8 @@ CREATE TABLE taquba_kv (
  * with the version 2 layout above and migrated forward like any other.
  * - 1 → 2: the status CHECK as `=` tests (see `JOBS_TABLE`). SQLite cannot
  *   alter a CHECK, so the jobs table is rebuilt with its rows and indexes.
- * - 2 → 3: `reaper_dead_letter`, the effects a job carries for the
+ * - 2 → 3: the record of removed jobs (see `REMOVED_TABLE`).
+ * - 3 → 4: `reaper_dead_letter`, the effects a job carries for the
  *   reaper's dead-letter of it (text from `encodeReaperBranch`, or NULL).
  */
 const MIGRATIONS: ReadonlyArray<(db: BetterSqlite3.Database) => void> = [
@@ -103,6 +119,7 @@ const MIGRATIONS: ReadonlyArray<(db: BetterSqlite3.Database) => void> = [
       DROP TABLE taquba_jobs;
       ALTER TABLE taquba_jobs_v2 RENAME TO taquba_jobs;
       ${JOBS_INDEXES}`),
+  (db) => db.exec(REMOVED_TABLE),
   (db) => db.exec('ALTER TABLE taquba_jobs ADD COLUMN reaper_dead_letter TEXT'),
 ];
 
@@ -134,7 +151,7 @@ export function ensureSchema(db: BetterSqlite3.Database, file: string, now: numb
           'open it with the version that created it, or use a new file',
       );
     }
-    if (hasTable('taquba_jobs') || hasTable('taquba_kv') || hasTable('taquba_queues')) {
+    if (hasTable('taquba_jobs') || hasTable('taquba_kv') || hasTable('taquba_queues') || hasTable('taquba_removed')) {
       throw new IncompatibleSchemaError(`${file}: has taquba_ tables without a schema version; it was not made by taquba-workflow's SQLite store`);
     }
     return 0;

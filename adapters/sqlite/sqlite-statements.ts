@@ -68,6 +68,12 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
     kvDelete: p('DELETE FROM taquba_kv WHERE key = ?'),
     kvDeleteIf: p('DELETE FROM taquba_kv WHERE key = ? AND value = ?'),
     dataVersion: p('PRAGMA data_version').pluck(),
+    recordRemoved: p(
+      `INSERT INTO taquba_removed (id, enqueued_at, removed_at) VALUES (?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET enqueued_at = excluded.enqueued_at, removed_at = excluded.removed_at`,
+    ),
+    removedEnqueuedAt: p('SELECT enqueued_at FROM taquba_removed WHERE id = ?').pluck(),
+    sweepRemoved: p('DELETE FROM taquba_removed WHERE removed_at <= ?'),
   };
   return statements;
 }
@@ -75,6 +81,7 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
 type StatementName =
   | 'insertJob' | 'findDedup' | 'jobExists' | 'hasPending' | 'getJob' | 'claim' | 'owner' | 'deleteJob' | 'deleteOwned' | 'ackKeep' | 'ensureQueue' | 'addCounts' | 'toDead' | 'toRetry'
   | 'renew' | 'flagCancel' | 'reapDead' | 'reapRequeue' | 'sweepDone' | 'sweepDead' | 'promote' | 'nextDue' | 'requeueDead' | 'deadPage'
-  | 'stats' | 'queueNames' | 'cancelledClaims' | 'kvGet' | 'kvExists' | 'kvUpsert' | 'kvDelete' | 'kvDeleteIf' | 'dataVersion';
+  | 'stats' | 'queueNames' | 'cancelledClaims' | 'kvGet' | 'kvExists' | 'kvUpsert' | 'kvDelete' | 'kvDeleteIf' | 'dataVersion'
+  | 'recordRemoved' | 'removedEnqueuedAt' | 'sweepRemoved';
 
 export type Statements = Record<StatementName, Stmt>;

@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { realpathSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
 import { HOUSEKEEPING, SystemClock } from '../../core/clock.js';
 import type { Clock } from '../../core/clock.js';
-import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError } from '../../core/errors.js';
+import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError, StoreCorruptedError } from '../../core/errors.js';
+import type { WorkflowError } from '../../core/errors.js';
 import { compareIds, newId } from '../../core/ids.js';
 import { DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs, enqueueDueAt, retryDelayMs } from '../../core/queue-config.js';
 import { STALE_BRANCH, decodeReaperBranch, encodeReaperBranch, reaperEffects } from '../../core/carried-effects.js';
@@ -43,7 +46,7 @@ import {
   checkTimeoutMs,
   describe,
 } from '../../core/store-validation.js';
-import { isTransientSqliteError, mapOpenError, mapOperationError, sqliteCode } from './sqlite-errors.js';
+import { endsBatch, mapOpenError, mapOperationError, sqliteCode } from './sqlite-errors.js';
 import { claimedRecord, rowToRecord } from './sqlite-rows.js';
 import type { JobRow } from './sqlite-rows.js';
 import { ensureSchema } from './sqlite-schema.js';
@@ -104,6 +107,18 @@ const SYNC_LEVELS: readonly SqliteSynchronous[] = ['OFF', 'NORMAL', 'FULL', 'EXT
 const DEFAULT_BUSY_TIMEOUT_MS = 5_000;
 const DEFAULT_CHANGE_POLL_MS = 100;
 const DEFAULT_WAL_AUTOCHECKPOINT_PAGES = 10_000;
+/**
+ * Least time between two checks that the database file and its `-wal` are
+ * still the files the store opened (two `stat` calls, made before a commit
+ * and on the housekeeping timers): it bounds the commits that can go to a
+ * deleted write-ahead log before the store stops.
+ */
+const FILE_CHECK_INTERVAL_MS = 100;
+/**
+ * How long the record of a job `cancel` removed is kept: a waiter in another
+ * connection must look for it after the removal and before this runs out.
+ */
+const REMOVED_RETENTION_MS = 24 * 60 * 60 * 1000;
 
 /**
  * The durable embedded store, on a WAL-journaled SQLite file that several
@@ -127,6 +142,11 @@ export class SqliteStore implements QueueStore {
   private readonly tokenPrefix = randomBytes(9).toString('base64url');
   private tokenSeq = 0;
   private closed = false;
+  /** Set once the file turned out damaged or replaced: every later operation throws it. */
+  private failure: WorkflowError | undefined;
+  /** Device and inode (`dev:ino`) of the database file and its `-wal` at open, by real path; none for `':memory:'`. */
+  private readonly fileIds: Map<string, string | undefined> | undefined;
+  private filesCheckedAt = 0;
 
   private readonly notifications = new LocalNotifications();
   private readonly waiters: CompletionWaiters;
@@ -134,6 +154,8 @@ export class SqliteStore implements QueueStore {
   private wake: { at: number; cancel: () => void } | undefined;
   private changePoll: (() => void) | undefined;
   private lastDataVersion = 0;
+  /** `enqueuedAt` of each job waited for, as seen when the wait began: a record of its removal must match it. */
+  private readonly waitedJobs = new Map<string, number>();
   /** Remote cancels already reported, as `id token`, so each is emitted once. */
   private reportedCancels = new Set<string>();
 
@@ -195,6 +217,11 @@ export class SqliteStore implements QueueStore {
     this.db = db;
     this.inTransaction = db.transaction((fn: () => unknown) => fn());
     this.lastDataVersion = this.sql.dataVersion.get() as number;
+    const real = options.path === ':memory:' ? undefined : realPath(options.path);
+    if (real !== undefined) {
+      this.fileIds = new Map([real, `${real}-wal`].map((file) => [file, fileIdentity(file) ?? undefined]));
+      this.filesCheckedAt = this.clock.now();
+    }
 
     if (this.background) {
       // Timer-driven maintenance commits at once (not batched), so a clock tick's effects are visible when it returns.
@@ -266,7 +293,7 @@ export class SqliteStore implements QueueStore {
       }
       // RETURNING has no order: claims are handed out in claim order.
       const claims = rows.map((values): Claim => ({ jobId: values[0] as string, token: values[9] as string, job: claimedRecord(values, queue, now, leaseExpiresAt) }));
-      return claims.sort((a, b) => a.job.priority - b.job.priority || (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0));
+      return claims.sort((a, b) => a.job.priority - b.job.priority || compareIds(a.jobId, b.jobId));
     });
   }
 
@@ -365,9 +392,11 @@ export class SqliteStore implements QueueStore {
         return { outcome: 'requested', job: rowToRecord(updated), firstRequest };
       }
       this.checkNewIds(effects?.enqueue, jobId);
+      const now = this.clock.now();
       this.sql.deleteJob.run(jobId);
+      this.sql.recordRemoved.run(jobId, row.enqueued_at, now);
       this.count(row.queue, row.status, -1);
-      this.applyEffects(effects, this.clock.now());
+      this.applyEffects(effects, now);
       this.completions.push([jobId, { kind: 'notFound' }]);
       return { outcome: 'removed', job: rowToRecord(row) };
     });
@@ -418,6 +447,7 @@ export class SqliteStore implements QueueStore {
         report.deadSwept += swept;
       }
     }
+    this.sql.sweepRemoved.run(now - REMOVED_RETENTION_MS);
     for (const [queue, jobs] of deadByQueue) this.outbox.push({ queue, notification: { type: 'deadLettered', queue, jobs } });
     return report;
   }
@@ -480,8 +510,12 @@ export class SqliteStore implements QueueStore {
     if (!row) return { kind: 'notFound' };
     if (row.status === 'done' || row.status === 'dead') return { kind: 'completed', job: rowToRecord(row) };
     const waiting = this.waiters.wait(jobId, timeoutMs);
+    this.waitedJobs.set(jobId, row.enqueued_at);
     this.updateChangePoll(); // another process may complete it
-    return waiting.finally(() => this.updateChangePoll());
+    return waiting.finally(() => {
+      if (!this.waiters.has(jobId)) this.waitedJobs.delete(jobId);
+      this.updateChangePoll();
+    });
   }
 
   async kvGet(key: string): Promise<Uint8Array | undefined> {
@@ -531,6 +565,62 @@ export class SqliteStore implements QueueStore {
 
   private checkOpen(): void {
     if (this.closed) throw new StoreClosedError();
+    if (this.failure) throw this.failure;
+  }
+
+  /** Maps a driver error (see `mapOperationError`); a damaged file stops the store. */
+  private mapError(error: unknown, operation: string): unknown {
+    const mapped = mapOperationError(error, this.path, operation);
+    if (mapped instanceof StoreCorruptedError) this.stop(mapped);
+    return mapped;
+  }
+
+  /**
+   * Stops the store for good after `error` (a damaged or replaced file):
+   * later operations throw it and the background timers end. The file stays
+   * open until `close`.
+   */
+  private stop(error: WorkflowError): void {
+    this.failure ??= error;
+    for (const cancel of this.timers) cancel();
+    this.timers.clear();
+    this.wake?.cancel();
+    this.wake = undefined;
+    this.changePoll?.();
+    this.changePoll = undefined;
+    // Waiting workers call in and meet the error rather than sleep on.
+    for (const queue of this.notifications.queues()) this.notify(queue, { type: 'jobsAvailable', queue });
+  }
+
+  /**
+   * Throws (and stops the store) when the database file or its `-wal` is no
+   * longer the file opened: after the log was deleted, this connection goes
+   * on writing to the unlinked file, and every other connection starts a new
+   * log without those commits. Checked at most every
+   * `FILE_CHECK_INTERVAL_MS` of clock time.
+   */
+  private verifyFiles(): void {
+    if (this.failure) throw this.failure;
+    if (this.fileIds === undefined) return;
+    const now = this.clock.now();
+    if (now >= this.filesCheckedAt && now - this.filesCheckedAt < FILE_CHECK_INTERVAL_MS) return;
+    this.filesCheckedAt = now;
+    for (const [file, opened] of this.fileIds) {
+      const current = fileIdentity(file);
+      if (current === null) continue; // cannot stat it (permissions): no verdict
+      if (opened === undefined) {
+        this.fileIds.set(file, current);
+        continue;
+      }
+      if (current === opened) continue;
+      const what = current === undefined ? 'was deleted' : 'was replaced by another file';
+      const error = new StoreCorruptedError(
+        `${file} ${what} while the store had ${this.path} open: commits made since may be lost, and going on would lose more; ` +
+          'stop every process using the file, then check it (PRAGMA integrity_check) or restore a backup',
+      );
+      this.stop(error);
+      throw error;
+    }
   }
 
   /**
@@ -561,6 +651,7 @@ export class SqliteStore implements QueueStore {
 
   /** Runs `fn` in its own `BEGIN IMMEDIATE` transaction, now. */
   private writeNow<T>(operation: string, fn: () => T): T {
+    this.verifyFiles();
     let result: T;
     try {
       result = this.inTransaction.immediate(() => {
@@ -571,7 +662,7 @@ export class SqliteStore implements QueueStore {
       }) as T;
     } catch (error) {
       this.resetTransactionState();
-      throw mapOperationError(error, this.path, operation);
+      throw this.mapError(error, operation);
     }
     this.afterCommit();
     return result;
@@ -598,10 +689,11 @@ export class SqliteStore implements QueueStore {
     }
     let results: BatchResult[];
     try {
+      this.verifyFiles();
       results = this.runBatch(batch);
     } catch (error) {
       this.resetTransactionState();
-      const mapped = mapOperationError(error, this.path, batch.map((item) => item.operation).join('+'));
+      const mapped = this.mapError(error, batch.map((item) => item.operation).join('+'));
       for (const item of batch) item.reject(mapped);
       return;
     }
@@ -609,7 +701,7 @@ export class SqliteStore implements QueueStore {
     batch.forEach((item, i) => {
       const result = results[i] as BatchResult;
       if (result.ok) item.resolve(result.value);
-      else item.reject(mapOperationError(result.error, this.path, item.operation));
+      else item.reject(this.mapError(result.error, item.operation));
     });
   }
 
@@ -634,7 +726,7 @@ export class SqliteStore implements QueueStore {
       }) as BatchResult[];
     } catch (error) {
       this.resetTransactionState();
-      if (isTransientSqliteError(error)) throw error;
+      if (endsBatch(error)) throw error;
     }
     return this.inTransaction.immediate(() => {
       const results: BatchResult[] = [];
@@ -650,8 +742,9 @@ export class SqliteStore implements QueueStore {
           this.deltas.clear();
           this.outbox.length = outboxMark;
           this.completions.length = completionsMark;
-          // A transient driver failure (busy, I/O) may have ended the transaction: give up the whole batch.
-          if (isTransientSqliteError(error)) throw error;
+          // A transient driver failure (busy, I/O) may have ended the transaction, and a corrupt
+          // page fails whatever runs next: give up the whole batch.
+          if (endsBatch(error)) throw error;
           results.push({ ok: false, error });
         }
       }
@@ -674,7 +767,7 @@ export class SqliteStore implements QueueStore {
     try {
       return fn();
     } catch (error) {
-      throw mapOperationError(error, this.path, operation);
+      throw this.mapError(error, operation);
     }
   }
 
@@ -846,7 +939,7 @@ export class SqliteStore implements QueueStore {
 
   /** Wakes exactly when the earliest scheduled job falls due, so delays are not rounded up to the promote interval. */
   private armWake(runAt: number): void {
-    if (!this.background || this.closed) return;
+    if (!this.background || this.closed || this.failure) return;
     if (this.wake && this.wake.at <= runAt) return;
     this.wake?.cancel();
     const cancel = this.clock.setTimer(() => {
@@ -863,7 +956,7 @@ export class SqliteStore implements QueueStore {
   }
 
   private rearmWake(): void {
-    if (!this.background || this.closed) return;
+    if (!this.background || this.closed || this.failure) return;
     try {
       const next = this.sql.nextDue.get() as number | undefined;
       if (next !== undefined) this.armWake(next);
@@ -876,8 +969,9 @@ export class SqliteStore implements QueueStore {
     let cancel: () => void = () => undefined;
     const tick = (): void => {
       this.timers.delete(cancel);
-      if (this.closed) return;
+      if (this.closed || this.failure) return;
       task();
+      if (this.failure) return; // the task found the file damaged: no more ticks
       cancel = this.clock.setTimer(tick, intervalMs, HOUSEKEEPING);
       this.timers.add(cancel);
     };
@@ -895,7 +989,7 @@ export class SqliteStore implements QueueStore {
 
   /** Runs the cross-connection change poll only while someone listens or waits. */
   private updateChangePoll(): void {
-    const wanted = !this.closed && (this.notifications.size > 0 || this.waiters.size > 0);
+    const wanted = !this.closed && !this.failure && (this.notifications.size > 0 || this.waiters.size > 0);
     if (wanted && !this.changePoll) {
       const tick = (): void => {
         this.changePoll = undefined;
@@ -918,8 +1012,10 @@ export class SqliteStore implements QueueStore {
   private pollChanges(): void {
     let version: number;
     try {
+      this.verifyFiles();
       version = this.sql.dataVersion.get() as number;
-    } catch {
+    } catch (error) {
+      if (!(error instanceof StoreCorruptedError)) this.mapError(error, 'change poll');
       return;
     }
     if (version === this.lastDataVersion) return;
@@ -935,15 +1031,22 @@ export class SqliteStore implements QueueStore {
       this.reportedCancels = seen;
       for (const jobId of [...this.waiters.jobIds()]) {
         const row = this.sql.getJob.get(jobId) as JobRow | undefined;
-        if (!row) this.resolveCompletion(jobId, { kind: 'completed' });
+        if (!row) this.resolveCompletion(jobId, this.wasRemoved(jobId) ? { kind: 'notFound' } : { kind: 'completed' });
         else if (row.status === 'done' || row.status === 'dead') this.resolveCompletion(jobId, { kind: 'completed', job: rowToRecord(row) });
       }
       this.rearmWake();
     } catch (error) {
       if (sqliteCode(error) === undefined) throw error;
-      // busy or I/O: the next poll tries again
+      // busy or I/O: the next poll tries again; a damaged file stops the store
+      this.mapError(error, 'change poll');
       this.lastDataVersion = -1;
     }
+  }
+
+  /** The job waited for is gone because `cancel` removed it (in any connection), not because it was acked. */
+  private wasRemoved(jobId: string): boolean {
+    const enqueuedAt = this.sql.removedEnqueuedAt.get(jobId) as number | undefined;
+    return enqueuedAt !== undefined && enqueuedAt === this.waitedJobs.get(jobId);
   }
 
   private notify(queue: string, notification: StoreNotification): void {
@@ -952,6 +1055,29 @@ export class SqliteStore implements QueueStore {
 
   private resolveCompletion(jobId: string, result: CompletionResult): void {
     this.waiters.resolve(jobId, result);
+  }
+}
+
+/**
+ * The path SQLite names the log after (symlinks resolved), absolute so a
+ * later `chdir` does not matter; `undefined` if it cannot be resolved (no
+ * file checks then).
+ */
+function realPath(path: string): string | undefined {
+  try {
+    return realpathSync(resolve(path));
+  } catch {
+    return undefined;
+  }
+}
+
+/** `dev:ino` of a file; `undefined` when it does not exist, `null` when it cannot be read. */
+function fileIdentity(file: string): string | undefined | null {
+  try {
+    const stats = statSync(file, { bigint: true, throwIfNoEntry: false });
+    return stats && `${stats.dev}:${stats.ino}`;
+  } catch {
+    return null;
   }
 }
 

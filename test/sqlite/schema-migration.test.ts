@@ -64,6 +64,11 @@ describe('schema migration', () => {
     const indexes = readOnly(path, (db) => db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'taquba_jobs' AND sql IS NOT NULL ORDER BY name").pluck().all());
     expect(indexes).toEqual(['taquba_jobs_cancel', 'taquba_jobs_claim', 'taquba_jobs_dead', 'taquba_jobs_dead_age', 'taquba_jobs_dedup', 'taquba_jobs_done_age', 'taquba_jobs_due', 'taquba_jobs_lease']);
     expect(readOnly(path, (db) => db.pragma('integrity_check', { simple: true }))).toBe('ok');
+    // Version 3 keeps a record of removed jobs, for waiters in other connections.
+    expect(readOnly(path, (db) => db.prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'taquba_removed' ORDER BY name").pluck().all())).toEqual([
+      'taquba_removed',
+      'taquba_removed_age',
+    ]);
 
     expect(await store.stats('q')).toEqual({ pending: 1, claimed: 1, scheduled: 1, dead: 1, done: 7 });
     expect(await store.kvGet('cursor')).toEqual(bytes('v'));

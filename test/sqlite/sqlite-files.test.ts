@@ -246,6 +246,56 @@ describe('several connections on one file', () => {
     expect(await waiting).toMatchObject({ kind: 'completed', job: { status: 'dead' } });
   });
 
+  it('waitForCompletion of a job another connection removes with cancel: notFound, not completed', async () => {
+    const path = tempDbPath();
+    const clock = new ManualClock(T0);
+    const waiter = openStore({ path, clock, backgroundMaintenance: false, changePollIntervalMs: 50 });
+    const other = openStore({ path, clock, backgroundMaintenance: false, changePollIntervalMs: 50 });
+    await waiter.enqueue('q', bytes('p'), { id: 'pending' });
+    await waiter.enqueue('q', bytes('s'), { id: 'scheduled', runAt: T0 + 60_000 });
+    await waiter.enqueue('q', bytes('a'), { id: 'acked' });
+    const waits = ['pending', 'scheduled', 'acked'].map((id) => waiter.waitForCompletion(id, 10_000));
+    expect((await other.cancel('pending')).outcome).toBe('removed');
+    expect((await other.cancel('scheduled')).outcome).toBe('removed');
+    const [claim] = await other.claim('q');
+    expect(claim?.jobId).toBe('acked');
+    await other.settle(claim!, { action: { type: 'ack' } });
+    clock.advance(50);
+    expect(await Promise.all(waits)).toEqual([{ kind: 'notFound' }, { kind: 'notFound' }, { kind: 'completed' }]);
+
+    // A later job reusing a removed id is its own job: its ack is a completion.
+    clock.advance(1);
+    await waiter.enqueue('q', bytes('again'), { id: 'pending' });
+    const again = waiter.waitForCompletion('pending', 10_000);
+    const [reclaim] = await other.claim('q');
+    await other.settle(reclaim!, { action: { type: 'ack' } });
+    clock.advance(50);
+    expect(await again).toEqual({ kind: 'completed' });
+  });
+
+  it('the record of removed jobs is swept by the reaper after a day', async () => {
+    const path = tempDbPath();
+    const clock = new ManualClock(T0);
+    const store = openStore({ path, clock, backgroundMaintenance: false });
+    await store.enqueue('q', bytes('p'), { id: 'p' });
+    await store.cancel('p');
+    const removed = (): number => {
+      const raw = new Database(path, { readonly: true });
+      try {
+        return raw.prepare('SELECT count(*) FROM taquba_removed').pluck().get() as number;
+      } finally {
+        raw.close();
+      }
+    };
+    expect(removed()).toBe(1);
+    clock.advance(24 * 60 * 60 * 1000 - 1);
+    await store.reap();
+    expect(removed()).toBe(1);
+    clock.advance(1);
+    await store.reap();
+    expect(removed()).toBe(0);
+  });
+
   it('the scheduled-job wakeup of one connection promotes jobs another connection scheduled', async () => {
     const path = tempDbPath();
     const clock = new ManualClock(T0);

@@ -20,6 +20,15 @@ async function snapshot(store: QueueStore, queue = 'q'): Promise<unknown> {
   return { stats: await store.stats(queue), queues: await store.listQueues(), dead: await store.deadJobs(queue) };
 }
 
+/** Bytes whose buffer was transferred away (as `postMessage` to a worker does): the view reads as empty. */
+function detachedBytes(): Uint8Array {
+  const buffer = new ArrayBuffer(4);
+  const view = new Uint8Array(buffer);
+  view.set(bytes('gone'));
+  structuredClone(buffer, { transfer: [buffer] });
+  return view;
+}
+
 /** Declares the store unit tests for stores made by `open` (a fresh, isolated store per call; the caller closes them). */
 export function describeStoreUnitTests(name: string, open: (options: StoreOptions) => QueueStore): void {
   function setup(options: StoreOptions = {}): { store: QueueStore; clock: ManualClock } {
@@ -452,6 +461,11 @@ export function describeStoreUnitTests(name: string, open: (options: StoreOption
     const cases: Array<[string, (s: QueueStore) => Promise<unknown>, string]> = [
       ['empty queue name', (s) => s.enqueue('', bytes('a')), 'INVALID_ARGUMENT'],
       ['string payload', (s) => s.enqueue('q', 'a' as never), 'INVALID_ARGUMENT'],
+      ['payload on a detached buffer', (s) => s.enqueue('q', detachedBytes()), 'INVALID_ARGUMENT'],
+      ['batch payload on a detached buffer', (s) => s.enqueueBatch('q', [{ payload: bytes('ok') }, { payload: detachedBytes() }]), 'INVALID_ARGUMENT'],
+      ['kv value on a detached buffer', (s) => s.enqueue('q', bytes('a'), {}, [{ key: 'k', value: detachedBytes() }]), 'INVALID_ARGUMENT'],
+      ['effect payload on a detached buffer', (s) => s.cancel('existing', { enqueue: [{ queue: 'q', payload: detachedBytes() }] }), 'INVALID_ARGUMENT'],
+      ['kvDelete ifValue on a detached buffer', (s) => s.kvDelete('k0', { ifValue: detachedBytes() }), 'INVALID_ARGUMENT'],
       ['negative priority', (s) => s.enqueue('q', bytes('a'), { priority: -1 }), 'INVALID_ARGUMENT'],
       ['NaN priority', (s) => s.enqueue('q', bytes('a'), { priority: Number.NaN }), 'INVALID_ARGUMENT'],
       ['infinite runAt', (s) => s.enqueue('q', bytes('a'), { runAt: Number.POSITIVE_INFINITY }), 'INVALID_ARGUMENT'],
