@@ -267,6 +267,14 @@ export function checkHistory(logs: ParsedLogs, final: FinalState): Verdict {
   }
   const claimOf = new Map<string, HistoryEvent>();
   for (const c of claims) claimOf.set(`${c.pid}/${c.job}/${c.attempts}`, c);
+  const conts = group(faultsOf('cont'), (f) => f.target);
+  /** Whether `pid` was stopped at some moment between `from` and `to` (a stop that began before and lasted into the window counts). */
+  const stoppedWithin = (pid: number, from: number, to: number): boolean =>
+    (stopsByPid.get(pid) ?? []).some((stop) => {
+      if (stop.t > to) return false;
+      const resumed = (conts.get(pid) ?? []).find((c) => c.t >= stop.t)?.t ?? Infinity;
+      return resumed >= from;
+    });
   let rerun = 0;
   let rerunByStopped = 0;
   for (const s of starts) {
@@ -274,12 +282,15 @@ export function checkHistory(logs: ParsedLogs, final: FinalState): Verdict {
     const at = settledAt.get(key);
     if (at === undefined || s.t <= at) continue;
     rerun++;
-    const claimedAt = claimOf.get(`${s.pid}/${s.job}/${s.attempt}`)?.t ?? -Infinity;
-    const stopped = (stopsByPid.get(s.pid) ?? []).some((f) => f.t >= claimedAt && f.t <= s.t);
+    const claim = claimOf.get(`${s.pid}/${s.job}/${s.attempt}`);
+    // The claim commits in the database (claimedAt) and may sit unread while the process is stopped.
+    const committedAt = claim?.claimedAt !== undefined ? Number(claim.claimedAt) - (skewOf.get(s.pid) ?? 0) : (claim?.t ?? s.t);
+    const stopped = stoppedWithin(s.pid, committedAt - PREMATURE_TOLERANCE_MS, s.t);
     if (stopped) rerunByStopped++;
+    const lease = claim ? ` its lease had ended ${Math.round(s.t - leaseEnd(claim))} ms before;` : '';
     example(
       'settledStepsRerun',
-      `${key} (job ${s.job}, attempt ${s.attempt}) started in pid ${s.pid} at ${s.t}, ${s.t - at} ms after the step had settled${stopped ? ' (that process was stopped between its claim and this start)' : ''}`,
+      `${key} (job ${s.job}, attempt ${s.attempt}) started in pid ${s.pid} at ${s.t}, ${s.t - at} ms after the step had settled;${lease}${stopped ? ' that process was stopped between its claim and this start' : ' no stop of that process explains it'}`,
     );
   }
 
