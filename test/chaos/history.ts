@@ -58,6 +58,13 @@ export interface Figures {
   wrongOutcomes: number;
   /** Runs that failed with an error no script produces (lease expiry after repeated faults): allowed, counted. */
   failedByFaults: number;
+  /**
+   * Runs failed by lease expiry whose end came more than `REAPED_HANG_MS` after the last lease of their
+   * final step ran out: the step was dead-lettered and nothing finished the run until later (a worker's start-up scan).
+   */
+  reapedRunsHung: number;
+  /** Longest such wait, ms. */
+  longestReapedHangMs: number;
   settledStepsRerun: number;
   /** Of those, executions by a process that was stopped between claiming and starting (a zombie delivery). */
   settledStepsRerunByStoppedProcess: number;
@@ -115,6 +122,8 @@ export function readLogs(dir: string): ParsedLogs {
 
 const MAX_EXAMPLES = 5;
 const PREMATURE_TOLERANCE_MS = 100;
+/** Several reaper periods (250 to 500 ms in the test) plus a settlement: a reaped run should have ended by then. */
+const REAPED_HANG_MS = 5_000;
 const RETRY_STATUSES = new Set(['pending', 'scheduled']);
 
 function group<K, V>(items: V[], key: (v: V) => K | undefined): Map<K, V[]> {
@@ -315,6 +324,26 @@ export function checkHistory(logs: ParsedLogs, final: FinalState): Verdict {
     }
   }
 
+  // ---- runs whose step was dead-lettered by the reaper: how long until they ended ----
+  let reapedRunsHung = 0;
+  let longestReapedHangMs = 0;
+  for (const run of submits.keys()) {
+    const end = [...(ends.get(run) ?? []), ...(hooks.get(run) ?? [])].sort((a, b) => a.t - b.t)[0];
+    if (!end || end.status !== 'failed' || end.error !== 'lease expired') continue;
+    const finalClaims = claims.filter((c) => c.q === 'steps' && c.run === run && c.step === end.finalStep);
+    if (finalClaims.length === 0) continue;
+    const expired = Math.max(...finalClaims.map(leaseEnd));
+    const hang = end.t - expired;
+    if (hang <= REAPED_HANG_MS) continue;
+    reapedRunsHung++;
+    longestReapedHangMs = Math.max(longestReapedHangMs, hang);
+    const scan = of('ready').find((r) => r.pid === end.pid && r.t <= end.t && end.t - r.t < 3_000);
+    example(
+      'reapedRunsHung',
+      `${run}: step ${end.finalStep}'s last lease ran out at ${Math.round(expired)}, the run ended ${Math.round(hang)} ms later (pid ${end.pid}${scan ? `, ${end.t - scan.t} ms after that worker started: its start-up scan` : ''})`,
+    );
+  }
+
   // ---- nothing left behind ----
   const leftoverStepJobs = final.activeJobs.filter((j) => !j.queue.endsWith('.outcomes'));
   const leftoverOutcomeJobs = final.activeJobs.filter((j) => j.queue.endsWith('.outcomes'));
@@ -332,6 +361,8 @@ export function checkHistory(logs: ParsedLogs, final: FinalState): Verdict {
     duplicateHooksUnexplained: unexplained,
     wrongOutcomes,
     failedByFaults,
+    reapedRunsHung,
+    longestReapedHangMs: Math.round(longestReapedHangMs),
     settledStepsRerun: rerun,
     settledStepsRerunByStoppedProcess: rerunByStopped,
     stepRedeliveries,
@@ -373,6 +404,7 @@ export function formatSummary(verdict: Verdict, header: string): string {
     ['duplicated hooks, unexplained', f.duplicateHooksUnexplained],
     ['wrong outcomes', f.wrongOutcomes],
     ['failed by faults (lease expired)', f.failedByFaults],
+    ['reaped runs left running > 5 s (longest)', `${f.reapedRunsHung} (${f.longestReapedHangMs} ms)`],
     ['settled steps run again', f.settledStepsRerun],
     ['  of which by a stopped process', f.settledStepsRerunByStoppedProcess],
     ['leftover kv records', f.leftoverKv],
