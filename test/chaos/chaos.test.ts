@@ -13,11 +13,12 @@
  * run scripts; the interleaving of processes stays up to the machine),
  * TAQUBA_CHAOS_SKEW_MS sets the skew (signed ms), TAQUBA_CHAOS_DEEP=1 runs
  * more runs for longer. Skips with a message when no server can be created,
- * except with CI set, where that is a failure.
+ * except with CI set, where that is a failure. When a check fails the log
+ * directory is kept; `npx tsx test/chaos/recheck.ts <dir>` checks it again.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -267,7 +268,9 @@ describe.skipIf(!cluster)('PostgreSQL chaos: kills, stops, backend terminations,
       await Promise.all(procs.map((p) => stop(p)));
 
       // ---- check ----
-      const verdict = checkHistory(readLogs(logDir), await finalState(server.url, schema));
+      const final = await finalState(server.url, schema);
+      writeFileSync(join(logDir, 'final-state.json'), JSON.stringify(final, null, 1));
+      const verdict = checkHistory(readLogs(logDir), final);
       console.log(formatSummary(verdict, `[chaos] seed ${SEED}, skew ${SKEW_MS} ms, log ${logDir}`));
       const f = verdict.figures;
       expect(f.runsSubmitted).toBe(PLAN.runs);

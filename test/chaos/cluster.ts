@@ -8,13 +8,16 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 const VERSION = '15';
+const BIN = `/usr/lib/postgresql/${VERSION}/bin`;
 
 export interface Cluster {
   name: string;
@@ -43,13 +46,18 @@ function dropSync(name: string): void {
   }
 }
 
-/** Creates and starts a cluster, or returns why it cannot (no cluster tools, no permission). */
+/** Creates and starts a cluster, or returns why it cannot (no server binaries, no permission). */
 export async function createCluster(): Promise<Cluster | string> {
-  if (!existsSync(`/usr/lib/postgresql/${VERSION}/bin/postgres`)) return `PostgreSQL ${VERSION} server binaries not found in /usr/lib/postgresql/${VERSION}/bin`;
+  if (!existsSync(`${BIN}/postgres`)) return `PostgreSQL ${VERSION} server binaries not found in ${BIN}`;
+  return existsSync('/usr/bin/pg_createcluster') ? withClusterTools() : withInitdb();
+}
+
+async function withClusterTools(): Promise<Cluster | string> {
   const name = `tqchaos_${randomBytes(4).toString('hex')}`;
   const port = await freePort();
   try {
-    await run('pg_createcluster', [VERSION, name, '-p', String(port), '-o', 'fsync=off', '-o', 'max_connections=100', '--', '--auth=trust'], { timeout: 60_000 });
+    // fsync off: an immediate restart kills the server, not the machine, so committed work stays in the OS cache.
+    await run('pg_createcluster', [VERSION, name, '-p', String(port), '-o', 'fsync=off', '--', '--auth=trust'], { timeout: 60_000 });
   } catch (error) {
     return `pg_createcluster failed (it needs root or the postgres user): ${String(error)}`;
   }
@@ -78,6 +86,58 @@ export async function createCluster(): Promise<Cluster | string> {
       dropped = true;
       process.off('exit', onExit);
       await run('pg_dropcluster', [VERSION, name, '--stop'], { timeout: 60_000 }).catch(() => dropSync(name));
+    },
+  };
+}
+
+/** `initdb` + `pg_ctl` in a temporary directory, as the `postgres` user (directly when this process is that user). */
+export async function withInitdb(): Promise<Cluster | string> {
+  const user = userInfo();
+  if (user.uid !== 0 && user.username !== 'postgres') return 'pg_createcluster is missing and initdb needs root (to run it as postgres) or the postgres user';
+  const asPostgres = (command: string, args: string[]): [string, string[]] => (user.uid === 0 ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args]);
+  const dir = mkdtempSync('/tmp/tqchaos-pg-');
+  const data = join(dir, 'data');
+  const port = await freePort();
+  let dropped = false;
+  const cleanSync = (): void => {
+    try {
+      execFileSync(...asPostgres(`${BIN}/pg_ctl`, ['-D', data, '-m', 'immediate', 'stop']), { stdio: 'ignore', timeout: 30_000 });
+    } catch {
+      // not running
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const onExit = (): void => {
+    if (!dropped) cleanSync();
+  };
+  process.on('exit', onExit);
+  try {
+    if (user.uid === 0) {
+      const pgUid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+      const pgGid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+      chownSync(dir, pgUid, pgGid);
+    }
+    await run(...asPostgres(`${BIN}/initdb`, ['-D', data, '-U', 'postgres', '--auth=trust']), { timeout: 120_000 });
+    await run(...asPostgres(`${BIN}/pg_ctl`, ['-D', data, '-l', join(dir, 'server.log'), '-w', '-o', `-p ${port} -k ${dir} -c fsync=off`, 'start']), { timeout: 60_000 });
+  } catch (error) {
+    dropped = true;
+    process.off('exit', onExit);
+    cleanSync();
+    return `initdb/pg_ctl failed: ${String(error)}`;
+  }
+  return {
+    name: dir,
+    port,
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    restart: async () => {
+      // pg_ctl restart reuses the options the server was started with.
+      await run(...asPostgres(`${BIN}/pg_ctl`, ['-D', data, '-l', join(dir, 'server.log'), '-w', '-m', 'immediate', 'restart']), { timeout: 60_000 });
+    },
+    drop: async () => {
+      if (dropped) return;
+      dropped = true;
+      process.off('exit', onExit);
+      cleanSync();
     },
   };
 }
