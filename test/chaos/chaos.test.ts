@@ -39,7 +39,7 @@ const WORKERS = 3;
 const SKEWED_SLOT = WORKERS - 1;
 const PLAN = DEEP
   ? { runs: 3_000, submitMs: 240_000, chaosMs: 300_000, quiesceMs: 300_000, maxRestarts: 20 }
-  : { runs: 300, submitMs: 30_000, chaosMs: 40_000, quiesceMs: 45_000, maxRestarts: 3 };
+  : { runs: 400, submitMs: 30_000, chaosMs: 40_000, quiesceMs: 45_000, maxRestarts: 3 };
 const SKEW_MS = (() => {
   if (process.env.TAQUBA_CHAOS_SKEW_MS !== undefined) return Number(process.env.TAQUBA_CHAOS_SKEW_MS);
   const random = stream(SEED, 'skew');
@@ -279,6 +279,7 @@ describe.skipIf(!cluster)('PostgreSQL chaos: kills, stops, backend terminations,
         lost: f.lostRuns,
         endedTwice: f.endedTwice,
         missingHooks: f.missingHooks,
+        notificationsTwice: f.notificationsTwice,
         duplicatedHooksUnexplained: f.duplicateHooksUnexplained,
         wrongOutcomes: f.wrongOutcomes,
         settledStepsRerunNotByStoppedProcess: f.settledStepsRerun - f.settledStepsRerunByStoppedProcess,
@@ -292,6 +293,7 @@ describe.skipIf(!cluster)('PostgreSQL chaos: kills, stops, backend terminations,
         lost: 0,
         endedTwice: 0,
         missingHooks: 0,
+        notificationsTwice: 0,
         duplicatedHooksUnexplained: 0,
         wrongOutcomes: 0,
         settledStepsRerunNotByStoppedProcess: 0,

@@ -102,6 +102,11 @@ describe('chaos history checker', () => {
     expect(examples.duplicateHooksUnexplained?.[0]).toContain('ack failed (LEASE_LOST)');
   });
 
+  it('two outcome notifications for one run are counted', () => {
+    const second = delivery(B, 3_000, 1, true).map((x) => (x.job === 'o0' ? { ...x, job: 'o1' } : x));
+    expect(checkHistory(logs([...cleanRun(), ...second]), EMPTY).figures).toMatchObject({ notificationsTwice: 1, duplicateHooksUnexplained: 1 });
+  });
+
   it('two acknowledged deliveries of one outcome are a duplicate', () => {
     const events = [...cleanRun(), ...delivery(B, 3_000, 2, true)];
     expect(checkHistory(logs(events), EMPTY).figures).toMatchObject({ hooks: 2, duplicateHooksUnexplained: 1, hookRedeliveries: 1 });

@@ -53,6 +53,8 @@ export interface Figures {
   endedTwice: number;
   hooks: number;
   missingHooks: number;
+  /** Runs with more than one outcome notification job: one terminal commit must enqueue exactly one. */
+  notificationsTwice: number;
   duplicateHooksExplainedByKill: number;
   duplicateHooksUnexplained: number;
   wrongOutcomes: number;
@@ -227,10 +229,21 @@ export function checkHistory(logs: ParsedLogs, final: FinalState): Verdict {
     const where = `pid ${d.hook.pid} at ${d.hook.t}`;
     if (!d.claim) return `${where} (no claim logged)`;
     const next = claimByAttempt.get(`${d.claim.job}/${Number(d.claim.attempts) + 1}`);
-    const taken = next ? `; re-claimed by pid ${next.pid} at ${next.t}, ${Math.round(leaseEnd(d.claim) - next.t)} ms before its lease ended` : '';
+    const left = Math.round(next ? leaseEnd(d.claim) - next.t : 0);
+    const taken = next ? `; re-claimed by pid ${next.pid} at ${next.t}, ${left >= 0 ? `${left} ms before` : `${-left} ms after`} its lease ended` : '';
     const ack = d.ack ? (d.ack.ok ? 'acked' : `ack failed (${d.ack.code ?? 'error'})`) : 'no ack logged';
-    return `${where} (attempt ${d.claim.attempts}, ${ack}${taken})`;
+    return `${where} (job ${d.claim.job} attempt ${d.claim.attempts}, ${ack}${taken})`;
   };
+  let notificationsTwice = 0;
+  for (const [key, list] of group(
+    claims.filter((c) => c.q === 'outcomes'),
+    (c) => c.run,
+  )) {
+    const jobs = new Set(list.map((c) => c.job));
+    if (jobs.size < 2) continue;
+    notificationsTwice++;
+    example('notificationsTwice', `${key}: ${jobs.size} outcome notifications (${[...jobs].join(', ')})`);
+  }
   let hookCount = 0;
   let missingHooks = 0;
   let explainedByKill = 0;
@@ -357,6 +370,7 @@ export function checkHistory(logs: ParsedLogs, final: FinalState): Verdict {
     endedTwice,
     hooks: hookCount,
     missingHooks,
+    notificationsTwice,
     duplicateHooksExplainedByKill: explainedByKill,
     duplicateHooksUnexplained: unexplained,
     wrongOutcomes,
@@ -400,6 +414,7 @@ export function formatSummary(verdict: Verdict, header: string): string {
     ['ended twice', f.endedTwice],
     ['hooks run', f.hooks],
     ['hooks missing', f.missingHooks],
+    ['runs with two outcome notifications', f.notificationsTwice],
     ['duplicated hooks, explained by a kill', f.duplicateHooksExplainedByKill],
     ['duplicated hooks, unexplained', f.duplicateHooksUnexplained],
     ['wrong outcomes', f.wrongOutcomes],
