@@ -168,7 +168,7 @@ describe.skipIf(!cluster)('PostgreSQL chaos: kills, stops, backend terminations,
       // The submitter creates the schema; the workers follow.
       const submitter = start(
         submitterScript,
-        { url: urlFor('tqchaos_submitter'), schema, logDir, seed: SEED, runs: PLAN.runs, submitMs: PLAN.submitMs, reaperIntervalMs: 500 },
+        { url: urlFor('tqchaos_submitter'), schema, logDir, seed: SEED, runs: PLAN.runs, submitMs: PLAN.submitMs, reaperIntervalMs: 250 },
         'submitter',
       );
       procs.push(submitter);

@@ -124,7 +124,7 @@ export function readLogs(dir: string): ParsedLogs {
 
 const MAX_EXAMPLES = 5;
 const PREMATURE_TOLERANCE_MS = 100;
-/** Several reaper periods (250 to 500 ms in the test) plus a settlement: a reaped run should have ended by then. */
+/** Several reaper periods (250 ms in the test) plus a settlement: a reaped run should have ended by then. */
 const REAPED_HANG_MS = 5_000;
 const RETRY_STATUSES = new Set(['pending', 'scheduled']);
 
