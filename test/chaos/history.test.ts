@@ -155,6 +155,7 @@ describe('chaos history checker', () => {
     expect(checkHistory(logs(failed), EMPTY).figures).toMatchObject({ wrongOutcomes: 1, failedByFaults: 0 });
     const expired = cleanRun().map((x) => (x.e === 'hook' || x.e === 'runEnded' ? { ...x, status: 'failed', error: 'lease expired' } : x));
     expect(checkHistory(logs(expired), EMPTY).figures).toMatchObject({ wrongOutcomes: 0, failedByFaults: 1 });
+    expect(checkHistory(logs([...expired, ev(5, SUBMITTER, 'cancel', { run: 'chaos-0', ok: true })]), EMPTY).figures).toMatchObject({ wrongOutcomes: 1, failedByFaults: 0 });
     const cancelledTrue = [...cleanRun(), ev(5, SUBMITTER, 'cancel', { run: 'chaos-0', ok: true })];
     expect(checkHistory(logs(cancelledTrue), EMPTY).figures.wrongOutcomes).toBe(1);
     const cancelledOutcome = cleanRun().map((x) => (x.e === 'hook' || x.e === 'runEnded' ? { ...x, status: 'cancelled' } : x));

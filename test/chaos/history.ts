@@ -195,8 +195,9 @@ export function checkHistory(logs: ParsedLogs, final: FinalState): Verdict {
       const isScripted = status === scripted.status && (error ?? undefined) === scripted.error && finalStep === endingStep(script);
       const isCancel = status === 'cancelled' && (error === null || error === SCRIPTED.runnerCancel);
       const knownError = error !== null && (Object.values(SCRIPTED) as string[]).includes(error);
+      // After a cancel that took effect, even a reaped step ends the run cancelled (the flag lives on the job).
       if (cancelled ? isCancel : isScripted || (maybeCancelled && isCancel)) continue;
-      if (status === 'failed' && !knownError) {
+      if (!cancelled && status === 'failed' && !knownError) {
         failedByFaults++;
         continue;
       }
