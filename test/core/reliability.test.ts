@@ -568,3 +568,28 @@ describe('permanent store errors', () => {
     await expect(done).rejects.toMatchObject({ code: 'INCOMPATIBLE_SCHEMA', message: 'database file is corrupt' });
   });
 });
+
+describe('memory store', () => {
+  it('a chain of immediately continuing steps lets the event loop run', async () => {
+    const { store, clock } = freshStore();
+    let steps = 0;
+    let stepsWhenTimerRan: number | undefined;
+    const runtime = new WorkflowRuntime({
+      store,
+      clock,
+      runner: (step) => {
+        steps++;
+        return step.stepNumber < 2_000 ? StepOutcome.continue(step.payload) : StepOutcome.succeed(step.payload);
+      },
+    });
+    const hook = new OutcomeChannel();
+    runtime.on('runEnded', hook.hook);
+    await runtime.submit({ input: bytes('x') });
+    const worker = startWorker(runtime);
+    setImmediate(() => (stepsWhenTimerRan = steps));
+    await hook.next();
+    await worker.stop();
+    expect(stepsWhenTimerRan, 'the macrotask ran before the chain ended').toBeDefined();
+    expect(stepsWhenTimerRan).toBeLessThan(1_000);
+  });
+});
