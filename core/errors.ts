@@ -204,3 +204,23 @@ export class RunnerRequiredError extends WorkflowError {
     super('this runtime has no runner: pass `runner` to the constructor to run steps');
   }
 }
+
+/**
+ * Runtimes sharing a store and queue name are configured with different
+ * `hookDelivery` settings (the first one recorded its setting in the store).
+ * Mixed settings lose hooks: each runtime would deliver the outcomes it
+ * commits its own way.
+ */
+export class HookDeliveryMismatchError extends WorkflowError {
+  readonly code = 'HOOK_DELIVERY_MISMATCH';
+  readonly isPermanent = true;
+  constructor(
+    readonly queueName: string,
+    readonly recorded: string,
+    readonly configured: string,
+  ) {
+    super(
+      `queue "${queueName}" uses hookDelivery "${recorded}" (recorded in the store), but this runtime is configured with "${configured}"; every runtime sharing the queue must use the same setting`,
+    );
+  }
+}

@@ -11,6 +11,7 @@ import {
   MissingHeaderError,
   InvalidStepHeaderError,
   ReservedHeaderInSubmitError,
+  HookDeliveryMismatchError,
   RunnerRequiredError,
   StepTimeoutError,
   WorkerStoppedError,
@@ -18,6 +19,8 @@ import {
 } from './errors.js';
 import type { WorkflowError } from './errors.js';
 import { copyHeaders, headerBytes } from './headers.js';
+import { decodeDeliveryMode, deliveryModeKey, deliveryModeWrite } from './delivery-mode.js';
+import type { HookDelivery } from './delivery-mode.js';
 import { hookFailureSettlement, resolveHookRetry } from './hook-retry.js';
 import type { HookRetryPolicy } from './hook-retry.js';
 import { newId } from './ids.js';
@@ -25,7 +28,7 @@ import { LeaseKeeper } from './lease-keeper.js';
 import type { LeasedJob } from './lease-keeper.js';
 import { StepError, checkDueTime, describeFailure, noopHook, toRunnerResult } from './outcomes.js';
 import type { RunOutcome, RunnerResult, Step, StepOutcome, StepRunner, TerminalHook } from './outcomes.js';
-import type { Claim, Effects, Headers, JobRecord, QueueStore, SettleResult, Settlement, StoreNotification } from './queue-store.js';
+import type { Claim, Effects, Headers, JobRecord, KvWrite, QueueStore, SettleResult, Settlement, StoreNotification } from './queue-store.js';
 import { decodeOutcome, decodeRecord, encodeOutcome, encodeRecord, outcomeDedupKey, runKeys, sha256Hex } from './run-records.js';
 import type { RunCursor, RunIdentity } from './run-records.js';
 import { HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX, decideSettlement, endRunEffects, stepDedupKey, stepHeaders } from './settlement.js';
@@ -268,6 +271,9 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   /** Every claim being worked on: its lease renewal, its runner's deadline, its abort signal. */
   private readonly keeper: LeaseKeeper;
   private running = false;
+  private readonly hookDelivery: HookDelivery;
+  /** The store's recorded delivery mode matched ours once: never read again. */
+  private deliveryModeVerified = false;
   private wakeUp: (() => void) | undefined;
   private woken = false;
   private pollTimer: { dueAt: number; cancel: () => void } | undefined;
@@ -292,7 +298,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     if (options.hookDelivery !== undefined && options.hookDelivery !== 'inProcess' && options.hookDelivery !== 'durable') {
       throw new InvalidArgumentError('hookDelivery', `expected "inProcess" or "durable", got ${describe(options.hookDelivery)}`);
     }
-    this.outcomeQueue = options.hookDelivery === 'durable' ? `${this.queueName}.outcomes` : undefined;
+    this.hookDelivery = options.hookDelivery ?? 'inProcess';
+    this.outcomeQueue = this.hookDelivery === 'durable' ? `${this.queueName}.outcomes` : undefined;
     if (this.outcomeQueue !== undefined) checkQueueName(this.outcomeQueue);
     this.hookRetry = resolveHookRetry(options.hookRetry);
     if (options.stepTimeoutMs !== undefined) checkPositiveInt('stepTimeoutMs', options.stepTimeoutMs);
@@ -323,9 +330,15 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     const inputSha256 = sha256Hex(input);
     const now = this.clock.now();
     const jobId = newId(now);
+    let modeWrite = await this.checkDeliveryMode();
     for (let attempt = 0; attempt < 5; attempt++) {
       const existing = await this.store.kvGet(keys.identity);
       if (existing !== undefined) return this.duplicateSubmit(runId, existing, inputSha256);
+      const writes: KvWrite[] = [
+        { key: keys.identity, value: encodeRecord({ runId, submittedAt: now, inputSha256 } satisfies RunIdentity), ifAbsent: true },
+        { key: keys.cursor, value: encodeRecord({ jobId, step: 0 } satisfies RunCursor) },
+      ];
+      if (modeWrite !== undefined) writes.push(modeWrite);
       const result = await this.store.enqueue(
         this.queueName,
         input,
@@ -336,14 +349,17 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
           ...(spec.priority === undefined ? {} : { priority: spec.priority }),
           ...(spec.maxAttemptsPerStep === undefined ? {} : { maxAttempts: spec.maxAttemptsPerStep }),
         },
-        [
-          { key: keys.identity, value: encodeRecord({ runId, submittedAt: now, inputSha256 } satisfies RunIdentity), ifAbsent: true },
-          { key: keys.cursor, value: encodeRecord({ jobId, step: 0 } satisfies RunCursor) },
-        ],
+        writes,
       );
       if (result.kind === 'new') {
+        if (modeWrite !== undefined) this.deliveryModeVerified = true;
         this.emit('runSubmitted', { runId, jobId });
         return { runId, newlySubmitted: true };
+      }
+      if (result.kind === 'kvConflict' && modeWrite !== undefined && result.key === modeWrite.key) {
+        // Another runtime recorded its mode meanwhile: compare, then submit without the write.
+        modeWrite = await this.checkDeliveryMode();
+        continue;
       }
       // Another submitter won the race (dedup hit or identity present): compare inputs.
       const winner = await this.store.kvGet(keys.identity);
@@ -378,6 +394,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
    */
   async cancel(runId: string): Promise<boolean> {
     checkRunId(runId);
+    await this.checkDeliveryMode();
     const keys = runKeys(this.queueName, runId);
     let previousJobId: string | undefined;
     for (let attempt = 0; attempt < 20; attempt++) {
@@ -443,12 +460,20 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     signal.addEventListener('abort', onAbort);
     let fatal: unknown;
     try {
+      try {
+        await this.checkDeliveryMode();
+      } catch (error) {
+        if (error instanceof HookDeliveryMismatchError) throw error;
+        this.emit('storeError', { operation: 'checkDeliveryMode', error }); // the loop looks again before claiming
+      }
       await this.finalizeReapedRuns();
       let failures = 0;
       while (!signal.aborted) {
         let moreWaiting = false;
         this.woken = false;
         try {
+          // Until a submit records the queue's mode, look again before each claim (a mismatch ends the loop).
+          if (!this.deliveryModeVerified) await this.checkDeliveryMode();
           for (const source of sources) {
             let free = Math.min(this.maxConcurrentSteps - loop.slotsHeld, 2 * this.maxConcurrentSteps - loop.unfinishedSteps);
             if (source.hooks) free = Math.min(free, hookSlots - loop.hookSlotsHeld);
@@ -464,6 +489,10 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
           }
           failures = 0;
         } catch (error) {
+          if (error instanceof HookDeliveryMismatchError) {
+            fatal = error;
+            break;
+          }
           this.emit('storeError', { operation: 'claim', error });
           if (!isTransientError(error)) {
             fatal = error; // the store refuses this loop for good: stop claiming, drain, report
@@ -888,6 +917,21 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     const bytes = headerBytes(copied);
     if (bytes > this.limits.maxHeaderBytes) throw new LimitExceededError('header size in bytes', bytes, this.limits.maxHeaderBytes);
     return { runId: spec.runId ?? newId(this.clock.now()), headers: copied, input };
+  }
+
+  /**
+   * Compares the queue's recorded hook delivery mode with ours, and throws
+   * `HookDeliveryMismatchError` when they differ. Returns the write that
+   * records ours when none is recorded yet (the first submit commits it).
+   */
+  private async checkDeliveryMode(): Promise<KvWrite | undefined> {
+    if (this.deliveryModeVerified) return undefined;
+    const raw = await this.store.kvGet(deliveryModeKey(this.queueName));
+    if (raw === undefined) return deliveryModeWrite(this.queueName, this.hookDelivery);
+    const recorded = decodeDeliveryMode(raw);
+    if (recorded !== this.hookDelivery) throw new HookDeliveryMismatchError(this.queueName, recorded, this.hookDelivery);
+    this.deliveryModeVerified = true;
+    return undefined;
   }
 
   private duplicateSubmit(runId: string, existing: Uint8Array, inputSha256: string): SubmitResult {

@@ -593,3 +593,32 @@ describe('memory store', () => {
     expect(stepsWhenTimerRan).toBeLessThan(1_000);
   });
 });
+
+describe('misconfiguration is refused', () => {
+  it('runtimes sharing a queue with different hookDelivery settings are refused, naming both', async () => {
+    const { store, clock } = freshStore();
+    const durable = new WorkflowRuntime({ store, clock, runner: never, hookDelivery: 'durable' });
+    await durable.submit({ runId: 'r1', input: bytes('x') });
+    const inProcess = new WorkflowRuntime({ store, clock, runner: never });
+    const mismatch = { code: 'HOOK_DELIVERY_MISMATCH', recorded: 'durable', configured: 'inProcess' };
+    await expect(inProcess.submit({ input: bytes('y') })).rejects.toMatchObject(mismatch);
+    await expect(inProcess.cancel('r1')).rejects.toMatchObject(mismatch);
+    await expect(inProcess.run(new AbortController().signal)).rejects.toMatchObject(mismatch);
+    expect(await durable.status('r1'), 'the run is untouched').toMatchObject({ state: 'pending' });
+    // Another queue name is another queue: its own setting.
+    const other = new WorkflowRuntime({ store, clock, runner: never, queueName: 'other' });
+    await other.submit({ input: bytes('z') });
+  });
+
+  it('a worker started before the first submit notices a mismatch once a run is submitted', async () => {
+    const { store, clock } = freshStore();
+    const worker = new WorkflowRuntime({ store, clock, runner: never });
+    const done = worker.run(new AbortController().signal);
+    await flush();
+    const durable = new WorkflowRuntime({ store, clock, runner: never, hookDelivery: 'durable' });
+    await durable.submit({ input: bytes('x') });
+    await advance(clock, 300);
+    expect(await settlesWithin(done)).toBe('settled');
+    await expect(done).rejects.toMatchObject({ code: 'HOOK_DELIVERY_MISMATCH' });
+  });
+});
