@@ -9,6 +9,8 @@ export interface LeasedJob {
   /** Position in `InFlightSteps`; -1 once released. */
   slot: number;
   readonly claim: Claim;
+  /** The run the job belongs to, once known (for reports). */
+  runId: string | undefined;
   readonly leaseMs: number;
   /** Clock ms of the next renewal: a third of the lease after the claim or the last renewal. */
   renewAt: number;
@@ -57,6 +59,7 @@ export class LeaseKeeper {
       jobId: claim.jobId,
       slot: -1,
       claim,
+      runId: undefined,
       leaseMs,
       renewAt: now + renewalPeriod(leaseMs),
       leaseExpiresAt: job.leaseExpiresAt ?? now + leaseMs,

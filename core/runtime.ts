@@ -309,7 +309,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     this.keeper = new LeaseKeeper(this.clock, this.store, {
       cancelRequested: (leased) => leased.controller.abort(cancelReason()),
       leaseLost: (leased) => leased.controller.abort(new LeaseLostError(leased.jobId)),
-      renewFailed: (leased, error) => this.emit('storeError', { operation: 'renewLease', error, jobId: leased.jobId }),
+      renewFailed: (leased, error) =>
+        this.emit('storeError', { operation: 'renewLease', error, ...(leased.runId === undefined ? {} : { runId: leased.runId }), jobId: leased.jobId }),
     });
     checkPositiveInt('limits.maxPayloadBytes', this.limits.maxPayloadBytes);
     checkNonNegativeInt('limits.maxHeaders', this.limits.maxHeaders);
@@ -612,6 +613,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         return;
       }
       runId = parsed.runId;
+      leased.runId = runId;
       const stepNumber = parsed.stepNumber;
       const headers = userHeaders(job.headers);
       if (job.cancelRequested) controller.abort(cancelReason());
@@ -787,6 +789,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       let outcome: RunOutcome;
       try {
         outcome = decodeOutcome(claim.job.payload);
+        leased.runId = outcome.runId;
       } catch (error) {
         await this.settleRetrying(loop, leased, { settlement: { action: { type: 'deadLetter', reason: `undecodable outcome: ${(error as Error).message}` } } }).catch(() => undefined);
         return;

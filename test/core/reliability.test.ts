@@ -199,14 +199,18 @@ describe('settlement retries', () => {
     const hook = new OutcomeChannel();
     let calls = 0;
     const runtime = new WorkflowRuntime({ store: flaky, clock, runner: () => (calls++, StepOutcome.succeed(bytes('ok'))), hook: hook.hook });
+    const errors: Array<{ operation: string; runId?: string }> = [];
+    runtime.on('storeError', (e) => errors.push(e));
     const worker = startWorker(runtime);
     const { runId } = await runtime.submit({ input: bytes('x') });
     await eventually(() => calls === 1);
-    await advance(clock, 8_000);
+    await advance(clock, 12_000); // past the first renewal, which fails too
     outage = false;
     await advance(clock, 2_000);
     expect(await hook.next(2_000)).toMatchObject({ runId, status: 'succeeded' });
     expect(calls).toBe(1);
+    expect(new Set(errors.map((e) => e.operation))).toEqual(new Set(['settle', 'renewLease']));
+    expect(errors.every((e) => e.runId === runId), 'every report names the run').toBe(true);
     await worker.stop();
   });
 
