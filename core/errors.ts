@@ -180,3 +180,58 @@ export class StoreCorruptedError extends WorkflowError {
 export function isTransientError(error: unknown): boolean {
   return !(error instanceof WorkflowError) || !error.isPermanent;
 }
+
+/**
+ * A step's runner ran past the runtime's `stepTimeoutMs`. Transient: the step
+ * is retried per its queue's policy, and the run fails with this message when
+ * it was the last attempt. Also the reason of the step's aborted signal.
+ */
+export class StepTimeoutError extends WorkflowError {
+  readonly code = 'STEP_TIMED_OUT';
+  readonly isPermanent = false;
+  constructor(readonly timeoutMs: number) {
+    super(`step timed out after ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * The worker loop stopped while this step's runner was still running (the
+ * shutdown grace period ran out): the reason of its aborted signal. The step
+ * is not settled; it is re-delivered once its lease expires.
+ */
+export class WorkerStoppedError extends WorkflowError {
+  readonly code = 'WORKER_STOPPED';
+  readonly isPermanent = false;
+  constructor(readonly graceMs: number) {
+    super(`the worker loop stopped and its ${graceMs} ms shutdown grace ran out before this step finished; it will be re-delivered after its lease`);
+  }
+}
+
+/** `run()` was called on a runtime built without a runner (one meant for submit, status and cancel). */
+export class RunnerRequiredError extends WorkflowError {
+  readonly code = 'RUNNER_REQUIRED';
+  readonly isPermanent = true;
+  constructor() {
+    super('this runtime has no runner: pass `runner` to the constructor to run steps');
+  }
+}
+
+/**
+ * Runtimes sharing a store and queue name are configured with different
+ * `hookDelivery` settings (the first one recorded its setting in the store).
+ * Mixed settings lose hooks: each runtime would deliver the outcomes it
+ * commits its own way.
+ */
+export class HookDeliveryMismatchError extends WorkflowError {
+  readonly code = 'HOOK_DELIVERY_MISMATCH';
+  readonly isPermanent = true;
+  constructor(
+    readonly queueName: string,
+    readonly recorded: string,
+    readonly configured: string,
+  ) {
+    super(
+      `queue "${queueName}" uses hookDelivery "${recorded}" (recorded in the store), but this runtime is configured with "${configured}"; every runtime sharing the queue must use the same setting`,
+    );
+  }
+}

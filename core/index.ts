@@ -1,6 +1,8 @@
 export { WorkflowRuntime, DEFAULT_LIMITS, SettlementUncertainError } from './runtime.js';
 export type { RunSpec, SubmitResult, RunState, RunStatus, RuntimeLimits, WorkflowRuntimeOptions, RuntimeEvents } from './runtime.js';
-export { StepOutcome, StepError, noopHook, describeFailure, toRunnerResult } from './outcomes.js';
+export { StepOutcome, StepError, noopHook, describeFailure, toRunnerResult, checkDueTime } from './outcomes.js';
+export { DEFAULT_HOOK_RETRY, HEADER_HOOK_ATTEMPT, hookRetryDelayMs } from './hook-retry.js';
+export type { HookRetryPolicy } from './hook-retry.js';
 export type { Step, StepRunner, RunOutcome, TerminalHook, TerminalStatus, RunnerResult } from './outcomes.js';
 export { decideSettlement, endRunEffects, reaperBranch, cursorPrecondition, stepDedupKey, stepHeaders, HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX } from './settlement.js';
 export type { StepFacts, SettlementDecision } from './settlement.js';

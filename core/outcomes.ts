@@ -123,44 +123,87 @@ const OUTCOME_KINDS = new Set(['continue', 'continueAfter', 'succeed', 'fail', '
 /** Checks a value returned by a runner; a malformed one becomes a permanent error. */
 export function toRunnerResult(value: unknown): RunnerResult {
   const outcome = value as StepOutcome | undefined;
-  if (!outcome || typeof outcome !== 'object' || !OUTCOME_KINDS.has(outcome.kind)) {
-    return { ok: false, error: StepError.permanent(`runner returned an invalid outcome (${describeValue(value)}); use the StepOutcome builders`) };
+  let kind: unknown;
+  try {
+    kind = outcome !== null && typeof outcome === 'object' ? outcome.kind : undefined;
+  } catch {
+    kind = undefined; // a throwing getter: as malformed as a missing kind
+  }
+  if (typeof kind !== 'string' || !OUTCOME_KINDS.has(kind)) {
+    return { ok: false, error: StepError.permanent(`runner returned an invalid outcome (${describeValue(value, kind)}); use the StepOutcome builders`) };
   }
   try {
     // The builders' checks, on the runner's own object (no copy: it is read once, at settlement).
-    switch (outcome.kind) {
+    switch (kind as StepOutcome['kind']) {
       case 'continue':
-        bytes('continue payload', outcome.payload);
+        bytes('continue payload', (outcome as { payload: unknown }).payload);
         break;
       case 'continueAfter':
-        bytes('continueAfter payload', outcome.payload);
-        delay(outcome.delayMs);
+        bytes('continueAfter payload', (outcome as { payload: unknown }).payload);
+        delay((outcome as { delayMs: unknown }).delayMs);
         break;
       case 'succeed':
-        bytes('succeed result', outcome.result);
+        bytes('succeed result', (outcome as { result: unknown }).result);
         break;
       case 'fail':
-        text('fail reason', outcome.reason);
+        text('fail reason', (outcome as { reason: unknown }).reason);
         break;
       case 'cancel':
-        text('cancel reason', outcome.reason);
+        text('cancel reason', (outcome as { reason: unknown }).reason);
         break;
     }
   } catch (error) {
-    return { ok: false, error: StepError.permanent(`runner returned an invalid outcome: ${(error as Error).message}`) };
+    return { ok: false, error: StepError.permanent(`runner returned an invalid outcome: ${describeFailure(error).message}`) };
   }
-  return { ok: true, outcome };
+  return { ok: true, outcome: outcome as StepOutcome };
 }
 
-function describeValue(value: unknown): string {
+/**
+ * The due time of a `continueAfter`, checked where the clock is known (the
+ * builder has none): a delay that puts the next step past the largest safe
+ * integer of ms becomes a permanent failure of the step, where the store
+ * would otherwise refuse the settlement.
+ */
+export function checkDueTime(result: RunnerResult, now: number): RunnerResult {
+  if (!result.ok || result.outcome.kind !== 'continueAfter' || Number.isSafeInteger(now + result.outcome.delayMs)) return result;
+  return {
+    ok: false,
+    error: StepError.permanent(`runner returned an invalid outcome: continueAfter delay of ${result.outcome.delayMs} ms from now is past the latest representable time`),
+  };
+}
+
+function describeValue(value: unknown, kind: unknown): string {
   if (value === null || value === undefined) return String(value);
-  if (typeof value === 'object') return `object with kind ${JSON.stringify((value as { kind?: unknown }).kind)}`;
+  if (typeof value === 'object') return `object with kind ${typeof kind === 'string' ? JSON.stringify(kind) : typeof kind}`;
   return typeof value;
 }
 
-/** The message of a thrown value, and whether it is permanent (only `WorkflowError`s can say so). */
+/**
+ * The message of a thrown value, and whether it is permanent (only
+ * `WorkflowError`s can say so). Total: runners throw anything (`undefined`,
+ * prototype-free objects, objects whose `toString` or getters throw,
+ * proxies), and a failure to describe one must not keep its step from
+ * settling.
+ */
 export function describeFailure(error: unknown): { message: string; permanent: boolean } {
-  if (error instanceof WorkflowError) return { message: error.message, permanent: error.isPermanent };
-  if (error instanceof Error) return { message: error.message, permanent: false };
-  return { message: String(error), permanent: false };
+  try {
+    if (error instanceof WorkflowError) return { message: String(error.message), permanent: error.isPermanent === true };
+    if (error instanceof Error) return { message: String(error.message), permanent: false };
+    if (error === undefined || error === null) return { message: `runner threw ${String(error)}`, permanent: false };
+    return { message: String(error), permanent: false };
+  } catch {
+    return { message: `runner threw a value that cannot be described (${safeTypeName(error)})`, permanent: false };
+  }
+}
+
+function safeTypeName(value: unknown): string {
+  try {
+    if (typeof value !== 'object' || value === null) return typeof value;
+    const proto: unknown = Object.getPrototypeOf(value);
+    if (proto === null) return 'object without prototype';
+    const name: unknown = (proto as { constructor?: { name?: unknown } }).constructor?.name;
+    return typeof name === 'string' ? `object (${name})` : 'object';
+  } catch {
+    return 'object';
+  }
 }

@@ -110,7 +110,7 @@ export class QueueConfigs {
 }
 
 /** Retry delay after the `attempts`-th failed attempt (SPEC section 3). */
-export function retryDelayMs(config: QueueConfig, attempts: number): number {
+export function retryDelayMs(config: Pick<QueueConfig, 'retryBackoffBaseMs' | 'retryBackoffMaxMs'>, attempts: number): number {
   if (config.retryBackoffBaseMs === 0) return 0;
   const exponent = Math.max(0, attempts - 1);
   // 2^exponent overflows to Infinity for large attempts; min() caps it.

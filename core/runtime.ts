@@ -11,19 +11,29 @@ import {
   MissingHeaderError,
   InvalidStepHeaderError,
   ReservedHeaderInSubmitError,
+  HookDeliveryMismatchError,
+  RunnerRequiredError,
+  StepTimeoutError,
+  WorkerStoppedError,
   isTransientError,
 } from './errors.js';
+import type { WorkflowError } from './errors.js';
 import { copyHeaders, headerBytes } from './headers.js';
-import { InFlightSteps } from './in-flight-steps.js';
+import { decodeDeliveryMode, deliveryModeKey, deliveryModeWrite } from './delivery-mode.js';
+import type { HookDelivery } from './delivery-mode.js';
+import { hookAttempt, hookFailureSettlement, resolveHookRetry } from './hook-retry.js';
+import type { HookRetryPolicy } from './hook-retry.js';
 import { newId } from './ids.js';
-import { noopHook, toRunnerResult } from './outcomes.js';
-import type { RunOutcome, RunnerResult, Step, StepRunner, TerminalHook } from './outcomes.js';
-import type { Claim, Effects, Headers, JobRecord, QueueStore, SettleResult, Settlement, StoreNotification } from './queue-store.js';
+import { LeaseKeeper } from './lease-keeper.js';
+import type { LeasedJob } from './lease-keeper.js';
+import { StepError, checkDueTime, describeFailure, noopHook, toRunnerResult } from './outcomes.js';
+import type { RunOutcome, RunnerResult, Step, StepOutcome, StepRunner, TerminalHook } from './outcomes.js';
+import type { Claim, Effects, Headers, JobRecord, KvWrite, QueueStore, SettleResult, Settlement, StoreNotification } from './queue-store.js';
 import { decodeNotification, decodeRecord, encodeRecord, runKeys, sha256Hex } from './run-records.js';
 import type { RunCursor, RunIdentity } from './run-records.js';
 import { HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX, cursorValue, decideSettlement, endRunEffects, reaperBranch, stepDedupKey, stepHeaders } from './settlement.js';
-import type { SettlementDecision } from './settlement.js';
-import { checkNonNegativeInt, checkPositiveInt, describe } from './store-validation.js';
+import type { SettlementDecision, StepFacts } from './settlement.js';
+import { checkHeaders, checkNonNegativeInt, checkPositiveInt, checkQueueName, describe } from './store-validation.js';
 
 /** Spec of a new run. */
 export interface RunSpec {
@@ -75,10 +85,11 @@ export const DEFAULT_LIMITS: Readonly<RuntimeLimits> = Object.freeze({
 /** Options of `WorkflowRuntime`. */
 export interface WorkflowRuntimeOptions {
   store: QueueStore;
-  runner: StepRunner;
+  /** Runs the steps. Optional for a runtime used only for submit, status and cancel; `run()` needs it. */
+  runner?: StepRunner;
   /** Called once per ended run, after the terminal commit. Default: no-op. */
   hook?: TerminalHook;
-  /** Queue carrying the step jobs. Default `workflow-steps`. */
+  /** Queue carrying the step jobs. Default `workflow-steps`; at most 247 characters (`<queueName>.outcomes` carries the hook notifications). */
   queueName?: string;
   /**
    * Runners run at once by `run()`. Default 16. A step frees its slot when
@@ -96,9 +107,33 @@ export interface WorkflowRuntimeOptions {
    * terminal commit by the runtime that committed it; a crash in between loses
    * that one notification. `durable`: the terminal commit also enqueues the
    * outcome on `<queueName>.outcomes`, and worker loops run the hook as that
-   * job's worker, at least once, retried with the queue's backoff on failure.
+   * job's worker, at least once, retried per `hookRetry` on failure.
    */
   hookDelivery?: 'inProcess' | 'durable';
+  /**
+   * Retry schedule of a failing hook with durable delivery. Default
+   * `{ maxAttempts: 300, initialDelayMs: 1000, maxDelayMs: 300000 }`: a
+   * delay doubling from 1 s to 5 min, about 24 hours of retries in all.
+   */
+  hookRetry?: Partial<HookRetryPolicy>;
+  /**
+   * Longest a runner may run, in clock ms. At the deadline its signal aborts
+   * with a `StepTimeoutError`, its slot is freed, its lease is no longer
+   * renewed and the step counts as a transient failure (retried per the
+   * queue's policy; on the last attempt the run fails with "step timed out
+   * after N ms"); whatever the runner returns later is ignored. Default:
+   * none, since only the application knows how long a step may take; set
+   * one if a runner can hang (one that ignores its signal otherwise holds
+   * its slot and lease forever, and a cancel of its run never completes).
+   */
+  stepTimeoutMs?: number;
+  /**
+   * After `run()`'s signal aborts, how long in-flight steps get to finish
+   * and settle before `run()` returns anyway, in clock ms. A step still out
+   * then has its signal aborted (`WorkerStoppedError`) and its lease left to
+   * expire, so it is re-delivered. Default 30 000.
+   */
+  shutdownGraceMs?: number;
 }
 
 /** Typed lifecycle events, for logging and metrics without wrapping the runner. */
@@ -130,8 +165,12 @@ export interface RuntimeEvents {
 
 const RUN_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 const MAX_STORE_BACKOFF_MS = 5_000;
-const SETTLE_RETRIES = 5;
+/** Cap of the backoff between settlement retries (also a sixth of the lease, whichever is shorter). */
+const MAX_SETTLE_BACKOFF_MS = 1_000;
 const STORE_RETRIES = 10;
+const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
+/** With durable delivery, hooks may hold at most this share of the slots, and are claimed first: neither starves the other. */
+const HOOK_SLOT_SHARE = 4;
 
 /** Creates the step's AbortController only when the runner reads `signal` (most never do). */
 class LazyAbort {
@@ -184,14 +223,34 @@ function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
 }
 
-interface InFlightStep {
-  readonly jobId: string;
-  /** Position in `InFlightSteps`. */
-  slot: number;
-  claim: Claim;
-  controller: LazyAbort;
-  leaseMs: number;
-  renewedAt: number;
+/**
+ * Counters of one `run()` call. Steps count against their own loop's, so a
+ * step left behind when a loop gave up at its grace deadline never disturbs
+ * a later loop.
+ */
+class WorkerLoop {
+  /** Steps whose runner (or hook) has not returned: each holds a concurrency slot. */
+  slotsHeld = 0;
+  /** Of those, durable hook notifications. */
+  hookSlotsHeld = 0;
+  /** Steps not yet finished, settlement included. */
+  unfinishedSteps = 0;
+  /** Set when `run()` returned at its grace deadline with steps still out: they no longer settle. */
+  abandoned = false;
+  drained: (() => void) | undefined;
+
+  constructor(private readonly wake: () => void) {}
+
+  /** A step is completely done, its settlement included. */
+  readonly finished = (): void => {
+    this.unfinishedSteps--;
+    this.wake();
+    if (this.unfinishedSteps === 0 && this.drained) {
+      const drained = this.drained;
+      this.drained = undefined;
+      drained();
+    }
+  };
 }
 
 /**
@@ -204,8 +263,11 @@ interface InFlightStep {
 export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   readonly store: QueueStore;
   readonly queueName: string;
-  private readonly runner: StepRunner;
+  private readonly runner: StepRunner | undefined;
   private readonly hook: TerminalHook;
+  private readonly hookRetry: HookRetryPolicy;
+  private readonly stepTimeoutMs: number | undefined;
+  private readonly shutdownGraceMs: number;
   private readonly maxConcurrentSteps: number;
   private readonly pollIntervalMs: number;
   private readonly clock: Clock;
@@ -218,29 +280,29 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
    * reaper's commit ended (no runtime was there to run the hook).
    */
   readonly notificationQueue: string;
-  private readonly inFlight = new InFlightSteps<InFlightStep>();
+  /** Every claim being worked on: its lease renewal, its runner's deadline, its abort signal. */
+  private readonly keeper: LeaseKeeper;
   private running = false;
-  /** Steps of `run()` whose runner (or hook) has not returned: each holds a concurrency slot. */
-  private slotsHeld = 0;
-  /** Steps of `run()` not yet finished, settlement included. */
-  private unfinishedSteps = 0;
-  private drained: (() => void) | undefined;
+  private readonly hookDelivery: HookDelivery;
+  /** The store's recorded delivery mode matched ours once: never read again. */
+  private deliveryModeVerified = false;
   private wakeUp: (() => void) | undefined;
+  /** Whether the notification queue may hold a claimable job (set by its notices and by polls). */
+  private notificationsMaybeWaiting = true;
   private woken = false;
   private pollTimer: { dueAt: number; cancel: () => void } | undefined;
-  private renewTimer: (() => void) | undefined;
 
   constructor(options: WorkflowRuntimeOptions) {
     super();
     if (!options || typeof options !== 'object') throw new InvalidArgumentError('runtime options', 'expected an object');
     if (!options.store) throw new InvalidArgumentError('store', 'a QueueStore is required');
-    if (typeof options.runner !== 'function') throw new InvalidArgumentError('runner', 'expected a function (step) => StepOutcome');
+    if (options.runner !== undefined && typeof options.runner !== 'function') throw new InvalidArgumentError('runner', 'expected a function (step) => StepOutcome');
     if (options.hook !== undefined && typeof options.hook !== 'function') throw new InvalidArgumentError('hook', 'expected a function');
     this.store = options.store;
     this.runner = options.runner;
     this.hook = options.hook ?? noopHook;
     this.queueName = options.queueName ?? 'workflow-steps';
-    if (typeof this.queueName !== 'string' || this.queueName.length === 0) throw new InvalidArgumentError('queueName', 'expected a non-empty string');
+    checkQueueName(this.queueName);
     this.maxConcurrentSteps = options.maxConcurrentSteps ?? 16;
     checkPositiveInt('maxConcurrentSteps', this.maxConcurrentSteps);
     this.pollIntervalMs = options.pollIntervalMs ?? 250;
@@ -250,8 +312,21 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     if (options.hookDelivery !== undefined && options.hookDelivery !== 'inProcess' && options.hookDelivery !== 'durable') {
       throw new InvalidArgumentError('hookDelivery', `expected "inProcess" or "durable", got ${describe(options.hookDelivery)}`);
     }
+    this.hookDelivery = options.hookDelivery ?? 'inProcess';
     this.notificationQueue = `${this.queueName}.outcomes`;
-    this.outcomeQueue = options.hookDelivery === 'durable' ? this.notificationQueue : undefined;
+    checkQueueName(this.notificationQueue);
+    this.outcomeQueue = this.hookDelivery === 'durable' ? this.notificationQueue : undefined;
+    this.hookRetry = resolveHookRetry(options.hookRetry);
+    if (options.stepTimeoutMs !== undefined) checkPositiveInt('stepTimeoutMs', options.stepTimeoutMs);
+    this.stepTimeoutMs = options.stepTimeoutMs;
+    this.shutdownGraceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
+    checkNonNegativeInt('shutdownGraceMs', this.shutdownGraceMs);
+    this.keeper = new LeaseKeeper(this.clock, this.store, {
+      cancelRequested: (leased) => leased.controller.abort(cancelReason()),
+      leaseLost: (leased) => leased.controller.abort(new LeaseLostError(leased.jobId)),
+      renewFailed: (leased, error) =>
+        this.emit('storeError', { operation: 'renewLease', error, ...(leased.runId === undefined ? {} : { runId: leased.runId }), jobId: leased.jobId }),
+    });
     checkPositiveInt('limits.maxPayloadBytes', this.limits.maxPayloadBytes);
     checkNonNegativeInt('limits.maxHeaders', this.limits.maxHeaders);
     checkNonNegativeInt('limits.maxHeaderBytes', this.limits.maxHeaderBytes);
@@ -271,9 +346,15 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     const inputSha256 = sha256Hex(input);
     const now = this.clock.now();
     const jobId = newId(now);
+    let modeWrite = await this.checkDeliveryMode();
     for (let attempt = 0; attempt < 5; attempt++) {
       const existing = await this.store.kvGet(keys.identity);
       if (existing !== undefined) return this.duplicateSubmit(runId, existing, inputSha256);
+      const writes: KvWrite[] = [
+        { key: keys.identity, value: encodeRecord({ runId, submittedAt: now, inputSha256 } satisfies RunIdentity), ifAbsent: true },
+        { key: keys.cursor, value: cursorValue(jobId, 0) },
+      ];
+      if (modeWrite !== undefined) writes.push(modeWrite);
       const result = await this.store.enqueue(
         this.queueName,
         input,
@@ -285,14 +366,17 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
           ...(spec.priority === undefined ? {} : { priority: spec.priority }),
           ...(spec.maxAttemptsPerStep === undefined ? {} : { maxAttempts: spec.maxAttemptsPerStep }),
         },
-        [
-          { key: keys.identity, value: encodeRecord({ runId, submittedAt: now, inputSha256 } satisfies RunIdentity), ifAbsent: true },
-          { key: keys.cursor, value: cursorValue(jobId, 0) },
-        ],
+        writes,
       );
       if (result.kind === 'new') {
+        if (modeWrite !== undefined) this.deliveryModeVerified = true;
         this.emit('runSubmitted', { runId, jobId });
         return { runId, newlySubmitted: true };
+      }
+      if (result.kind === 'kvConflict' && modeWrite !== undefined && result.key === modeWrite.key) {
+        // Another runtime recorded its mode meanwhile: compare, then submit without the write.
+        modeWrite = await this.checkDeliveryMode();
+        continue;
       }
       // Another submitter won the race (dedup hit or identity present): compare inputs.
       const winner = await this.store.kvGet(keys.identity);
@@ -327,6 +411,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
    */
   async cancel(runId: string): Promise<boolean> {
     checkRunId(runId);
+    await this.checkDeliveryMode();
     const keys = runKeys(this.queueName, runId);
     let previousJobId: string | undefined;
     for (let attempt = 0; attempt < 20; attempt++) {
@@ -350,7 +435,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         return true;
       }
       if (result.outcome === 'requested') {
-        if (result.firstRequest) this.inFlight.find(cursor.jobId)?.controller.abort(cancelReason());
+        if (result.firstRequest) this.keeper.find(cursor.jobId)?.controller.abort(cancelReason());
         return result.firstRequest;
       }
       previousJobId = cursor.jobId; // the run moved on meanwhile: follow it
@@ -362,82 +447,132 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
 
   /**
    * Claims and runs steps until `signal` aborts, then lets in-flight steps
-   * finish and settle, and resolves. One loop per runtime at a time.
+   * finish and settle, and resolves: within `shutdownGraceMs`, even if a
+   * runner never returns. One loop per runtime at a time. Rejects with the
+   * store's error when a claim fails permanently (the store cannot serve
+   * this loop again), after draining in-flight steps the same way; throws
+   * `RunnerRequiredError` on a runtime built without a runner.
    */
   async run(signal: AbortSignal): Promise<void> {
+    if (this.runner === undefined) throw new RunnerRequiredError();
     if (this.running) throw new InvalidStateError(this.queueName, 'running', 'start a second worker loop on');
     this.running = true;
+    this.notificationsMaybeWaiting = true;
+    const loop = new WorkerLoop(() => this.wake());
+    const crashed = (error: unknown): void => {
+      this.emit('storeError', { operation: 'processStep', error });
+      loop.finished();
+    };
     // A step holds its slot while its runner runs; its settlement commits
     // after the slot is freed, so the next claim can share the settlement's
     // group commit (stores that batch writes). Settlements still in flight
-    // are capped at another `maxConcurrentSteps`.
-    const sources: Array<{ queue: string; process: (claim: Claim) => Promise<void> }> = [
-      { queue: this.queueName, process: (c) => this.processStep(c) },
-      { queue: this.notificationQueue, process: (c) => this.processOutcome(c) },
+    // are capped at another `maxConcurrentSteps`. Hook notifications (with
+    // either delivery: runs the reaper ended go through them too) are
+    // claimed first, up to their share of the slots, so a step backlog
+    // cannot starve them, nor they the steps.
+    const hookSlots = Math.max(1, Math.floor(this.maxConcurrentSteps / HOOK_SLOT_SHARE));
+    const sources: Array<{ queue: string; hooks: boolean; process: (claim: Claim) => Promise<void> }> = [
+      { queue: this.notificationQueue, hooks: true, process: (c) => this.processOutcome(loop, c) },
+      { queue: this.queueName, hooks: false, process: (c) => this.processStep(loop, c) },
     ];
     const unsubscribes = sources.map((source) => this.store.subscribe(source.queue, (n) => this.onNotification(n)));
     const onAbort = (): void => this.wake();
     signal.addEventListener('abort', onAbort);
+    let fatal: unknown;
     try {
+      try {
+        await this.checkDeliveryMode();
+      } catch (error) {
+        if (error instanceof HookDeliveryMismatchError) throw error;
+        this.emit('storeError', { operation: 'checkDeliveryMode', error }); // the loop looks again before claiming
+      }
       let failures = 0;
       while (!signal.aborted) {
         let moreWaiting = false;
         this.woken = false;
         try {
+          // Until a submit records the queue's mode, look again before each claim (a mismatch ends the loop).
+          if (!this.deliveryModeVerified) await this.checkDeliveryMode();
           for (const source of sources) {
-            const free = Math.min(this.maxConcurrentSteps - this.slotsHeld, 2 * this.maxConcurrentSteps - this.unfinishedSteps);
-            if (free <= 0) break;
+            let free = Math.min(this.maxConcurrentSteps - loop.slotsHeld, 2 * this.maxConcurrentSteps - loop.unfinishedSteps);
+            if (source.hooks) {
+              // Notifications are rare: their queue is claimed only when one may be there, not on every turn.
+              if (!this.notificationsMaybeWaiting) continue;
+              free = Math.min(free, hookSlots - loop.hookSlotsHeld);
+            }
+            if (free <= 0) continue;
+            if (source.hooks) this.notificationsMaybeWaiting = false;
             const claims = await this.store.claim(source.queue, { limit: free });
-            if (claims.length === free) moreWaiting = true; // a full batch: more may be waiting
+            if (claims.length === free) {
+              moreWaiting = true; // a full batch: more may be waiting
+              if (source.hooks) this.notificationsMaybeWaiting = true;
+            }
             for (const claim of claims) {
-              this.slotsHeld++;
-              this.unfinishedSteps++;
-              void source.process(claim).then(this.stepFinished, this.stepCrashed);
+              loop.slotsHeld++;
+              if (source.hooks) loop.hookSlotsHeld++;
+              loop.unfinishedSteps++;
+              void source.process(claim).then(loop.finished, crashed);
             }
           }
           failures = 0;
         } catch (error) {
+          if (error instanceof HookDeliveryMismatchError) {
+            fatal = error;
+            break;
+          }
           this.emit('storeError', { operation: 'claim', error });
+          this.notificationsMaybeWaiting = true;
+          if (!isTransientError(error)) {
+            fatal = error; // the store refuses this loop for good: stop claiming, drain, report
+            break;
+          }
           failures++;
           await this.idle(Math.min(MAX_STORE_BACKOFF_MS, 50 * 2 ** Math.min(failures, 10)), signal);
           continue;
         }
         if (!moreWaiting) await this.idle(this.pollIntervalMs, signal);
       }
-      if (this.unfinishedSteps > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+      await this.drain(loop);
     } finally {
       signal.removeEventListener('abort', onAbort);
       for (const unsubscribe of unsubscribes) unsubscribe();
-      this.renewTimer?.();
-      this.renewTimer = undefined;
+      this.keeper.stop();
       this.pollTimer?.cancel();
       this.pollTimer = undefined;
       this.running = false;
     }
+    if (fatal !== undefined) throw fatal;
+  }
+
+  /**
+   * Waits until every step of `loop` finished, or `shutdownGraceMs` of clock
+   * time passed: then the steps still out get their signal aborted and are
+   * let go (no more renewals, no settlement), for the reaper to re-deliver.
+   */
+  private async drain(loop: WorkerLoop): Promise<void> {
+    if (loop.unfinishedSteps === 0) return;
+    let cancelGrace: () => void = () => undefined;
+    const graceOver = await Promise.race([
+      new Promise<false>((resolve) => (loop.drained = () => resolve(false))),
+      new Promise<true>((resolve) => (cancelGrace = this.clock.setTimer(() => resolve(true), this.shutdownGraceMs))),
+    ]);
+    cancelGrace();
+    if (!graceOver) return;
+    loop.abandoned = true;
+    loop.drained = undefined;
+    const reason = new WorkerStoppedError(this.shutdownGraceMs);
+    for (const leased of [...this.keeper.values()]) {
+      leased.controller.abort(reason);
+      this.keeper.release(leased);
+    }
   }
 
   /** A step's runner (or an outcome's hook) is done: its slot goes to the next claim. Called once per step. */
-  private releaseSlot(): void {
-    this.slotsHeld--;
+  private releaseSlot(loop: WorkerLoop, hook = false): void {
+    loop.slotsHeld--;
+    if (hook) loop.hookSlotsHeld--;
     this.wake();
   }
-
-  /** A step threw past its own handling (a bug, not a runner failure): reported, and counted as finished. */
-  private readonly stepCrashed = (error: unknown): void => {
-    this.emit('storeError', { operation: 'processStep', error });
-    this.stepFinished();
-  };
-
-  /** A step is completely done, its settlement included. */
-  private readonly stepFinished = (): void => {
-    this.unfinishedSteps--;
-    this.wake();
-    if (this.unfinishedSteps === 0 && this.drained) {
-      const drained = this.drained;
-      this.drained = undefined;
-      drained();
-    }
-  };
 
   private wake(): void {
     this.woken = true;
@@ -461,6 +596,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         dueAt,
         cancel: this.clock.setTimer(() => {
           if (this.pollTimer === timer) this.pollTimer = undefined;
+          this.notificationsMaybeWaiting = true; // a notice from another process may have been missed
           this.wake();
         }, ms),
       };
@@ -478,10 +614,11 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   private onNotification(notification: StoreNotification): void {
     switch (notification.type) {
       case 'jobsAvailable':
+        if (notification.queue === this.notificationQueue) this.notificationsMaybeWaiting = true;
         this.wake();
         return;
       case 'cancelRequested':
-        this.inFlight.find(notification.jobId)?.controller.abort(cancelReason());
+        this.keeper.find(notification.jobId)?.controller.abort(cancelReason());
         return;
       case 'deadLettered':
         return; // the reaper's commit already ended those runs (the effects each step job carries)
@@ -490,70 +627,61 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
 
   // ---- one step ------------------------------------------------------------
 
-  private async processStep(claim: Claim): Promise<void> {
+  private async processStep(loop: WorkerLoop, claim: Claim): Promise<void> {
     let holdsSlot = true;
+    let runId: string | undefined;
+    const controller = new LazyAbort();
+    const leased = this.keeper.hold(claim, controller, this.stepTimeoutMs);
     try {
       const job = claim.job;
       const parsed = parseStepHeaders(job.headers);
       if (parsed instanceof Error) {
         this.emit('malformedStep', { jobId: job.id, error: parsed });
-        await this.settleWithRetry(claim, { settlement: { action: { type: 'deadLetter', reason: parsed.message } } }).catch(() => undefined);
+        await this.settleRetrying(loop, leased, { settlement: { action: { type: 'deadLetter', reason: parsed.message } } }).catch(() => undefined);
         return;
       }
-      const { runId, stepNumber } = parsed;
+      runId = parsed.runId;
+      leased.runId = runId;
+      const stepNumber = parsed.stepNumber;
       const headers = userHeaders(job.headers);
-      const controller = new LazyAbort();
       if (job.cancelRequested) controller.abort(cancelReason());
-      const leaseMs = Math.max(1, (job.leaseExpiresAt ?? 0) - (job.claimedAt ?? 0));
-      const inFlight: InFlightStep = { jobId: job.id, slot: -1, claim, controller, leaseMs, renewedAt: this.clock.now() };
-      this.inFlight.add(inFlight);
-      this.armRenewal(leaseMs);
       if (this.listenerCount('stepStarted') > 0) this.emit('stepStarted', { runId, stepNumber, jobId: job.id, attempts: job.attempts });
-      let result: RunnerResult;
-      try {
-        const returned = this.runner(new RunnerStep(runId, stepNumber, job, headers, controller));
-        // A runner that answers synchronously costs no extra promise hop.
-        result = toRunnerResult(isThenable(returned) ? await returned : returned);
-      } catch (error) {
-        result = { ok: false, error };
-      } finally {
-        this.inFlight.remove(inFlight);
-      }
+      const running = this.runStep(leased, new RunnerStep(runId, stepNumber, job, headers, controller));
+      // A runner that answers synchronously costs no extra promise hop.
+      const returned = isThenable(running) ? await running : running;
+      leased.deadline = undefined;
+      leased.onTimeout = undefined;
+      if (loop.abandoned) return; // `run()` gave up on it at its grace deadline: left to its lease
       const now = this.clock.now();
-      const decision = decideSettlement(
-        {
-          queueName: this.queueName,
-          runId,
-          stepNumber,
-          attempts: job.attempts,
-          maxAttempts: job.maxAttempts,
-          priority: job.priority,
-          userHeaders: headers,
-          keys: runKeys(this.queueName, runId),
-          nextJobId: newId(now),
-          maxPayloadBytes: this.limits.maxPayloadBytes,
-          outcomeQueue: this.outcomeQueue,
-          reapedOutcomeQueue: this.notificationQueue,
-          jobId: job.id,
-        },
-        result,
-      );
-      let settled: SettleResult;
+      const facts: StepFacts = {
+        queueName: this.queueName,
+        runId,
+        stepNumber,
+        attempts: job.attempts,
+        maxAttempts: job.maxAttempts,
+        priority: job.priority,
+        userHeaders: headers,
+        keys: runKeys(this.queueName, runId),
+        nextJobId: newId(now),
+        maxPayloadBytes: this.limits.maxPayloadBytes,
+        outcomeQueue: this.outcomeQueue,
+        reapedOutcomeQueue: this.notificationQueue,
+        jobId: job.id,
+      };
+      const decision = decideSettlement(facts, checkDueTime(returned, now));
       // Issued before the slot is freed, so the store sees the settlement ahead of the next claim.
       const settling = this.settleOnce(claim, decision.settlement);
       holdsSlot = false;
-      this.releaseSlot();
+      this.releaseSlot(loop);
+      let committed: { settled: SettleResult; decision: Pick<SettlementDecision, 'primaryOutcome' | 'cancelOutcome'> };
       try {
-        try {
-          settled = await settling;
-        } catch (error) {
-          settled = await this.retrySettle(claim, decision.settlement, error);
-        }
+        committed = await this.settleRetrying(loop, leased, decision, settling, (refusal) => decideSettlement(facts, { ok: false, error: refusal }), runId);
       } catch (error) {
         if (error instanceof LeaseLostError && !(error instanceof SettlementUncertainError)) this.emit('leaseLost', { runId, stepNumber, jobId: job.id });
         else this.emit('storeError', { operation: 'settle', error, runId, jobId: job.id });
         return; // not committed (or unknown): the reaper re-delivers the step; no hook for an uncommitted outcome
       }
+      const { settled } = committed;
       if (this.listenerCount('stepSettled') > 0) {
         this.emit('stepSettled', { runId, stepNumber, jobId: job.id, branch: settled.branch, status: settled.status, durationMs: this.clock.now() - (job.claimedAt ?? now) });
       }
@@ -561,22 +689,41 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         this.emit('staleStep', { runId, stepNumber, jobId: job.id });
         return;
       }
-      const outcome = settled.branch === 'cancel' ? decision.cancelOutcome : decision.primaryOutcome;
+      const outcome = settled.branch === 'cancel' ? committed.decision.cancelOutcome : committed.decision.primaryOutcome;
       if (outcome) await this.finish(outcome);
+    } catch (error) {
+      // A bug past the step's own handling, not a runner failure: reported with what is known.
+      this.emit('storeError', { operation: 'processStep', error, ...(runId === undefined ? {} : { runId }), jobId: claim.jobId });
     } finally {
-      if (holdsSlot) this.releaseSlot();
+      this.keeper.release(leased);
+      if (holdsSlot) this.releaseSlot(loop);
     }
   }
 
   /**
-   * Settles, retrying transient store errors. If a retry finds the lease
-   * gone after a failed attempt, the first attempt may have committed: that
-   * is reported as a store error, and no hook fires (never for an outcome
-   * that might not have committed; at worst the notification is lost, as in
-   * a crash between commit and hook).
+   * Calls the runner. With a step timeout, its result races the deadline:
+   * at the deadline the signal aborts and the step fails transiently with
+   * `StepTimeoutError`; a later return is ignored.
    */
-  private settleWithRetry(claim: Claim, decision: Pick<SettlementDecision, 'settlement'>): Promise<SettleResult> {
-    return this.settleOnce(claim, decision.settlement).then(undefined, (error: unknown) => this.retrySettle(claim, decision.settlement, error));
+  private runStep(leased: LeasedJob, step: RunnerStep): RunnerResult | Promise<RunnerResult> {
+    let returned: StepOutcome | Promise<StepOutcome>;
+    try {
+      returned = (this.runner as StepRunner)(step);
+    } catch (error) {
+      return { ok: false, error };
+    }
+    if (!isThenable(returned)) return toRunnerResult(returned);
+    const result = Promise.resolve(returned).then(toRunnerResult, (error: unknown): RunnerResult => ({ ok: false, error }));
+    if (leased.deadline === undefined) return result;
+    const timeoutMs = this.stepTimeoutMs as number;
+    const timedOut = new Promise<RunnerResult>((resolve) => {
+      leased.onTimeout = () => {
+        const error = new StepTimeoutError(timeoutMs);
+        leased.controller.abort(error);
+        resolve({ ok: false, error });
+      };
+    });
+    return Promise.race([result, timedOut]);
   }
 
   /** One settlement attempt; a synchronous throw of a non-async adapter becomes a rejection. */
@@ -588,23 +735,56 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     }
   }
 
-  /** Retries a failed settlement while its errors are transient (see `settleWithRetry`). */
-  private async retrySettle(claim: Claim, settlement: Settlement, firstError: unknown): Promise<SettleResult> {
-    let error = firstError;
+  /**
+   * Settles a held claim. A transient failure is retried, with capped
+   * backoff, for as long as the lease lasts (the keeper renews it
+   * meanwhile), so an outage shorter than the lease costs no re-execution.
+   * A permanent refusal of the value (the store will never take it) is
+   * handed to `onRefused`, which builds the settlement that ends the run
+   * with that failure instead; without one, or when that is refused too,
+   * it is thrown. If a retry finds the lease gone after a transient
+   * failure, the failed attempt may have committed: `SettlementUncertainError`
+   * (no hook fires for an outcome that might not have committed; at worst
+   * the notification is lost, as in a crash between commit and hook).
+   */
+  private async settleRetrying<D extends { settlement: Settlement }>(
+    loop: WorkerLoop,
+    leased: LeasedJob,
+    decision: D,
+    first?: Promise<SettleResult>,
+    onRefused?: (refusal: StepError) => D,
+    runId?: string,
+  ): Promise<{ settled: SettleResult; decision: D }> {
+    let current = decision;
+    let pending = first ?? this.settleOnce(leased.claim, decision.settlement);
     let lastTransient: unknown;
-    for (let attempt = 0; ; attempt++) {
-      if (!isTransientError(error)) {
-        if (attempt > 0 && error instanceof LeaseLostError) throw new SettlementUncertainError(claim.jobId, lastTransient);
-        throw error;
-      }
-      lastTransient = error;
-      this.emit('storeError', { operation: 'settle', error, jobId: claim.jobId });
-      if (attempt + 1 >= SETTLE_RETRIES) throw error;
-      await sleepOn(this.clock, Math.min(MAX_STORE_BACKOFF_MS, 20 * 2 ** attempt));
+    let refusals = 0;
+    for (let retries = 0; ; ) {
       try {
-        return await this.store.settle(claim, settlement);
-      } catch (retryError) {
-        error = retryError;
+        return { settled: await pending, decision: current };
+      } catch (error) {
+        if (error instanceof LeaseLostError) {
+          if (lastTransient !== undefined) throw new SettlementUncertainError(leased.jobId, lastTransient);
+          throw error;
+        }
+        if (!isTransientError(error)) {
+          // Refused for good: end the run on a settlement the store can take (the code alone, the second time).
+          if (onRefused === undefined || refusals >= 2) throw error;
+          this.emit('storeError', { operation: 'settle', error, ...(runId === undefined ? {} : { runId }), jobId: leased.jobId });
+          const code = (error as WorkflowError).code;
+          const message = refusals === 0 ? `settlement rejected: ${code}: ${describeFailure(error).message}` : `settlement rejected: ${code}`;
+          refusals++;
+          current = onRefused(StepError.permanent(message, { cause: error }));
+          pending = this.settleOnce(leased.claim, current.settlement);
+          continue;
+        }
+        lastTransient = error;
+        const backoff = Math.min(MAX_SETTLE_BACKOFF_MS, Math.max(1, Math.floor(leased.leaseMs / 6)), 20 * 2 ** retries++);
+        if (loop.abandoned || this.clock.now() + backoff >= leased.leaseExpiresAt) throw error; // the lease ran out: the reaper re-delivers
+        this.emit('storeError', { operation: 'settle', error, ...(runId === undefined ? {} : { runId }), jobId: leased.jobId });
+        await sleepOn(this.clock, backoff);
+        if (loop.abandoned) throw error;
+        pending = this.settleOnce(leased.claim, current.settlement);
       }
     }
   }
@@ -630,63 +810,37 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     }
   }
 
-  /** Durable delivery: one outcome notification job, acked once the hook succeeded, nacked (retried) otherwise. */
-  private async processOutcome(claim: Claim): Promise<void> {
+  /**
+   * Durable delivery: one outcome notification job, its lease renewed while
+   * the hook runs; acked once the hook succeeded, otherwise retried per
+   * `hookRetry` (see core/hook-retry.ts).
+   */
+  private async processOutcome(loop: WorkerLoop, claim: Claim): Promise<void> {
+    const leased = this.keeper.hold(claim, NO_SIGNAL);
     try {
       let outcome: RunOutcome;
       let endedByReaper: boolean;
       try {
         ({ outcome, endedByReaper } = decodeNotification(claim.job.payload));
+        leased.runId = outcome.runId;
       } catch (error) {
-        await this.settleWithRetry(claim, { settlement: { action: { type: 'deadLetter', reason: `undecodable outcome: ${(error as Error).message}` } } }).catch(() => undefined);
+        await this.settleRetrying(loop, leased, { settlement: { action: { type: 'deadLetter', reason: `undecodable outcome: ${(error as Error).message}` } } }).catch(() => undefined);
         return;
       }
       // The reaper's commit ended this run and no runtime reported it: the first delivery does.
-      if (endedByReaper && claim.job.attempts === 1) this.emit('runEnded', outcome);
+      if (endedByReaper && claim.job.attempts === 1 && hookAttempt(claim.job.headers) === 1) this.emit('runEnded', outcome);
       const error = await this.runHook(outcome);
-      const action = error === undefined ? ({ type: 'ack' } as const) : ({ type: 'nack', error: error instanceof Error ? error.message : String(error) } as const);
+      const settlement: Settlement =
+        error === undefined ? { action: { type: 'ack' } } : hookFailureSettlement(this.hookRetry, claim.job, describeFailure(error).message);
       try {
-        await this.settleWithRetry(claim, { settlement: { action } });
+        await this.settleRetrying(loop, leased, { settlement });
       } catch (settleError) {
         this.emit('storeError', { operation: 'settleOutcome', error: settleError, runId: outcome.runId, jobId: claim.jobId });
       }
     } finally {
-      this.releaseSlot();
+      this.keeper.release(leased);
+      this.releaseSlot(loop, true);
     }
-  }
-
-  // ---- leases --------------------------------------------------------------
-
-  /** One timer renews every in-flight lease at a third of its length (and learns of remote cancels). */
-  private armRenewal(leaseMs: number): void {
-    if (this.renewTimer) return;
-    const period = Math.max(1, Math.floor(leaseMs / 3));
-    this.renewTimer = this.clock.setTimer(() => {
-      this.renewTimer = undefined;
-      void this.renewLeases().finally(() => {
-        let shortest: number | undefined;
-        for (const step of this.inFlight.values()) shortest = Math.min(shortest ?? step.leaseMs, step.leaseMs);
-        if (shortest !== undefined) this.armRenewal(shortest);
-      });
-    }, period);
-  }
-
-  private async renewLeases(): Promise<void> {
-    const now = this.clock.now();
-    await Promise.all(
-      [...this.inFlight.values()]
-        .filter((step) => now - step.renewedAt >= step.leaseMs / 3)
-        .map(async (step) => {
-          try {
-            const renewed = await this.store.renewLease(step.claim, step.leaseMs);
-            step.renewedAt = now;
-            if (renewed.cancelRequested) step.controller.abort(cancelReason());
-          } catch (error) {
-            if (error instanceof LeaseLostError) step.controller.abort(new LeaseLostError(step.claim.jobId));
-            else this.emit('storeError', { operation: 'renewLease', error, jobId: step.claim.jobId });
-          }
-        }),
-    );
   }
 
   /** Retries transient store errors with backoff (reporting each); rethrows the last one, or a permanent one. */
@@ -704,25 +858,47 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
 
   // ---- input checks ----------------------------------------------------------
 
+  /**
+   * Checks a spec and snapshots it, synchronously: the caller may reuse its
+   * buffer and header object as soon as `submit()` returns its promise, so
+   * the stored bytes and their hash come from one copy taken here.
+   */
   private checkSpec(spec: RunSpec): { runId: string; headers: Headers; input: Uint8Array } {
     if (!spec || typeof spec !== 'object') throw new InvalidArgumentError('run spec', `expected an object, got ${describe(spec)}`);
     if (!(spec.input instanceof Uint8Array)) throw new InvalidArgumentError('input', `expected a Uint8Array, got ${describe(spec.input)}`);
-    if (spec.runId !== undefined) checkRunId(spec.runId);
-    const headers = spec.headers ?? {};
-    if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) throw new InvalidArgumentError('headers', `expected an object, got ${describe(headers)}`);
-    for (const key of Object.keys(headers)) {
-      if (key.startsWith(RESERVED_HEADER_PREFIX)) throw new ReservedHeaderInSubmitError(key);
-      if (typeof headers[key] !== 'string') throw new InvalidArgumentError('headers', `value of "${key}" must be a string, got ${describe(headers[key])}`);
+    let input: Uint8Array;
+    try {
+      input = spec.input.slice();
+    } catch {
+      throw new InvalidArgumentError('input', 'its ArrayBuffer is detached (transferred); pass a buffer you still own');
     }
+    if (spec.runId !== undefined) checkRunId(spec.runId);
+    checkHeaders(spec.headers);
+    const copied = copyHeaders(spec.headers);
+    for (const key of Object.keys(copied)) if (key.startsWith(RESERVED_HEADER_PREFIX)) throw new ReservedHeaderInSubmitError(key);
     if (spec.priority !== undefined) checkNonNegativeInt('priority', spec.priority);
     if (spec.maxAttemptsPerStep !== undefined) checkPositiveInt('maxAttemptsPerStep', spec.maxAttemptsPerStep);
-    if (spec.input.byteLength > this.limits.maxPayloadBytes) throw new LimitExceededError('input size in bytes', spec.input.byteLength, this.limits.maxPayloadBytes);
-    const copied = copyHeaders(headers);
+    if (input.byteLength > this.limits.maxPayloadBytes) throw new LimitExceededError('input size in bytes', input.byteLength, this.limits.maxPayloadBytes);
     const count = Object.keys(copied).length;
     if (count > this.limits.maxHeaders) throw new LimitExceededError('header count', count, this.limits.maxHeaders);
     const bytes = headerBytes(copied);
     if (bytes > this.limits.maxHeaderBytes) throw new LimitExceededError('header size in bytes', bytes, this.limits.maxHeaderBytes);
-    return { runId: spec.runId ?? newId(this.clock.now()), headers: copied, input: spec.input };
+    return { runId: spec.runId ?? newId(this.clock.now()), headers: copied, input };
+  }
+
+  /**
+   * Compares the queue's recorded hook delivery mode with ours, and throws
+   * `HookDeliveryMismatchError` when they differ. Returns the write that
+   * records ours when none is recorded yet (the first submit commits it).
+   */
+  private async checkDeliveryMode(): Promise<KvWrite | undefined> {
+    if (this.deliveryModeVerified) return undefined;
+    const raw = await this.store.kvGet(deliveryModeKey(this.queueName));
+    if (raw === undefined) return deliveryModeWrite(this.queueName, this.hookDelivery);
+    const recorded = decodeDeliveryMode(raw);
+    if (recorded !== this.hookDelivery) throw new HookDeliveryMismatchError(this.queueName, recorded, this.hookDelivery);
+    this.deliveryModeVerified = true;
+    return undefined;
   }
 
   private duplicateSubmit(runId: string, existing: Uint8Array, inputSha256: string): SubmitResult {
@@ -747,6 +923,9 @@ function cancelledOutcome(runId: string, jobHeaders: Headers, finalStep: number)
 function checkRunId(runId: unknown): asserts runId is string {
   if (typeof runId !== 'string' || !RUN_ID_PATTERN.test(runId)) throw new InvalidRunIdError(runId);
 }
+
+/** The signal of a hook notification: nothing reads it. */
+const NO_SIGNAL = { abort: (): void => undefined };
 
 function cancelReason(): Error {
   return new Error('run cancelled');

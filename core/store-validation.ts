@@ -44,15 +44,28 @@ export function checkPositiveInt(name: string, value: unknown): asserts value is
   if (value < 1) throw new InvalidArgumentError(name, `expected at least 1, got ${value}`);
 }
 
+/**
+ * Headers are a plain object of string values. A `Map` or a class instance
+ * is refused rather than read as empty (its entries are not own enumerable
+ * properties); prototype-free maps (`Object.create(null)`, `createHeaders()`)
+ * are plain.
+ */
 export function checkHeaders(headers: unknown): void {
   if (headers === undefined) return;
-  if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) {
-    throw new InvalidArgumentError('headers', `expected an object of string values, got ${describe(headers)}`);
+  if (headers === null || typeof headers !== 'object' || Array.isArray(headers) || !isPlainRecord(headers)) {
+    throw new InvalidArgumentError('headers', `expected a plain object of string values, got ${describe(headers)}`);
   }
   for (const key of Object.keys(headers)) {
     const value = (headers as Record<string, unknown>)[key];
     if (typeof value !== 'string') throw new InvalidArgumentError('headers', `value of "${key}" must be a string, got ${describe(value)}`);
   }
+}
+
+/** Prototype `null`, `Object.prototype`, or an empty prototype-free object (the header maps of core/headers.ts). */
+function isPlainRecord(value: object): boolean {
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto === null || proto === Object.prototype) return true;
+  return Object.getPrototypeOf(proto) === null && Reflect.ownKeys(proto as object).length === 0;
 }
 
 export function checkEnqueueOptions(options: EnqueueOptions | undefined): void {
@@ -143,7 +156,12 @@ export function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
   if (value instanceof Uint8Array) return `${value.constructor.name}(${value.byteLength})`;
   if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? `an object (${(value as object).constructor?.name ?? 'null prototype'})` : typeof value;
+  if (typeof value !== 'object') return typeof value;
+  try {
+    return `an object (${(value as object).constructor?.name ?? 'null prototype'})`;
+  } catch {
+    return 'an object';
+  }
 }
 
 /** Byte-equality of two kv values. */

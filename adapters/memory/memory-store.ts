@@ -113,6 +113,9 @@ class QueueState {
   readonly counters: QueueStats = { pending: 0, claimed: 0, scheduled: 0, dead: 0, done: 0 };
 }
 
+/** Claims answered in microtasks before one waits for a macrotask (setImmediate). */
+const CLAIMS_PER_YIELD = 64;
+
 /** Options of `MemoryStore`: the common `StoreOptions`. */
 export type MemoryStoreOptions = StoreOptions;
 
@@ -132,6 +135,8 @@ export class MemoryStore implements QueueStore {
   private readonly timers = new Set<() => void>();
   private wake: { at: number; cancel: () => void } | undefined;
   private tokenSeq = 0;
+  /** Claims since the last yield to the event loop (see `claim`). */
+  private claimsSinceYield = 0;
   private closed = false;
   private readonly background: boolean;
 
@@ -176,6 +181,13 @@ export class MemoryStore implements QueueStore {
   }
 
   async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
+    // Every call here settles in a microtask, so a worker whose steps keep
+    // continuing would never let timers or I/O run. Every so many claims,
+    // answer after a macrotask instead, as a durable store's I/O would.
+    if (++this.claimsSinceYield >= CLAIMS_PER_YIELD) {
+      this.claimsSinceYield = 0;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
     this.checkOpen();
     checkQueueName(queue);
     if (options?.leaseMs !== undefined) checkPositiveInt('leaseMs', options.leaseMs);

@@ -398,9 +398,14 @@ describe('runtime options', () => {
     expect(() => new WorkflowRuntime({ store, runner: never, maxConcurrentSteps: n })).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
   });
 
-  it('a runner is required', () => {
-    const { store } = freshStore();
-    expect(() => new WorkflowRuntime({ store, runner: undefined as never })).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  it('a runner is optional for submit, status and cancel; run() without one is refused', async () => {
+    const { store, clock } = freshStore();
+    const client = new WorkflowRuntime({ store, clock });
+    const { runId } = await client.submit({ input: bytes('x') });
+    expect(await client.status(runId)).toMatchObject({ state: 'pending' });
+    expect(await client.cancel(runId)).toBe(true);
+    await expect(client.run(new AbortController().signal)).rejects.toMatchObject({ code: 'RUNNER_REQUIRED' });
+    expect(() => new WorkflowRuntime({ store, runner: 'x' as never })).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
   });
 
   it('only one worker loop per runtime', async () => {

@@ -269,7 +269,7 @@ async function runScenario(scenario: Scenario): Promise<Figures> {
   }
   const stats = await store.stats(QUEUE);
   const outcomeStats = await store.stats(`${QUEUE}.outcomes`);
-  const [leftover] = await admin<{ n: string }>(`SELECT count(*) AS n FROM "${schema}".kv WHERE key LIKE 'workflow/%'`);
+  const [leftover] = await admin<{ n: string }>(`SELECT count(*) AS n FROM "${schema}".kv WHERE key LIKE 'workflow/%' AND key NOT LIKE 'workflow/%/config/%'`);
   await store.close();
   const figures: Figures = {
     runs: scenario.runs,

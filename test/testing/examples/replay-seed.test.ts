@@ -35,7 +35,7 @@ it('fast-check finds a seed where a re-delivery counts twice', async () => {
 it('replays one seed exactly', async () => {
   // Paste the seed from a failure here: the same seed gives the same schedule,
   // faults and deliveries, so the failure comes back every time.
-  const seed = 0;
+  const seed = 1;
   const first = await countsOnce(seed, 5).catch((error: Error) => error.message);
   const again = await countsOnce(seed, 5).catch((error: Error) => error.message);
   expect(first).toContain(`seed ${seed}:`);
