@@ -47,6 +47,7 @@ import { SCHEMA_NAME_PATTERN } from './postgres-pool.js';
 import { base64, toRecord } from './postgres-rows.js';
 import type { JobRow } from './postgres-rows.js';
 import { statements } from './postgres-sql.js';
+import { checkStorableText, storableText } from './postgres-text.js';
 import type { StatementName } from './postgres-sql.js';
 
 /** Options of `PostgresStore`: the common `StoreOptions` plus where the data lives. */
@@ -260,6 +261,7 @@ export class PostgresStore implements QueueStore {
     checkPayload(payload);
     checkEnqueueOptions(options);
     checkKvWrites(kvWrites);
+    for (const write of kvWrites ?? []) storedKvKey(write.key);
     const job = this.jobJson({ queue, payload, options });
     const kv = kvWrites && kvWrites.length > 0 ? kvWrites.map((w) => ({ key: w.key, value: base64(w.value), ifAbsent: w.ifAbsent === true })) : null;
     let result: PgQueryResult;
@@ -291,7 +293,7 @@ export class PostgresStore implements QueueStore {
 
   async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
     this.checkOpen();
-    checkQueueName(queue);
+    checkStoredQueueName(queue);
     if (options?.leaseMs !== undefined) checkPositiveInt('leaseMs', options.leaseMs);
     const limit = options?.limit ?? 1;
     checkPositiveInt('limit', limit);
@@ -307,7 +309,7 @@ export class PostgresStore implements QueueStore {
   async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
     this.checkOpen();
     checkSettlement(settlement);
-    if (typeof claim?.jobId !== 'string' || typeof claim.token !== 'string') throw new LeaseLostError(String(claim?.jobId));
+    checkClaimRef(claim);
     const item: SettleWaiter['item'] = { jobId: claim.jobId, token: claim.token, settlement: this.settlementJson(settlement) };
     if (!this.opened) await this.open();
     // Queued synchronously when open: settlements (and claims) of one event-loop turn share a transaction.
@@ -320,7 +322,7 @@ export class PostgresStore implements QueueStore {
   async renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
     this.checkOpen();
     checkPositiveInt('extendMs', extendMs);
-    if (typeof claim?.jobId !== 'string' || typeof claim.token !== 'string') throw new LeaseLostError(String(claim?.jobId));
+    checkClaimRef(claim);
     const result = await this.query('renew', [this.now(), claim.jobId, claim.token, extendMs]);
     const row = result.rows[0] as { lease_expires_at: string; cancel_requested: boolean } | undefined;
     if (!row) throw new LeaseLostError(claim.jobId);
@@ -329,7 +331,7 @@ export class PostgresStore implements QueueStore {
 
   async cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
     this.checkOpen();
-    checkJobId(jobId);
+    checkStoredJobId(jobId);
     checkEffects(effects);
     const result = await this.query('cancel', [this.now(), jobId, effects ? JSON.stringify(this.effectsJson(effects)) : null]);
     const r = (result.rows[0] as { r: { outcome: CancelResult['outcome']; job?: JobRow; firstRequest?: boolean; enqueued?: InsertJson[] } }).r;
@@ -372,7 +374,7 @@ export class PostgresStore implements QueueStore {
 
   async requeueDead(jobId: string): Promise<void> {
     this.checkOpen();
-    checkJobId(jobId);
+    checkStoredJobId(jobId);
     const result = await this.query('requeueDead', [jobId]);
     const queue = (result.rows[0] as { r: string }).r;
     this.notify(queue, { type: 'jobsAvailable', queue });
@@ -380,7 +382,7 @@ export class PostgresStore implements QueueStore {
 
   async getJob(jobId: string): Promise<JobRecord | undefined> {
     this.checkOpen();
-    checkJobId(jobId);
+    checkStoredJobId(jobId);
     const result = await this.query('getJob', [jobId]);
     const row = result.rows[0] as unknown as JobRow | undefined;
     return row ? toRecord(row) : undefined;
@@ -388,10 +390,11 @@ export class PostgresStore implements QueueStore {
 
   async deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]> {
     this.checkOpen();
-    checkQueueName(queue);
+    checkStoredQueueName(queue);
     const limit = options?.limit ?? 100;
     checkPositiveInt('limit', limit);
     if (options?.after !== undefined && typeof options.after !== 'string') throw new InvalidArgumentError('after', 'expected a job id string');
+    if (options?.after !== undefined) checkStorableText('after', options.after);
     const result =
       options?.after === undefined ? await this.query('deadJobs', [queue, limit]) : await this.query('deadJobsAfter', [queue, limit, options.after]);
     return (result.rows as unknown as JobRow[]).map(toRecord);
@@ -399,7 +402,7 @@ export class PostgresStore implements QueueStore {
 
   async stats(queue: string): Promise<QueueStats> {
     this.checkOpen();
-    checkQueueName(queue);
+    checkStoredQueueName(queue);
     const row = (await this.query('stats', [queue])).rows[0] as Record<keyof QueueStats, string>;
     return { pending: Number(row.pending), claimed: Number(row.claimed), scheduled: Number(row.scheduled), dead: Number(row.dead), done: Number(row.done) };
   }
@@ -412,7 +415,7 @@ export class PostgresStore implements QueueStore {
 
   async waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult> {
     this.checkOpen();
-    checkJobId(jobId);
+    checkStoredJobId(jobId);
     checkTimeoutMs(timeoutMs);
     // The timeout runs from the call (not from the first read), so clock time moved meanwhile counts.
     let timedOut = false;
@@ -470,14 +473,14 @@ export class PostgresStore implements QueueStore {
 
   async kvGet(key: string): Promise<Uint8Array | undefined> {
     this.checkOpen();
-    checkKvKey(key);
+    checkStoredKvKey(key);
     const row = (await this.query('kvGet', [key])).rows[0] as { value: Buffer } | undefined;
     return row ? new Uint8Array(row.value) : undefined;
   }
 
   async kvDelete(key: string, options?: { ifValue?: Uint8Array }): Promise<boolean> {
     this.checkOpen();
-    checkKvKey(key);
+    checkStoredKvKey(key);
     if (options?.ifValue !== undefined) checkPayload(options.ifValue, 'ifValue');
     const result =
       options?.ifValue === undefined
@@ -549,6 +552,9 @@ export class PostgresStore implements QueueStore {
   private jobJson(request: EnqueueRequest): JobJson {
     const config = this.configs.get(request.queue);
     const options = request.options;
+    checkStorableText('queue name', request.queue);
+    if (options?.id !== undefined) checkStorableText('id', options.id);
+    if (options?.dedupKey !== undefined) checkStorableText('dedupKey', options.dedupKey);
     const job: JobJson = {
       id: options?.id ?? newId(this.injectedClock ? this.clock.now() : Date.now()),
       own: options?.id !== undefined,
@@ -567,13 +573,19 @@ export class PostgresStore implements QueueStore {
     if (!effects) return undefined;
     const out: EffectsJson = {};
     if (effects.enqueue?.length) out.enqueue = effects.enqueue.map((request) => this.jobJson(request));
-    if (effects.kvWrites?.length) out.kvWrites = effects.kvWrites.map((w) => ({ key: w.key, value: base64(w.value) }));
-    if (effects.kvDeletes?.length) out.kvDeletes = [...effects.kvDeletes];
+    if (effects.kvWrites?.length) out.kvWrites = effects.kvWrites.map((w) => ({ key: storedKvKey(w.key), value: base64(w.value) }));
+    if (effects.kvDeletes?.length) out.kvDeletes = effects.kvDeletes.map(storedKvKey);
     return out;
   }
 
   private branchJson(branch: SettlementBranch): unknown {
-    const action = branch.action.type === 'ack' ? { type: 'ack' } : branch.action.type === 'nack' ? { type: 'nack', error: branch.action.error } : { type: 'deadLetter', reason: branch.action.reason };
+    // Diagnostic text is made storable here (see postgres-text.ts), so one odd message cannot fail its flush.
+    const action =
+      branch.action.type === 'ack'
+        ? { type: 'ack' }
+        : branch.action.type === 'nack'
+          ? { type: 'nack', error: storableText(branch.action.error) }
+          : { type: 'deadLetter', reason: storableText(branch.action.reason) };
     // An id repeated within the branch is an error if (and only if) the branch is applied: flagged for the SQL.
     const repeatedId = findRepeatedId((branch.effects?.enqueue ?? []).map((request) => request.options?.id));
     const effects = this.effectsJson(branch.effects);
@@ -823,6 +835,39 @@ function findRepeatedId(ids: Array<string | undefined>): string | undefined {
 function checkDistinctIds(ids: Array<string | undefined>): void {
   const repeated = findRepeatedId(ids);
   if (repeated !== undefined) throw new InvalidArgumentError('id', `job id "${repeated}" is already in use`);
+}
+
+// The shared argument checks, plus what PostgreSQL can store (postgres-text.ts).
+
+function checkStoredJobId(jobId: unknown): asserts jobId is string {
+  checkJobId(jobId);
+  checkStorableText('job id', jobId);
+}
+
+function checkStoredQueueName(queue: unknown): asserts queue is string {
+  checkQueueName(queue);
+  checkStorableText('queue name', queue);
+}
+
+function checkStoredKvKey(key: unknown): asserts key is string {
+  checkKvKey(key);
+  checkStorableText('kv key', key);
+}
+
+function storedKvKey(key: string): string {
+  checkStorableText('kv key', key);
+  return key;
+}
+
+/** A claim this store could never have issued is not held: `LEASE_LOST`, as for any other. */
+function checkClaimRef(claim: ClaimRef): void {
+  if (typeof claim?.jobId !== 'string' || typeof claim.token !== 'string') throw new LeaseLostError(String(claim?.jobId));
+  try {
+    checkStorableText('job id', claim.jobId);
+    checkStorableText('token', claim.token);
+  } catch {
+    throw new LeaseLostError(claim.jobId);
+  }
 }
 
 function cloneRecord(job: JobRecord): JobRecord {
