@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { HOUSEKEEPING, SystemClock } from '../../core/clock.js';
 import type { Clock } from '../../core/clock.js';
@@ -202,7 +203,10 @@ export class PostgresStore implements QueueStore {
     for (const name of Object.keys(options.queueConfigs ?? {})) queues[name] = this.configs.get(name);
     this.configJson = JSON.stringify({ default: resolveQueueConfig(options.defaultQueueConfig), queues });
     this.sql = statements(schema);
-    this.names = Object.fromEntries(Object.keys(this.sql).map((key) => [key, `taquba_${schema}_v${SCHEMA_VERSION}_${key}`])) as Record<StatementName, string>;
+    // Statement names are per connection, and a pool may serve stores of several schemas: the name carries the
+    // schema as a short hash, so it stays unique within PostgreSQL's 63-byte limit whatever the schema's length.
+    const schemaTag = createHash('sha256').update(schema).digest('hex').slice(0, 16);
+    this.names = Object.fromEntries(Object.keys(this.sql).map((key) => [key, `taquba_${schemaTag}_v${SCHEMA_VERSION}_${key}`])) as Record<StatementName, string>;
     this.channel = `taquba_${schema}`.slice(0, 63);
     if (options.pool) {
       this.pool = options.pool;

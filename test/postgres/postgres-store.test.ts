@@ -55,6 +55,29 @@ describe.skipIf(!available)('PostgresStore', () => {
       expect(() => new PostgresStore({ schema: 'ok' })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     });
 
+    it('works with schema names of the longest valid length (63 characters), two sharing a pool', async () => {
+      // Names of this length once made every prepared statement's name the same 63-byte prefix (42P05).
+      const prefix = freshSchemaName('tq_long');
+      const [a, b] = ['a', 'b'].map((last) => `${prefix}_`.padEnd(62, 'x') + last) as [string, string];
+      expect(a).toHaveLength(63);
+      const pool = new pg.Pool({ connectionString: PG_URL, max: 2 });
+      try {
+        const pair = [await open({ schema: a, pool, listen: false }), await open({ schema: b, pool, listen: false })];
+        for (const store of pair) {
+          const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => store.enqueue('q', bytes(`j${i}`))));
+          expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(20);
+          const claims = await store.claim('q', { limit: 20 });
+          expect(claims).toHaveLength(20);
+          await Promise.all(claims.map((c) => store.settle(c, { action: { type: 'ack' } })));
+          expect(await store.stats('q')).toMatchObject({ pending: 0, claimed: 0, done: 20 });
+        }
+      } finally {
+        for (const store of [...stores]) await store.close();
+        stores.clear();
+        await pool.end();
+      }
+    });
+
     it('applies migrations once when many processes open the same schema at once', async () => {
       const schema = freshSchemaName();
       const opened = await Promise.all(Array.from({ length: 6 }, () => open({ schema })));
