@@ -8,6 +8,7 @@ import {
   InvalidStateError,
   JobNotFoundError,
   LeaseLostError,
+  StoreOpenError,
   StoreRejectedError,
   StoreUnavailableError,
   WorkflowError,
@@ -83,4 +84,21 @@ export function mapError(error: unknown, operation: string): Error {
     return new StoreRejectedError(`PostgreSQL refused ${operation}: ${e.message}`, { cause: error });
   }
   return new StoreUnavailableError(`PostgreSQL ${operation} failed: ${e.message}`, { cause: error });
+}
+
+/**
+ * SQLSTATEs that make an open fail for good: a missing privilege, an
+ * unknown database, an unknown role or refused credentials (class 28), a
+ * reserved or invalid schema name. A supervisor should stop, not retry.
+ */
+const OPEN_FAILED = new Set(['42501', '3D000', '42939', '3F000', '42P07']);
+
+/** `mapError` for `open`: the refusals above become `STORE_OPEN_FAILED`; unreachable stays transient. */
+export function mapOpenError(error: unknown): Error {
+  if (error instanceof WorkflowError) return error;
+  const e = serverError(error);
+  if (e.code !== undefined && (OPEN_FAILED.has(e.code) || e.code.startsWith('28'))) {
+    return new StoreOpenError(`PostgreSQL refused to open the store: ${e.message}`, { cause: error });
+  }
+  return mapError(error, 'open');
 }

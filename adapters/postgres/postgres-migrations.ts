@@ -9,7 +9,7 @@
  * dedup hits, lease ownership) are taken inside the transaction from locked
  * rows. `{{S}}` is the quoted schema, `{{CHANNEL}}` the NOTIFY channel literal.
  */
-import { IncompatibleSchemaError } from '../../core/errors.js';
+import { IncompatibleSchemaError, StoreOpenError } from '../../core/errors.js';
 import type { PgPoolLike } from './postgres-pool.js';
 import { quoteIdent } from './postgres-pool.js';
 
@@ -778,26 +778,54 @@ function lockKey(schema: string): string {
   return hash.toString();
 }
 
+/** The tables migration 1 creates: a schema holding one of them but no `schema_migrations` is not ours. */
+const OWN_TABLES = ['jobs', 'kv', 'counters', 'wakeups'];
+
+function checkVersion(schema: string, current: number): void {
+  if (current > SCHEMA_VERSION) {
+    throw new IncompatibleSchemaError(
+      `schema "${schema}" is at version ${current}, newer than this taquba-workflow (knows up to ${SCHEMA_VERSION}); upgrade the package or use another schema`,
+    );
+  }
+}
+
 /**
- * Brings `schema` to `SCHEMA_VERSION`. Concurrent callers serialise on an
- * advisory lock; the first applies the migrations, the others find them done.
+ * Brings `schema` to `SCHEMA_VERSION`. A schema already there is only read
+ * (no DDL, no lock), so a role with no CREATE privilege opens a schema its
+ * owner migrated. Otherwise concurrent callers serialise on an advisory lock;
+ * the first applies the migrations, the others find them done.
  */
 export async function migrate(pool: PgPoolLike, schema: string, channel: string): Promise<void> {
+  // PostgreSQL reserves these names for its own schemas (pg_catalog, pg_toast, ...).
+  if (schema.startsWith('pg_')) throw new StoreOpenError(`schema "${schema}" is reserved by PostgreSQL (names starting with pg_); choose another schema`);
+  const S = quoteIdent(schema);
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
+    const present = await client.query({ text: `SELECT to_regclass($1) IS NOT NULL AS present`, values: [`${S}.schema_migrations`] });
+    if ((present.rows[0] as { present: boolean }).present) {
+      const result = await client.query(`SELECT coalesce(max(version), 0) AS version FROM ${S}.schema_migrations`);
+      const current = Number((result.rows[0] as { version: number | string }).version);
+      checkVersion(schema, current);
+      if (current === SCHEMA_VERSION) return;
+    }
     await client.query('BEGIN');
     try {
       await client.query({ text: 'SELECT pg_advisory_xact_lock($1::bigint)', values: [lockKey(schema)] });
-      const S = quoteIdent(schema);
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${S}`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${S}.schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
       const result = await client.query(`SELECT coalesce(max(version), 0) AS version FROM ${S}.schema_migrations`);
       const current = Number((result.rows[0] as { version: number | string }).version);
-      if (current > SCHEMA_VERSION) {
-        throw new IncompatibleSchemaError(
-          `schema "${schema}" is at version ${current}, newer than this taquba-workflow (knows up to ${SCHEMA_VERSION}); upgrade the package or use another schema`,
-        );
+      checkVersion(schema, current);
+      if (current === 0) {
+        const taken = await client.query({
+          text: `SELECT t FROM unnest($1::text[]) t WHERE to_regclass(format('%I.%I', $2::text, t)) IS NOT NULL`,
+          values: [OWN_TABLES, schema],
+        });
+        if (taken.rows.length > 0) {
+          const names = (taken.rows as Array<{ t: string }>).map((row) => row.t).join(', ');
+          throw new StoreOpenError(`schema "${schema}" already holds tables taquba-workflow did not create (${names}); use a schema of its own`);
+        }
       }
       for (let version = current + 1; version <= SCHEMA_VERSION; version++) {
         await client.query(render(MIGRATIONS[version - 1] as string, schema, channel));

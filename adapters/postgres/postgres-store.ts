@@ -40,7 +40,7 @@ import {
   checkSettlement,
   checkTimeoutMs,
 } from '../../core/store-validation.js';
-import { SQLSTATE, mapError, serverError } from './postgres-errors.js';
+import { SQLSTATE, mapError, mapOpenError, serverError } from './postgres-errors.js';
 import { SCHEMA_VERSION, migrate } from './postgres-migrations.js';
 import { PostgresNotifier } from './postgres-notifier.js';
 import type { PgPoolLike, PgQueryResult } from './postgres-pool.js';
@@ -241,8 +241,12 @@ export class PostgresStore implements QueueStore {
 
   /**
    * Creates the schema or migrates it to this version (idempotent; safe from
-   * many processes at once). Throws `IncompatibleSchemaError` when the
-   * database holds a newer schema, `StoreUnavailableError` when unreachable.
+   * many processes at once; a schema already at this version is only read,
+   * so a role without CREATE privileges can open it). Throws
+   * `IncompatibleSchemaError` when the database holds a newer schema,
+   * `StoreOpenError` when it refuses for good (missing privilege, unknown
+   * database or role, reserved schema name, a schema holding tables of
+   * another application), `StoreUnavailableError` when unreachable.
    */
   async open(): Promise<void> {
     this.checkOpen();
@@ -253,7 +257,7 @@ export class PostgresStore implements QueueStore {
       },
       (error: unknown) => {
         this.opening = undefined;
-        throw mapError(error, 'open');
+        throw mapOpenError(error);
       },
     );
     await this.opening;
