@@ -59,7 +59,11 @@ export interface PostgresStoreOptions extends StoreOptions {
   pool?: PgPoolLike;
   /** Schema holding the tables; created and migrated on open. Default `taquba`. */
   schema?: string;
-  /** Size of the pool the store creates from `connectionString`. Default 10. */
+  /**
+   * Size of the pool the store creates from `connectionString`. Default 10.
+   * At least 2 with `listen` (the LISTEN connection is held for good), at
+   * least 1 without.
+   */
   maxConnections?: number;
   /**
    * Settlement transactions in flight at once from this store. Settlements
@@ -196,6 +200,15 @@ export class PostgresStore implements QueueStore {
     this.maxSettleBatch = options.maxSettleBatch ?? 64;
     checkPositiveInt('settleConcurrency', this.settleConcurrency);
     checkPositiveInt('maxSettleBatch', this.maxSettleBatch);
+    const maxConnections = options.maxConnections ?? 10;
+    checkPositiveInt('maxConnections', maxConnections);
+    // The LISTEN connection never returns to the pool: with one connection, every statement would wait forever.
+    // (A pool passed in is checked when it tells its size, as pg.Pool does.)
+    const poolMax = (options.pool as { options?: { max?: unknown } } | undefined)?.options?.max;
+    const [argument, size] = options.pool ? ['pool', typeof poolMax === 'number' ? poolMax : Infinity] : ['maxConnections', maxConnections];
+    if (options.listen !== false && size < 2) {
+      throw new InvalidArgumentError(argument, `expected at least 2 connections with listen on (one is held by LISTEN), got ${size}; or pass listen: false`);
+    }
     this.injectedClock = options.clock !== undefined;
     this.clock = options.clock ?? new SystemClock();
     this.configs = new QueueConfigs(options);
@@ -212,7 +225,7 @@ export class PostgresStore implements QueueStore {
       this.pool = options.pool;
       this.ownsPool = false;
     } else {
-      this.pool = new pg.Pool({ connectionString: options.connectionString, max: options.maxConnections ?? 10 }) as unknown as PgPoolLike;
+      this.pool = new pg.Pool({ connectionString: options.connectionString, max: maxConnections }) as unknown as PgPoolLike;
       this.ownsPool = true;
       // An idle pooled connection whose backend dies emits 'error' on the pool; unhandled, it would crash the process.
       // (A pool passed in is the caller's to guard, as pg's documentation asks.)

@@ -78,6 +78,29 @@ describe.skipIf(!available)('PostgresStore', () => {
       }
     });
 
+    it('refuses maxConnections: 1 while LISTEN needs a connection of its own, and runs on one connection without it', async () => {
+      // One connection held by LISTEN once left none for statements: everything hung.
+      const build = (): PostgresStore => new PostgresStore({ connectionString: PG_URL, schema: freshSchemaName(), maxConnections: 1, backgroundMaintenance: false });
+      let built: PostgresStore | undefined;
+      try {
+        expect(() => (built = build())).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('at least 2') }));
+      } finally {
+        await built?.close();
+      }
+      const onePool = new pg.Pool({ connectionString: PG_URL, max: 1 });
+      expect(() => new PostgresStore({ pool: onePool, backgroundMaintenance: false })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('at least 2') }));
+      await onePool.end();
+      for (const maxConnections of [0, 1.5, -1]) {
+        expect(() => new PostgresStore({ connectionString: PG_URL, maxConnections, listen: false })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+      }
+      const store = await open({ maxConnections: 1, listen: false });
+      store.subscribe('q', () => undefined);
+      await Promise.all([store.enqueue('q', bytes('a')), store.enqueue('q', bytes('b')), store.stats('q')]);
+      const claims = await store.claim('q', { limit: 2 });
+      await Promise.all([...claims.map((c) => store.settle(c, { action: { type: 'ack' } })), store.claim('q')]);
+      expect(await store.stats('q')).toMatchObject({ pending: 0, claimed: 0, done: 2 });
+    });
+
     it('applies migrations once when many processes open the same schema at once', async () => {
       const schema = freshSchemaName();
       const opened = await Promise.all(Array.from({ length: 6 }, () => open({ schema })));
