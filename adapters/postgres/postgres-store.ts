@@ -472,12 +472,16 @@ export class PostgresStore implements QueueStore {
         resolve(result);
       };
       onTimeout = () => finish({ kind: 'timedOut' });
-      // Completions committed by other processes are seen by polling; local ones resolve at once.
+      // Completions committed by other processes are seen by polling; local ones resolve at once. A row gone
+      // was acked, unless a cancel left its tombstone (the job named by id and enqueue time: ids may be reused).
+      const enqueuedAt = (job as JobRecord).enqueuedAt;
       const poll = (): void => {
         cancelPoll = this.clock.setTimer(() => {
-          this.getJob(jobId).then(
-            (current) => {
-              if (!current) finish({ kind: 'completed' });
+          this.query('completion', [jobId, enqueuedAt]).then(
+            (result) => {
+              const row = result.rows[0] as { job: JobRow | null; removed: boolean };
+              const current = row.job ? toRecord(row.job) : undefined;
+              if (!current || current.enqueuedAt !== enqueuedAt) finish(row.removed ? { kind: 'notFound' } : { kind: 'completed' });
               else if (current.status === 'done' || current.status === 'dead') finish({ kind: 'completed', job: current });
               else if (!done) poll();
             },

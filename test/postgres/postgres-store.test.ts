@@ -106,7 +106,7 @@ describe.skipIf(!available)('PostgresStore', () => {
       const opened = await Promise.all(Array.from({ length: 6 }, () => open({ schema })));
       expect(opened).toHaveLength(6);
       const rows = await admin<{ version: number }>(`SELECT version FROM "${schema}".schema_migrations`);
-      expect(rows.map((r) => r.version)).toEqual([1, 2]);
+      expect(rows.map((r) => r.version)).toEqual([1, 2, 3]);
       await opened[0]!.enqueue('q', bytes('x'));
       expect((await opened[5]!.stats('q')).pending).toBe(1);
     });
@@ -319,6 +319,44 @@ describe.skipIf(!available)('PostgresStore', () => {
       await producer.cancel(claim!.jobId);
       expect(await cancelled).toEqual({ type: 'cancelRequested', queue: 'q', jobId: claim!.jobId });
       off();
+    });
+
+    it('waitForCompletion tells a job removed by another store from one acked there', async () => {
+      // A removal seen only as "the row is gone" was once reported as completed.
+      const schema = freshSchemaName();
+      // The waiter's polls run on its own clock: each waits, having read its job, until the clock is advanced.
+      const clock = new ManualClock(Date.now());
+      const waiter = await open({ schema, listen: false, clock });
+      const other = await open({ schema, listen: false });
+      await other.enqueue('q', bytes('p'), { id: 'pending' });
+      await other.enqueue('q', bytes('s'), { id: 'scheduled', runAt: Date.now() + 3_600_000 });
+      await other.enqueue('q', bytes('a'), { id: 'acked', priority: 0 });
+      const waits = ['pending', 'scheduled', 'acked'].map((id) => waiter.waitForCompletion(id, 10_000));
+      await waitFor(async () => clock.pendingTimers() === 6); // a timeout and a poll each: every waiter has read its job
+      expect(await other.cancel('pending')).toMatchObject({ outcome: 'removed' });
+      expect(await other.cancel('scheduled')).toMatchObject({ outcome: 'removed' });
+      const [claim] = await other.claim('q');
+      expect(claim?.jobId).toBe('acked');
+      await other.settle(claim!, { action: { type: 'ack' } });
+      clock.advance(250);
+      expect(await Promise.all(waits)).toEqual([{ kind: 'notFound' }, { kind: 'notFound' }, { kind: 'completed' }]);
+    });
+
+    it('waitForCompletion does not take an earlier removal of a reused id for the job it waits on', async () => {
+      const schema = freshSchemaName();
+      const clock = new ManualClock(Date.now());
+      const waiter = await open({ schema, listen: false, clock });
+      const other = await open({ schema, listen: false });
+      await other.enqueue('q', bytes('1'), { id: 'again' });
+      await other.cancel('again');
+      await new Promise((resolve) => setTimeout(resolve, 5)); // a later enqueue time
+      await other.enqueue('q', bytes('2'), { id: 'again' });
+      const wait = waiter.waitForCompletion('again', 10_000);
+      await waitFor(async () => clock.pendingTimers() === 2);
+      const [claim] = await other.claim('q');
+      await other.settle(claim!, { action: { type: 'ack' } });
+      clock.advance(250);
+      expect(await wait).toEqual({ kind: 'completed' });
     });
 
     it('re-establishes the LISTEN connection after its backend is terminated', async () => {
