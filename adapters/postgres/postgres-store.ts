@@ -876,9 +876,10 @@ function checkStoredQueueName(queue: unknown): asserts queue is string {
 
 function checkStoredKvKey(key: unknown): asserts key is string {
   checkKvKey(key);
-  checkStorableText('kv key', key);
+  storedKvKey(key);
 }
 
+/** A kv key the shared checks passed, once PostgreSQL can store it. */
 function storedKvKey(key: string): string {
   checkStorableText('kv key', key);
   return key;
