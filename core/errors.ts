@@ -153,6 +153,17 @@ export class StoreUnavailableError extends WorkflowError {
   readonly isPermanent = false;
 }
 
+/**
+ * The backend refused this operation's values for good: a constraint or a
+ * limit of the database (say, a key too large for its index), a privilege
+ * missing. Retrying the same call cannot succeed; nothing of it was written.
+ * The driver error is the `cause`.
+ */
+export class StoreRejectedError extends WorkflowError {
+  readonly code = 'STORE_REJECTED';
+  readonly isPermanent = true;
+}
+
 /** The database holds a schema this version cannot use (too new, or not ours). */
 export class IncompatibleSchemaError extends WorkflowError {
   readonly code = 'INCOMPATIBLE_SCHEMA';

@@ -9,7 +9,7 @@
  * dedup hits, lease ownership) are taken inside the transaction from locked
  * rows. `{{S}}` is the quoted schema, `{{CHANNEL}}` the NOTIFY channel literal.
  */
-import { IncompatibleSchemaError } from '../../core/errors.js';
+import { IncompatibleSchemaError, StoreOpenError } from '../../core/errors.js';
 import type { PgPoolLike } from './postgres-pool.js';
 import { quoteIdent } from './postgres-pool.js';
 
@@ -761,14 +761,70 @@ BEGIN
 END $$;
 `;
 
+/**
+ * Version 3: jobs removed by `cancel` (pending or scheduled) leave a
+ * tombstone, so a `waitForCompletion` in another process, which sees only
+ * that the row is gone, tells a removal (`notFound`) from an ack (which
+ * deletes the row too: `completed`). A tombstone names the job by id and
+ * enqueue time (an id may be reused later) and is kept for an hour of store
+ * time (`REMOVED_RETENTION_MS`), swept by the next cancels.
+ */
+const MIGRATION_3 = String.raw`
+CREATE TABLE {{S}}.removed_jobs (
+  id text COLLATE "C" NOT NULL,
+  enqueued_at bigint NOT NULL,
+  removed_at bigint NOT NULL,
+  PRIMARY KEY (id, enqueued_at)
+);
+CREATE INDEX removed_jobs_age ON {{S}}.removed_jobs (removed_at);
+
+-- cancel() of version 1, plus the tombstone of a removed job.
+CREATE OR REPLACE FUNCTION {{S}}.cancel(p_now bigint, p_id text, p_effects jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_now bigint := {{S}}.now_ms(p_now);
+  j {{S}}.jobs;
+  v_enq jsonb;
+BEGIN
+  SELECT * INTO j FROM {{S}}.jobs WHERE id = p_id FOR UPDATE;
+  IF NOT FOUND OR j.status IN ('done', 'dead') THEN
+    RETURN jsonb_build_object('outcome', 'notFound');
+  END IF;
+  IF j.status = 'claimed' THEN
+    IF NOT j.cancel_requested THEN
+      UPDATE {{S}}.jobs SET cancel_requested = true WHERE id = p_id;
+    END IF;
+    PERFORM pg_notify({{CHANNEL}}, json_build_object('t', 'c', 'q', j.queue, 'id', j.id)::text);
+    RETURN jsonb_build_object('outcome', 'requested', 'firstRequest', NOT j.cancel_requested, 'job', to_jsonb(j) || '{"cancel_requested": true}');
+  END IF;
+  PERFORM {{S}}.check_own_ids(p_effects);
+  DELETE FROM {{S}}.jobs WHERE id = p_id;
+  DELETE FROM {{S}}.removed_jobs WHERE removed_at < v_now - {{REMOVED_RETENTION_MS}};
+  INSERT INTO {{S}}.removed_jobs (id, enqueued_at, removed_at) VALUES (j.id, j.enqueued_at, v_now)
+  ON CONFLICT (id, enqueued_at) DO UPDATE SET removed_at = excluded.removed_at;
+  IF j.status = 'pending' THEN
+    PERFORM {{S}}.bump(j.queue, -1, 0, 0, 0, 0);
+  ELSE
+    PERFORM {{S}}.bump(j.queue, 0, 0, -1, 0, 0);
+  END IF;
+  v_enq := {{S}}.apply_effects(v_now, p_effects);
+  RETURN jsonb_build_object('outcome', 'removed', 'job', to_jsonb(j), 'enqueued', v_enq);
+END $$;
+`;
+
+/** How long a removed job's tombstone is kept: a cross-process waiter polling less often than this sees `completed`. */
+export const REMOVED_RETENTION_MS = 3_600_000;
+
 /** Migrations in order; index + 1 is the version. Never edit a released one: append. */
-export const MIGRATIONS: readonly string[] = [MIGRATION_1, MIGRATION_2];
+export const MIGRATIONS: readonly string[] = [MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 /** The schema version this code writes and understands. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 export function render(sql: string, schema: string, channel: string): string {
-  return sql.replaceAll('{{S}}', quoteIdent(schema)).replaceAll('{{CHANNEL}}', `'${channel.replace(/'/g, "''")}'`);
+  return sql
+    .replaceAll('{{S}}', quoteIdent(schema))
+    .replaceAll('{{CHANNEL}}', `'${channel.replace(/'/g, "''")}'`)
+    .replaceAll('{{REMOVED_RETENTION_MS}}', String(REMOVED_RETENTION_MS));
 }
 
 /** Advisory lock key of one schema's migrations (any 64-bit value; derived from the name). */
@@ -778,26 +834,54 @@ function lockKey(schema: string): string {
   return hash.toString();
 }
 
+/** The tables migration 1 creates: a schema holding one of them but no `schema_migrations` is not ours. */
+const OWN_TABLES = ['jobs', 'kv', 'counters', 'wakeups', 'removed_jobs'];
+
+function checkVersion(schema: string, current: number): void {
+  if (current > SCHEMA_VERSION) {
+    throw new IncompatibleSchemaError(
+      `schema "${schema}" is at version ${current}, newer than this taquba-workflow (knows up to ${SCHEMA_VERSION}); upgrade the package or use another schema`,
+    );
+  }
+}
+
 /**
- * Brings `schema` to `SCHEMA_VERSION`. Concurrent callers serialise on an
- * advisory lock; the first applies the migrations, the others find them done.
+ * Brings `schema` to `SCHEMA_VERSION`. A schema already there is only read
+ * (no DDL, no lock), so a role with no CREATE privilege opens a schema its
+ * owner migrated. Otherwise concurrent callers serialise on an advisory lock;
+ * the first applies the migrations, the others find them done.
  */
 export async function migrate(pool: PgPoolLike, schema: string, channel: string): Promise<void> {
+  // PostgreSQL reserves these names for its own schemas (pg_catalog, pg_toast, ...).
+  if (schema.startsWith('pg_')) throw new StoreOpenError(`schema "${schema}" is reserved by PostgreSQL (names starting with pg_); choose another schema`);
+  const S = quoteIdent(schema);
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
+    const present = await client.query({ text: `SELECT to_regclass($1) IS NOT NULL AS present`, values: [`${S}.schema_migrations`] });
+    if ((present.rows[0] as { present: boolean }).present) {
+      const result = await client.query(`SELECT coalesce(max(version), 0) AS version FROM ${S}.schema_migrations`);
+      const current = Number((result.rows[0] as { version: number | string }).version);
+      checkVersion(schema, current);
+      if (current === SCHEMA_VERSION) return;
+    }
     await client.query('BEGIN');
     try {
       await client.query({ text: 'SELECT pg_advisory_xact_lock($1::bigint)', values: [lockKey(schema)] });
-      const S = quoteIdent(schema);
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${S}`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${S}.schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
       const result = await client.query(`SELECT coalesce(max(version), 0) AS version FROM ${S}.schema_migrations`);
       const current = Number((result.rows[0] as { version: number | string }).version);
-      if (current > SCHEMA_VERSION) {
-        throw new IncompatibleSchemaError(
-          `schema "${schema}" is at version ${current}, newer than this taquba-workflow (knows up to ${SCHEMA_VERSION}); upgrade the package or use another schema`,
-        );
+      checkVersion(schema, current);
+      if (current === 0) {
+        const taken = await client.query({
+          text: `SELECT t FROM unnest($1::text[]) t WHERE to_regclass(format('%I.%I', $2::text, t)) IS NOT NULL`,
+          values: [OWN_TABLES, schema],
+        });
+        if (taken.rows.length > 0) {
+          const names = (taken.rows as Array<{ t: string }>).map((row) => row.t).join(', ');
+          throw new StoreOpenError(`schema "${schema}" already holds tables taquba-workflow did not create (${names}); use a schema of its own`);
+        }
       }
       for (let version = current + 1; version <= SCHEMA_VERSION; version++) {
         await client.query(render(MIGRATIONS[version - 1] as string, schema, channel));

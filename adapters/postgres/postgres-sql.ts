@@ -18,6 +18,7 @@ export type StatementName =
   | 'promote'
   | 'requeueDead'
   | 'getJob'
+  | 'completion'
   | 'deadJobs'
   | 'deadJobsAfter'
   | 'stats'
@@ -41,6 +42,9 @@ export function statements(schema: string): Record<StatementName, string> {
     promote: `SELECT ${S}.promote($1::bigint) AS r`,
     requeueDead: `SELECT ${S}.requeue_dead($1::text) AS r`,
     getJob: `SELECT * FROM ${S}.jobs WHERE id = $1`,
+    // One snapshot: the job row (if any) and whether the job enqueued at $2 was removed by a cancel.
+    completion: `SELECT (SELECT to_jsonb(j) FROM ${S}.jobs j WHERE j.id = $1) AS job,
+                 EXISTS (SELECT 1 FROM ${S}.removed_jobs r WHERE r.id = $1 AND r.enqueued_at = $2::bigint) AS removed`,
     deadJobs: `SELECT * FROM ${S}.jobs WHERE queue = $1 AND status = 'dead' ORDER BY id LIMIT $2`,
     deadJobsAfter: `SELECT * FROM ${S}.jobs WHERE queue = $1 AND status = 'dead' AND id > $3 ORDER BY id LIMIT $2`,
     stats: `SELECT coalesce(sum(pending), 0) AS pending, coalesce(sum(claimed), 0) AS claimed, coalesce(sum(scheduled), 0) AS scheduled,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { HOUSEKEEPING, SystemClock } from '../../core/clock.js';
 import type { Clock } from '../../core/clock.js';
@@ -39,7 +40,7 @@ import {
   checkSettlement,
   checkTimeoutMs,
 } from '../../core/store-validation.js';
-import { SQLSTATE, mapError, serverError } from './postgres-errors.js';
+import { SQLSTATE, mapError, mapOpenError, serverError } from './postgres-errors.js';
 import { SCHEMA_VERSION, migrate } from './postgres-migrations.js';
 import { PostgresNotifier } from './postgres-notifier.js';
 import type { PgPoolLike, PgQueryResult } from './postgres-pool.js';
@@ -47,6 +48,7 @@ import { SCHEMA_NAME_PATTERN } from './postgres-pool.js';
 import { base64, toRecord } from './postgres-rows.js';
 import type { JobRow } from './postgres-rows.js';
 import { statements } from './postgres-sql.js';
+import { checkStorableText, storableText } from './postgres-text.js';
 import type { StatementName } from './postgres-sql.js';
 
 /** Options of `PostgresStore`: the common `StoreOptions` plus where the data lives. */
@@ -57,7 +59,11 @@ export interface PostgresStoreOptions extends StoreOptions {
   pool?: PgPoolLike;
   /** Schema holding the tables; created and migrated on open. Default `taquba`. */
   schema?: string;
-  /** Size of the pool the store creates from `connectionString`. Default 10. */
+  /**
+   * Size of the pool the store creates from `connectionString`. Default 10.
+   * At least 2 with `listen` (the LISTEN connection is held for good), at
+   * least 1 without.
+   */
   maxConnections?: number;
   /**
    * Settlement transactions in flight at once from this store. Settlements
@@ -194,6 +200,15 @@ export class PostgresStore implements QueueStore {
     this.maxSettleBatch = options.maxSettleBatch ?? 64;
     checkPositiveInt('settleConcurrency', this.settleConcurrency);
     checkPositiveInt('maxSettleBatch', this.maxSettleBatch);
+    const maxConnections = options.maxConnections ?? 10;
+    checkPositiveInt('maxConnections', maxConnections);
+    // The LISTEN connection never returns to the pool: with one connection, every statement would wait forever.
+    // (A pool passed in is checked when it tells its size, as pg.Pool does.)
+    const poolMax = (options.pool as { options?: { max?: unknown } } | undefined)?.options?.max;
+    const [argument, size] = options.pool ? ['pool', typeof poolMax === 'number' ? poolMax : Infinity] : ['maxConnections', maxConnections];
+    if (options.listen !== false && size < 2) {
+      throw new InvalidArgumentError(argument, `expected at least 2 connections with listen on (one is held by LISTEN), got ${size}; or pass listen: false`);
+    }
     this.injectedClock = options.clock !== undefined;
     this.clock = options.clock ?? new SystemClock();
     this.configs = new QueueConfigs(options);
@@ -201,13 +216,16 @@ export class PostgresStore implements QueueStore {
     for (const name of Object.keys(options.queueConfigs ?? {})) queues[name] = this.configs.get(name);
     this.configJson = JSON.stringify({ default: resolveQueueConfig(options.defaultQueueConfig), queues });
     this.sql = statements(schema);
-    this.names = Object.fromEntries(Object.keys(this.sql).map((key) => [key, `taquba_${schema}_v${SCHEMA_VERSION}_${key}`])) as Record<StatementName, string>;
+    // Statement names are per connection, and a pool may serve stores of several schemas: the name carries the
+    // schema as a short hash, so it stays unique within PostgreSQL's 63-byte limit whatever the schema's length.
+    const schemaTag = createHash('sha256').update(schema).digest('hex').slice(0, 16);
+    this.names = Object.fromEntries(Object.keys(this.sql).map((key) => [key, `taquba_${schemaTag}_v${SCHEMA_VERSION}_${key}`])) as Record<StatementName, string>;
     this.channel = `taquba_${schema}`.slice(0, 63);
     if (options.pool) {
       this.pool = options.pool;
       this.ownsPool = false;
     } else {
-      this.pool = new pg.Pool({ connectionString: options.connectionString, max: options.maxConnections ?? 10 }) as unknown as PgPoolLike;
+      this.pool = new pg.Pool({ connectionString: options.connectionString, max: maxConnections }) as unknown as PgPoolLike;
       this.ownsPool = true;
       // An idle pooled connection whose backend dies emits 'error' on the pool; unhandled, it would crash the process.
       // (A pool passed in is the caller's to guard, as pg's documentation asks.)
@@ -236,8 +254,12 @@ export class PostgresStore implements QueueStore {
 
   /**
    * Creates the schema or migrates it to this version (idempotent; safe from
-   * many processes at once). Throws `IncompatibleSchemaError` when the
-   * database holds a newer schema, `StoreUnavailableError` when unreachable.
+   * many processes at once; a schema already at this version is only read,
+   * so a role without CREATE privileges can open it). Throws
+   * `IncompatibleSchemaError` when the database holds a newer schema,
+   * `StoreOpenError` when it refuses for good (missing privilege, unknown
+   * database or role, reserved schema name, a schema holding tables of
+   * another application), `StoreUnavailableError` when unreachable.
    */
   async open(): Promise<void> {
     this.checkOpen();
@@ -248,7 +270,7 @@ export class PostgresStore implements QueueStore {
       },
       (error: unknown) => {
         this.opening = undefined;
-        throw mapError(error, 'open');
+        throw mapOpenError(error);
       },
     );
     await this.opening;
@@ -260,6 +282,7 @@ export class PostgresStore implements QueueStore {
     checkPayload(payload);
     checkEnqueueOptions(options);
     checkKvWrites(kvWrites);
+    for (const write of kvWrites ?? []) storedKvKey(write.key);
     const job = this.jobJson({ queue, payload, options });
     const kv = kvWrites && kvWrites.length > 0 ? kvWrites.map((w) => ({ key: w.key, value: base64(w.value), ifAbsent: w.ifAbsent === true })) : null;
     let result: PgQueryResult;
@@ -291,7 +314,7 @@ export class PostgresStore implements QueueStore {
 
   async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
     this.checkOpen();
-    checkQueueName(queue);
+    checkStoredQueueName(queue);
     if (options?.leaseMs !== undefined) checkPositiveInt('leaseMs', options.leaseMs);
     const limit = options?.limit ?? 1;
     checkPositiveInt('limit', limit);
@@ -307,7 +330,7 @@ export class PostgresStore implements QueueStore {
   async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
     this.checkOpen();
     checkSettlement(settlement);
-    if (typeof claim?.jobId !== 'string' || typeof claim.token !== 'string') throw new LeaseLostError(String(claim?.jobId));
+    checkClaimRef(claim);
     const item: SettleWaiter['item'] = { jobId: claim.jobId, token: claim.token, settlement: this.settlementJson(settlement) };
     if (!this.opened) await this.open();
     // Queued synchronously when open: settlements (and claims) of one event-loop turn share a transaction.
@@ -320,7 +343,7 @@ export class PostgresStore implements QueueStore {
   async renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
     this.checkOpen();
     checkPositiveInt('extendMs', extendMs);
-    if (typeof claim?.jobId !== 'string' || typeof claim.token !== 'string') throw new LeaseLostError(String(claim?.jobId));
+    checkClaimRef(claim);
     const result = await this.query('renew', [this.now(), claim.jobId, claim.token, extendMs]);
     const row = result.rows[0] as { lease_expires_at: string; cancel_requested: boolean } | undefined;
     if (!row) throw new LeaseLostError(claim.jobId);
@@ -329,7 +352,7 @@ export class PostgresStore implements QueueStore {
 
   async cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
     this.checkOpen();
-    checkJobId(jobId);
+    checkStoredJobId(jobId);
     checkEffects(effects);
     const result = await this.query('cancel', [this.now(), jobId, effects ? JSON.stringify(this.effectsJson(effects)) : null]);
     const r = (result.rows[0] as { r: { outcome: CancelResult['outcome']; job?: JobRow; firstRequest?: boolean; enqueued?: InsertJson[] } }).r;
@@ -372,7 +395,7 @@ export class PostgresStore implements QueueStore {
 
   async requeueDead(jobId: string): Promise<void> {
     this.checkOpen();
-    checkJobId(jobId);
+    checkStoredJobId(jobId);
     const result = await this.query('requeueDead', [jobId]);
     const queue = (result.rows[0] as { r: string }).r;
     this.notify(queue, { type: 'jobsAvailable', queue });
@@ -380,7 +403,7 @@ export class PostgresStore implements QueueStore {
 
   async getJob(jobId: string): Promise<JobRecord | undefined> {
     this.checkOpen();
-    checkJobId(jobId);
+    checkStoredJobId(jobId);
     const result = await this.query('getJob', [jobId]);
     const row = result.rows[0] as unknown as JobRow | undefined;
     return row ? toRecord(row) : undefined;
@@ -388,10 +411,11 @@ export class PostgresStore implements QueueStore {
 
   async deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]> {
     this.checkOpen();
-    checkQueueName(queue);
+    checkStoredQueueName(queue);
     const limit = options?.limit ?? 100;
     checkPositiveInt('limit', limit);
     if (options?.after !== undefined && typeof options.after !== 'string') throw new InvalidArgumentError('after', 'expected a job id string');
+    if (options?.after !== undefined) checkStorableText('after', options.after);
     const result =
       options?.after === undefined ? await this.query('deadJobs', [queue, limit]) : await this.query('deadJobsAfter', [queue, limit, options.after]);
     return (result.rows as unknown as JobRow[]).map(toRecord);
@@ -399,7 +423,7 @@ export class PostgresStore implements QueueStore {
 
   async stats(queue: string): Promise<QueueStats> {
     this.checkOpen();
-    checkQueueName(queue);
+    checkStoredQueueName(queue);
     const row = (await this.query('stats', [queue])).rows[0] as Record<keyof QueueStats, string>;
     return { pending: Number(row.pending), claimed: Number(row.claimed), scheduled: Number(row.scheduled), dead: Number(row.dead), done: Number(row.done) };
   }
@@ -412,7 +436,7 @@ export class PostgresStore implements QueueStore {
 
   async waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult> {
     this.checkOpen();
-    checkJobId(jobId);
+    checkStoredJobId(jobId);
     checkTimeoutMs(timeoutMs);
     // The timeout runs from the call (not from the first read), so clock time moved meanwhile counts.
     let timedOut = false;
@@ -448,12 +472,16 @@ export class PostgresStore implements QueueStore {
         resolve(result);
       };
       onTimeout = () => finish({ kind: 'timedOut' });
-      // Completions committed by other processes are seen by polling; local ones resolve at once.
+      // Completions committed by other processes are seen by polling; local ones resolve at once. A row gone
+      // was acked, unless a cancel left its tombstone (the job named by id and enqueue time: ids may be reused).
+      const enqueuedAt = (job as JobRecord).enqueuedAt;
       const poll = (): void => {
         cancelPoll = this.clock.setTimer(() => {
-          this.getJob(jobId).then(
-            (current) => {
-              if (!current) finish({ kind: 'completed' });
+          this.query('completion', [jobId, enqueuedAt]).then(
+            (result) => {
+              const row = result.rows[0] as { job: JobRow | null; removed: boolean };
+              const current = row.job ? toRecord(row.job) : undefined;
+              if (!current || current.enqueuedAt !== enqueuedAt) finish(row.removed ? { kind: 'notFound' } : { kind: 'completed' });
               else if (current.status === 'done' || current.status === 'dead') finish({ kind: 'completed', job: current });
               else if (!done) poll();
             },
@@ -470,14 +498,14 @@ export class PostgresStore implements QueueStore {
 
   async kvGet(key: string): Promise<Uint8Array | undefined> {
     this.checkOpen();
-    checkKvKey(key);
+    checkStoredKvKey(key);
     const row = (await this.query('kvGet', [key])).rows[0] as { value: Buffer } | undefined;
     return row ? new Uint8Array(row.value) : undefined;
   }
 
   async kvDelete(key: string, options?: { ifValue?: Uint8Array }): Promise<boolean> {
     this.checkOpen();
-    checkKvKey(key);
+    checkStoredKvKey(key);
     if (options?.ifValue !== undefined) checkPayload(options.ifValue, 'ifValue');
     const result =
       options?.ifValue === undefined
@@ -549,6 +577,9 @@ export class PostgresStore implements QueueStore {
   private jobJson(request: EnqueueRequest): JobJson {
     const config = this.configs.get(request.queue);
     const options = request.options;
+    checkStorableText('queue name', request.queue);
+    if (options?.id !== undefined) checkStorableText('id', options.id);
+    if (options?.dedupKey !== undefined) checkStorableText('dedupKey', options.dedupKey);
     const job: JobJson = {
       id: options?.id ?? newId(this.injectedClock ? this.clock.now() : Date.now()),
       own: options?.id !== undefined,
@@ -567,13 +598,19 @@ export class PostgresStore implements QueueStore {
     if (!effects) return undefined;
     const out: EffectsJson = {};
     if (effects.enqueue?.length) out.enqueue = effects.enqueue.map((request) => this.jobJson(request));
-    if (effects.kvWrites?.length) out.kvWrites = effects.kvWrites.map((w) => ({ key: w.key, value: base64(w.value) }));
-    if (effects.kvDeletes?.length) out.kvDeletes = [...effects.kvDeletes];
+    if (effects.kvWrites?.length) out.kvWrites = effects.kvWrites.map((w) => ({ key: storedKvKey(w.key), value: base64(w.value) }));
+    if (effects.kvDeletes?.length) out.kvDeletes = effects.kvDeletes.map(storedKvKey);
     return out;
   }
 
   private branchJson(branch: SettlementBranch): unknown {
-    const action = branch.action.type === 'ack' ? { type: 'ack' } : branch.action.type === 'nack' ? { type: 'nack', error: branch.action.error } : { type: 'deadLetter', reason: branch.action.reason };
+    // Diagnostic text is made storable here (see postgres-text.ts), so one odd message cannot fail its flush.
+    const action =
+      branch.action.type === 'ack'
+        ? { type: 'ack' }
+        : branch.action.type === 'nack'
+          ? { type: 'nack', error: storableText(branch.action.error) }
+          : { type: 'deadLetter', reason: storableText(branch.action.reason) };
     // An id repeated within the branch is an error if (and only if) the branch is applied: flagged for the SQL.
     const repeatedId = findRepeatedId((branch.effects?.enqueue ?? []).map((request) => request.options?.id));
     const effects = this.effectsJson(branch.effects);
@@ -823,6 +860,40 @@ function findRepeatedId(ids: Array<string | undefined>): string | undefined {
 function checkDistinctIds(ids: Array<string | undefined>): void {
   const repeated = findRepeatedId(ids);
   if (repeated !== undefined) throw new InvalidArgumentError('id', `job id "${repeated}" is already in use`);
+}
+
+// The shared argument checks, plus what PostgreSQL can store (postgres-text.ts).
+
+function checkStoredJobId(jobId: unknown): asserts jobId is string {
+  checkJobId(jobId);
+  checkStorableText('job id', jobId);
+}
+
+function checkStoredQueueName(queue: unknown): asserts queue is string {
+  checkQueueName(queue);
+  checkStorableText('queue name', queue);
+}
+
+function checkStoredKvKey(key: unknown): asserts key is string {
+  checkKvKey(key);
+  storedKvKey(key);
+}
+
+/** A kv key the shared checks passed, once PostgreSQL can store it. */
+function storedKvKey(key: string): string {
+  checkStorableText('kv key', key);
+  return key;
+}
+
+/** A claim this store could never have issued is not held: `LEASE_LOST`, as for any other. */
+function checkClaimRef(claim: ClaimRef): void {
+  if (typeof claim?.jobId !== 'string' || typeof claim.token !== 'string') throw new LeaseLostError(String(claim?.jobId));
+  try {
+    checkStorableText('job id', claim.jobId);
+    checkStorableText('token', claim.token);
+  } catch {
+    throw new LeaseLostError(claim.jobId);
+  }
 }
 
 function cloneRecord(job: JobRecord): JobRecord {

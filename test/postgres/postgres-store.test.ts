@@ -55,12 +55,58 @@ describe.skipIf(!available)('PostgresStore', () => {
       expect(() => new PostgresStore({ schema: 'ok' })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     });
 
+    it('works with schema names of the longest valid length (63 characters), two sharing a pool', async () => {
+      // Names of this length once made every prepared statement's name the same 63-byte prefix (42P05).
+      const prefix = freshSchemaName('tq_long');
+      const [a, b] = ['a', 'b'].map((last) => `${prefix}_`.padEnd(62, 'x') + last) as [string, string];
+      expect(a).toHaveLength(63);
+      const pool = new pg.Pool({ connectionString: PG_URL, max: 2 });
+      try {
+        const pair = [await open({ schema: a, pool, listen: false }), await open({ schema: b, pool, listen: false })];
+        for (const store of pair) {
+          const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => store.enqueue('q', bytes(`j${i}`))));
+          expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(20);
+          const claims = await store.claim('q', { limit: 20 });
+          expect(claims).toHaveLength(20);
+          await Promise.all(claims.map((c) => store.settle(c, { action: { type: 'ack' } })));
+          expect(await store.stats('q')).toMatchObject({ pending: 0, claimed: 0, done: 20 });
+        }
+      } finally {
+        for (const store of [...stores]) await store.close();
+        stores.clear();
+        await pool.end();
+      }
+    });
+
+    it('refuses maxConnections: 1 while LISTEN needs a connection of its own, and runs on one connection without it', async () => {
+      // One connection held by LISTEN once left none for statements: everything hung.
+      const build = (): PostgresStore => new PostgresStore({ connectionString: PG_URL, schema: freshSchemaName(), maxConnections: 1, backgroundMaintenance: false });
+      let built: PostgresStore | undefined;
+      try {
+        expect(() => (built = build())).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('at least 2') }));
+      } finally {
+        await built?.close();
+      }
+      const onePool = new pg.Pool({ connectionString: PG_URL, max: 1 });
+      expect(() => new PostgresStore({ pool: onePool, backgroundMaintenance: false })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('at least 2') }));
+      await onePool.end();
+      for (const maxConnections of [0, 1.5, -1]) {
+        expect(() => new PostgresStore({ connectionString: PG_URL, maxConnections, listen: false })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+      }
+      const store = await open({ maxConnections: 1, listen: false });
+      store.subscribe('q', () => undefined);
+      await Promise.all([store.enqueue('q', bytes('a')), store.enqueue('q', bytes('b')), store.stats('q')]);
+      const claims = await store.claim('q', { limit: 2 });
+      await Promise.all([...claims.map((c) => store.settle(c, { action: { type: 'ack' } })), store.claim('q')]);
+      expect(await store.stats('q')).toMatchObject({ pending: 0, claimed: 0, done: 2 });
+    });
+
     it('applies migrations once when many processes open the same schema at once', async () => {
       const schema = freshSchemaName();
       const opened = await Promise.all(Array.from({ length: 6 }, () => open({ schema })));
       expect(opened).toHaveLength(6);
       const rows = await admin<{ version: number }>(`SELECT version FROM "${schema}".schema_migrations`);
-      expect(rows.map((r) => r.version)).toEqual([1, 2]);
+      expect(rows.map((r) => r.version)).toEqual([1, 2, 3]);
       await opened[0]!.enqueue('q', bytes('x'));
       expect((await opened[5]!.stats('q')).pending).toBe(1);
     });
@@ -273,6 +319,44 @@ describe.skipIf(!available)('PostgresStore', () => {
       await producer.cancel(claim!.jobId);
       expect(await cancelled).toEqual({ type: 'cancelRequested', queue: 'q', jobId: claim!.jobId });
       off();
+    });
+
+    it('waitForCompletion tells a job removed by another store from one acked there', async () => {
+      // A removal seen only as "the row is gone" was once reported as completed.
+      const schema = freshSchemaName();
+      // The waiter's polls run on its own clock: each waits, having read its job, until the clock is advanced.
+      const clock = new ManualClock(Date.now());
+      const waiter = await open({ schema, listen: false, clock });
+      const other = await open({ schema, listen: false });
+      await other.enqueue('q', bytes('p'), { id: 'pending' });
+      await other.enqueue('q', bytes('s'), { id: 'scheduled', runAt: Date.now() + 3_600_000 });
+      await other.enqueue('q', bytes('a'), { id: 'acked', priority: 0 });
+      const waits = ['pending', 'scheduled', 'acked'].map((id) => waiter.waitForCompletion(id, 10_000));
+      await waitFor(async () => clock.pendingTimers() === 6); // a timeout and a poll each: every waiter has read its job
+      expect(await other.cancel('pending')).toMatchObject({ outcome: 'removed' });
+      expect(await other.cancel('scheduled')).toMatchObject({ outcome: 'removed' });
+      const [claim] = await other.claim('q');
+      expect(claim?.jobId).toBe('acked');
+      await other.settle(claim!, { action: { type: 'ack' } });
+      clock.advance(250);
+      expect(await Promise.all(waits)).toEqual([{ kind: 'notFound' }, { kind: 'notFound' }, { kind: 'completed' }]);
+    });
+
+    it('waitForCompletion does not take an earlier removal of a reused id for the job it waits on', async () => {
+      const schema = freshSchemaName();
+      const clock = new ManualClock(Date.now());
+      const waiter = await open({ schema, listen: false, clock });
+      const other = await open({ schema, listen: false });
+      await other.enqueue('q', bytes('1'), { id: 'again' });
+      await other.cancel('again');
+      await new Promise((resolve) => setTimeout(resolve, 5)); // a later enqueue time
+      await other.enqueue('q', bytes('2'), { id: 'again' });
+      const wait = waiter.waitForCompletion('again', 10_000);
+      await waitFor(async () => clock.pendingTimers() === 2);
+      const [claim] = await other.claim('q');
+      await other.settle(claim!, { action: { type: 'ack' } });
+      clock.advance(250);
+      expect(await wait).toEqual({ kind: 'completed' });
     });
 
     it('re-establishes the LISTEN connection after its backend is terminated', async () => {
