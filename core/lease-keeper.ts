@@ -14,7 +14,12 @@ export interface LeasedJob {
   readonly leaseMs: number;
   /** Clock ms of the next renewal: a third of the lease after the claim or the last renewal. */
   renewAt: number;
-  /** Clock ms the lease runs out, as last granted by the store. */
+  /**
+   * Clock ms (this runtime's clock) the lease runs out: the time the claim
+   * was handed over or the last renewal was asked for, plus the lease. The
+   * store's own lease times are never compared with this clock: on a shared
+   * database they are the database's, and a host's clock may be off.
+   */
   leaseExpiresAt: number;
   /** Clock ms the runner is timed out at; undefined for none (no timeout, or the runner returned). */
   deadline: number | undefined;
@@ -62,7 +67,7 @@ export class LeaseKeeper {
       runId: undefined,
       leaseMs,
       renewAt: now + renewalPeriod(leaseMs),
-      leaseExpiresAt: job.leaseExpiresAt ?? now + leaseMs,
+      leaseExpiresAt: now + leaseMs,
       deadline: timeoutMs === undefined ? undefined : now + timeoutMs,
       renewing: false,
       onTimeout: undefined,
@@ -128,7 +133,7 @@ export class LeaseKeeper {
     leased.renewing = true;
     try {
       const renewed = await this.store.renewLease(leased.claim, leased.leaseMs);
-      leased.leaseExpiresAt = renewed.leaseExpiresAt;
+      leased.leaseExpiresAt = now + leased.leaseMs; // from before the request: never later than the store's
       leased.renewAt = now + renewalPeriod(leased.leaseMs);
       if (renewed.cancelRequested) this.events.cancelRequested(leased);
     } catch (error) {

@@ -14,7 +14,7 @@ import {
   runKeys,
   sha256Hex,
 } from '../../core/index.js';
-import type { ManualClock, QueueStore, RunIdentity, RunOutcome, Step, StepRunner } from '../../core/index.js';
+import type { Clock, ManualClock, QueueStore, RunIdentity, RunOutcome, Step, StepRunner } from '../../core/index.js';
 import { DEFAULT_HOOK_RETRY, hookRetryDelayMs } from '../../core/hook-retry.js';
 import { IncompatibleSchemaError } from '../../core/errors.js';
 import { OutcomeChannel, bytes, eventually, fastRetryStore, freshStore, gate, startWorker } from '../support/harness.js';
@@ -213,6 +213,30 @@ describe('settlement retries', () => {
     expect(errors.every((e) => e.runId === runId), 'every report names the run').toBe(true);
     await worker.stop();
   });
+
+  for (const skewMs of [10 * 60_000, -10 * 60_000]) {
+    it(`a runtime whose clock is ${skewMs / 60_000} min off the store's still retries a failed settlement while the lease lasts`, async () => {
+      const { store, clock } = freshStore();
+      // This host's clock is off; the store keeps its own (the database's) time.
+      const hostClock: Clock = { now: () => clock.now() + skewMs, setTimer: (callback, delayMs, options) => clock.setTimer(callback, delayMs, options) };
+      let failures = 1;
+      const flaky = Object.create(store) as QueueStore;
+      flaky.settle = async (claim, settlement) => {
+        if (failures-- > 0) throw new StoreUnavailableError('connection reset');
+        return store.settle(claim, settlement);
+      };
+      const hook = new OutcomeChannel();
+      let calls = 0;
+      const runtime = new WorkflowRuntime({ store: flaky, clock: hostClock, runner: () => (calls++, StepOutcome.succeed(bytes('ok'))), hook: hook.hook });
+      const worker = startWorker(runtime);
+      const { runId } = await runtime.submit({ input: bytes('x') });
+      await eventually(() => calls === 1);
+      await advance(clock, 1_000);
+      expect(await hook.next(2_000)).toMatchObject({ runId, status: 'succeeded' });
+      expect(calls).toBe(1);
+      await worker.stop();
+    });
+  }
 
   it('gives up when the lease ran out during the outage (the reaper re-delivers)', async () => {
     const { store, clock } = freshStore();
