@@ -631,6 +631,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     let holdsSlot = true;
     let runId: string | undefined;
     const controller = new LazyAbort();
+    const claimedAt = this.clock.now(); // this runtime's clock: the store's claim time may be another host's
     const leased = this.keeper.hold(claim, controller, this.stepTimeoutMs);
     try {
       const job = claim.job;
@@ -683,7 +684,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       }
       const { settled } = committed;
       if (this.listenerCount('stepSettled') > 0) {
-        this.emit('stepSettled', { runId, stepNumber, jobId: job.id, branch: settled.branch, status: settled.status, durationMs: this.clock.now() - (job.claimedAt ?? now) });
+        this.emit('stepSettled', { runId, stepNumber, jobId: job.id, branch: settled.branch, status: settled.status, durationMs: this.clock.now() - claimedAt });
       }
       if (settled.branch === 'stale') {
         this.emit('staleStep', { runId, stepNumber, jobId: job.id });

@@ -218,7 +218,7 @@ describe('settlement retries', () => {
     it(`a runtime whose clock is ${skewMs / 60_000} min off the store's still retries a failed settlement while the lease lasts`, async () => {
       const { store, clock } = freshStore();
       // This host's clock is off; the store keeps its own (the database's) time.
-      const hostClock: Clock = { now: () => clock.now() + skewMs, setTimer: (callback, delayMs, options) => clock.setTimer(callback, delayMs, options) };
+      const hostClock: Clock = { now: () => clock.now() + skewMs, setTimer: (callback, delayMs) => clock.setTimer(callback, delayMs) };
       let failures = 1;
       const flaky = Object.create(store) as QueueStore;
       flaky.settle = async (claim, settlement) => {
