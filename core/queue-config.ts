@@ -26,7 +26,7 @@ export interface QueueConfig {
   deadRetentionMs: number | null;
 }
 
-/** The defaults of SPEC section 3. */
+/** The default queue settings. */
 export const DEFAULT_QUEUE_CONFIG: Readonly<QueueConfig> = Object.freeze({
   maxAttempts: 3,
   leaseDurationMs: 30_000,
@@ -37,7 +37,7 @@ export const DEFAULT_QUEUE_CONFIG: Readonly<QueueConfig> = Object.freeze({
   deadRetentionMs: 7 * 24 * 60 * 60 * 1000,
 });
 
-/** Store-wide housekeeping intervals (SPEC section 3). */
+/** Store-wide housekeeping intervals. */
 export const DEFAULT_REAPER_INTERVAL_MS = 5_000;
 export const DEFAULT_PROMOTE_INTERVAL_MS = 1_000;
 
@@ -109,7 +109,7 @@ export class QueueConfigs {
   }
 }
 
-/** Retry delay after the `attempts`-th failed attempt (SPEC section 3). */
+/** Retry delay after the `attempts`-th failed attempt (`min(base * 2^(attempts-1), max)`). */
 export function retryDelayMs(config: Pick<QueueConfig, 'retryBackoffBaseMs' | 'retryBackoffMaxMs'>, attempts: number): number {
   if (config.retryBackoffBaseMs === 0) return 0;
   const exponent = Math.max(0, attempts - 1);

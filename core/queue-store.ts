@@ -1,5 +1,5 @@
 /**
- * The `QueueStore` contract: the queue semantics of SPEC section 4 that every
+ * The `QueueStore` contract: the queue semantics that every
  * storage adapter (memory, SQLite, PostgreSQL, third-party) implements and
  * that the conformance suite (`taquba-workflow/conformance`) checks.
  *
@@ -21,7 +21,7 @@
  * - Nothing here is workflow-specific: stores hold no workflow logic.
  */
 
-/** Lifecycle of a job. See SPEC section 2. */
+/** Lifecycle of a job. */
 export type JobStatus = 'pending' | 'scheduled' | 'claimed' | 'done' | 'dead';
 
 /** Header map. Stores must keep keys such as `__proto__` as plain data. */
@@ -256,7 +256,7 @@ export type StoreNotification =
   | { type: 'deadLettered'; queue: string; jobs: JobRecord[] };
 
 /**
- * Storage contract. See SPEC section 4 for the full semantics; the
+ * Storage contract. docs/writing-an-adapter.md has the full semantics in prose; the
  * conformance suite is the executable form of this contract.
  */
 export interface QueueStore {

@@ -1,5 +1,5 @@
 /**
- * The settlement decision of SPEC section 5 as one pure function:
+ * The settlement decision of the runtime as one pure function:
  * runner result × attempts → the store settlement (primary branch, and the
  * branch the store applies instead when an external cancel is flagged at
  * commit time) and the terminal outcome each branch implies.

@@ -20,7 +20,7 @@ export interface TestEnvironmentOptions {
   runner: StepRunner;
   /** Your terminal hook, called after the environment recorded the outcome. */
   hook?: TerminalHook;
-  /** Store-wide queue settings (lease, attempts, backoff...). Defaults: SPEC section 3. */
+  /** Store-wide queue settings (lease, attempts, backoff...). Defaults: `DEFAULT_QUEUE_CONFIG`. */
   queueConfig?: Partial<QueueConfig>;
   /** Most deliveries one `runUntilIdle`/`advanceTime` call may run. Default 10 000. */
   maxSteps?: number;

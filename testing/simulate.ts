@@ -148,7 +148,7 @@ export interface SimulationReport {
   /**
    * Runs that ended in the store but whose hook never ran, because the
    * runtime died (or lost its store link) between the terminal commit and
-   * the hook: allowed by the in-process hook delivery (see SPEC section 5).
+   * the hook: allowed by the in-process hook delivery (see docs/architecture.md).
    */
   lostNotifications: Array<{ runId: string; reason: string }>;
   /** Runtime instances used (1 + crashes). */

@@ -120,7 +120,7 @@ const CLAIMS_PER_YIELD = 64;
 export type MemoryStoreOptions = StoreOptions;
 
 /**
- * The in-memory reference store: SPEC section 4 to the letter, fast with
+ * The in-memory reference store: the store contract to the letter, fast with
  * large backlogs (ordered heaps with lazy deletion, no scans), and fully
  * deterministic under a `ManualClock`. Nothing survives the process.
  */

@@ -1,4 +1,4 @@
-/** Runtime behaviour beyond the seed: SPEC section 5 [beyond] items, bad input, edges. */
+/** Runtime behaviour beyond the seed tests: status and cancel across runtimes, reaped and stale runs, bad input, edges. */
 import { describe, expect, it } from 'vitest';
 import { StepError, StepOutcome, WorkflowRuntime } from '../../core/index.js';
 import type { QueueStore, RunOutcome, Step, StepRunner } from '../../core/index.js';

@@ -1,4 +1,4 @@
-/** Table-driven tests of the pure settlement decision: every row and precedence rule of SPEC section 5. */
+/** Table-driven tests of the pure settlement decision: every row and precedence rule of the settlement table. */
 import { describe, expect, it } from 'vitest';
 import { StepError, StepOutcome, decideSettlement, decodeNotification, decodeRecord, runKeys } from '../../core/index.js';
 import type { RunCursor, RunnerResult, SettlementDecision, StepFacts } from '../../core/index.js';

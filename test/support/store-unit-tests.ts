@@ -1,5 +1,5 @@
 /**
- * Unit tests of every store operation (SPEC section 4), bad input, and edges
+ * Unit tests of every store operation, bad input, and edges
  * that bit other queues, shared by every adapter's own test file. (The
  * conformance suite checks the same contract generatively; these are the
  * readable, example-based cases.)
