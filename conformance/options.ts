@@ -47,7 +47,11 @@ export interface ConformanceOptions<S extends QueueStore = QueueStore> {
    * poll). When `true` (needs `createStores`), the suite requires every
    * operation that notifies in-process to reach a subscriber of another
    * instance too, within a bounded wait during which it advances the clock
-   * in small steps (so a poll on the store's clock gets its turns). When
+   * in small steps (so a poll on the store's clock gets its turns). The
+   * subscriber acts as a worker does: it subscribes, waits until its channel
+   * is up (it hears a probe enqueue), and claims until the queue is empty
+   * before the change, so a store may owe cross-process wakeups only to
+   * subscribers that found their queue empty. When
    * `false`, those checks are skipped, with that reason, and workers on other
    * instances rely on their poll interval. `deadLettered` stays local to the
    * reaping instance either way: the reaper's commit already applied what

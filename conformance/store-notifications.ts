@@ -286,11 +286,46 @@ export const NOTIFICATION_RULES: NotificationRule[] = [
   },
 ];
 
+/** Claims everything claimable on `queue` (the probe jobs stay claimed: nothing reads them). */
+async function drain(store: QueueStore, queue: string): Promise<void> {
+  while ((await store.claim(queue, { limit: 10 })).length > 0);
+}
+
+/** Queue of the probe jobs that show another instance's channel is up. */
+const PROBE_QUEUE = 'probe';
+
+/**
+ * A cross-process channel (a LISTEN connection, a change poll) may come up
+ * only some time after `subscribe` returns, and a worker claims right after
+ * subscribing, so a change made before that is not a missed notification.
+ * Probe enqueues through the producer (after the listener drained the probe
+ * queue, as a waiting worker has) until the listener hears one: from then on
+ * the channel is up.
+ */
+async function awaitChannel(producer: QueueStore, listener: QueueStore, log: NotificationLog, clock: ManualClock, where: string): Promise<void> {
+  const deadline = Date.now() + REMOTE_WAIT.realMs;
+  const heard = (): boolean => log.received.some((n) => n.type === 'jobsAvailable' && n.queue === PROBE_QUEUE);
+  while (!heard()) {
+    if (Date.now() > deadline) throw new ConformanceError(`${where}: a subscriber of another instance never heard of enqueues through this one within ${REMOTE_WAIT.realMs} ms of real time (probe jobs on queue ${PROBE_QUEUE})`);
+    await drain(listener, PROBE_QUEUE);
+    await producer.enqueue(PROBE_QUEUE, bytes('probe'));
+    for (let i = 0; i < 10 && !heard(); i++) {
+      clock.advance(REMOTE_WAIT.clockStepMs);
+      await pause(5);
+    }
+  }
+}
+
 /** Runs one rule: `producer` makes the change, a subscriber of `listener` must hear of it. */
 async function runRule(rule: NotificationRule, producer: QueueStore, listener: QueueStore, clock: ManualClock, bounds: WaitBounds, where: string): Promise<void> {
   const id = await rule.setup(producer, clock);
-  const log = new NotificationLog(listener, [rule.listen]);
+  const remote = producer !== listener;
+  const log = new NotificationLog(listener, remote ? [rule.listen, PROBE_QUEUE] : [rule.listen]);
   try {
+    if (remote) await awaitChannel(producer, listener, log, clock, where);
+    // As a worker does after subscribing: claim until the queue is empty. A store may owe wakeups only to such a subscriber.
+    const claimed = await listener.claim(rule.listen, { limit: 10 });
+    assert(`${where}: the setup of "${rule.operation}" leaves nothing claimable on ${rule.listen}, got ${canonical(claimed.map((c) => c.jobId))}`, claimed.length === 0);
     // Whatever the setup caused may arrive late: only what follows the operation counts.
     await pause(0);
     log.clear();
@@ -298,7 +333,7 @@ async function runRule(rule: NotificationRule, producer: QueueStore, listener: Q
     await boundedWait(
       clock,
       bounds,
-      () => (log.received.some((n) => rule.matches(n, id)) ? true : undefined),
+      () => (log.received.some((n) => n.queue === rule.listen && rule.matches(n, id)) ? true : undefined),
       (advanced) =>
         `${where}: after ${rule.operation}, a subscriber of queue ${rule.listen} got no ${rule.notification} notification within ${bounds.realMs} ms of real time` +
         `${advanced > 0 ? ` and ${advanced} ms of clock time` : ''}; it received: ${canonical(log.received)}`,
