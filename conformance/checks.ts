@@ -87,3 +87,18 @@ export async function runChecks(groups: ConformanceGroup[], options: Conformance
   }
   return { passed, skipped };
 }
+
+/**
+ * Marks checks as skipped, with a reason, where `reason(group, check)`
+ * returns one: how an adapter that does not implement a rule yet keeps that
+ * gap visible in its report instead of dropping the checks.
+ */
+export function skipChecks(groups: ConformanceGroup[], reason: (group: string, check: string) => string | undefined): ConformanceGroup[] {
+  return groups.map((group) => ({
+    name: group.name,
+    checks: group.checks.map((check) => {
+      const why = check.skip ?? reason(group.name, check.name);
+      return why === undefined ? check : { ...check, skip: why };
+    }),
+  }));
+}

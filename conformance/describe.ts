@@ -8,6 +8,8 @@ import type { ConformanceGroup } from './checks.js';
 import { conformanceRuns } from './options.js';
 import type { ConformanceOptions } from './options.js';
 import { storeConcurrencyChecks } from './store-concurrency.js';
+import { crossInstanceChecks } from './store-cross-instance.js';
+import { crossInstanceNotificationChecks, storeNotificationChecks } from './store-notifications.js';
 import { storeBadInputChecks, storeOperationChecks } from './store-operations.js';
 import { queueStoreGroups, storeModelChecks } from './store-suite.js';
 import { workflowGroups, workflowPropertyChecks } from './workflow-suite.js';
@@ -37,7 +39,7 @@ function declare<S extends QueueStore>(title: string, typed: ConformanceOptions<
 
 /** The whole store-level suite (SPEC section 4 and the store invariants of section 7). */
 export function describeQueueStoreConformance<S extends QueueStore>(options: ConformanceOptions<S>): void {
-  declare('QueueStore conformance', options, queueStoreGroups());
+  declare('QueueStore conformance', options, queueStoreGroups(options));
 }
 
 /** Every operation in every job state (example-based, trait style). */
@@ -58,6 +60,25 @@ export function describeStoreConcurrency<S extends QueueStore>(options: Conforma
 /** Bad input: typed errors, nothing changed. */
 export function describeStoreBadInput<S extends QueueStore>(options: ConformanceOptions<S>): void {
   declare('QueueStore bad input', options, [storeBadInputChecks()]);
+}
+
+/** Which operation must notify what: in-process, and across instances for stores that declare it. */
+export function describeStoreNotifications<S extends QueueStore>(options: ConformanceOptions<S>): void {
+  declare('QueueStore notifications', options, [storeNotificationChecks(), crossInstanceNotificationChecks(options)]);
+}
+
+/** Several instances over one backing store (needs `createStores`; skipped with the reason otherwise). */
+export function describeStoreCrossInstance<S extends QueueStore>(options: ConformanceOptions<S>): void {
+  declare('QueueStore cross-instance', options, [crossInstanceChecks(options)]);
+}
+
+/**
+ * Any groups under one title, e.g. `queueStoreGroups(options)` passed through
+ * `skipChecks` while an adapter does not implement a rule yet: those checks
+ * show as skipped, with the reason, instead of failing.
+ */
+export function describeConformanceGroups<S extends QueueStore>(title: string, options: ConformanceOptions<S>, groups: ConformanceGroup[]): void {
+  declare(title, options, groups);
 }
 
 /** The whole workflow-level suite (SPEC sections 5 and 7) on the store under test. */

@@ -17,12 +17,15 @@ export {
   describeStoreConcurrency,
   describeStoreBadInput,
   describeWorkflowProperties,
+  describeStoreNotifications,
+  describeStoreCrossInstance,
+  describeConformanceGroups,
 } from './describe.js';
 export type { StoreContext, ConformanceOptions, ConformanceRuns, RunParameters } from './options.js';
 export { conformanceRuns, QUICK_RUNS } from './options.js';
 export { QueueModel, ModelStore, modelRetryDelay } from './model.js';
 export type { ModelState, ModelStoreOptions } from './model.js';
-export { runChecks } from './checks.js';
+export { runChecks, skipChecks } from './checks.js';
 export type { ConformanceCheck, ConformanceGroup } from './checks.js';
 export { ConformanceError } from './compare.js';
 export { checkQueueStore, queueStoreGroups, storeModelChecks } from './store-suite.js';
@@ -32,3 +35,6 @@ export { checkStoreConcurrency, storeConcurrencyChecks } from './store-concurren
 export { storeOperationChecks, storeBadInputChecks, JOB_TRAITS } from './store-operations.js';
 export type { JobTrait, JobInState } from './store-operations.js';
 export { checkWorkflow, checkWorkflowProperties, workflowGroups, workflowPropertyChecks, FaultInjectingStore } from './workflow-suite.js';
+export { storeNotificationChecks, crossInstanceNotificationChecks, NOTIFICATION_RULES } from './store-notifications.js';
+export type { NotificationRule } from './store-notifications.js';
+export { crossInstanceChecks, checkStoreModelAcrossInstances } from './store-cross-instance.js';

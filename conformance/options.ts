@@ -27,6 +27,37 @@ export interface ConformanceOptions<S extends QueueStore = QueueStore> {
   createStore: (ctx: StoreContext) => S | Promise<S>;
   /** Releases a store made by `createStore`. Default: `store.close()`. */
   destroyStore?: (store: S) => void | Promise<void>;
+  /**
+   * Optional: `n` store instances over one fresh, empty backing store (one
+   * SQLite file, one PostgreSQL schema), as `n` processes would open it, each
+   * built from `ctx` (they share its clock). When given, the cross-instance
+   * checks run: model properties with every command through a random
+   * instance, `waitForCompletion` of a job settled or removed through another
+   * instance, and a run reaped by an instance that runs no worker loop.
+   * Without it those checks are skipped, with that reason, in the report (a
+   * memory store cannot share its state, so it has nothing to offer here).
+   */
+  createStores?: (n: number, ctx: StoreContext) => S[] | Promise<S[]>;
+  /** Releases the instances made by `createStores`, and their backing store. Default: `close()` on each. */
+  destroyStores?: (stores: S[]) => void | Promise<void>;
+  /**
+   * Capability (default `false`): the store delivers `jobsAvailable` and
+   * `cancelRequested` to subscribers of every instance sharing its storage,
+   * not only of the instance that made the change (LISTEN/NOTIFY, a change
+   * poll). When `true` (needs `createStores`), the suite requires every
+   * operation that notifies in-process to reach a subscriber of another
+   * instance too, within a bounded wait during which it advances the clock
+   * in small steps (so a poll on the store's clock gets its turns). The
+   * subscriber acts as a worker does: it subscribes, waits until its channel
+   * is up (it hears a probe enqueue), and claims until the queue is empty
+   * before the change, so a store may owe cross-process wakeups only to
+   * subscribers that found their queue empty. When
+   * `false`, those checks are skipped, with that reason, and workers on other
+   * instances rely on their poll interval. `deadLettered` stays local to the
+   * reaping instance either way: the reaper's commit already applied what
+   * the dead-letter implies.
+   */
+  crossProcessNotifications?: boolean;
   /** fast-check runs per property. Default: `conformanceRuns().numRuns`. */
   numRuns?: number;
   /** fast-check seed, to replay a failure. Default: `conformanceRuns().seed` (random when unset). */
@@ -104,4 +135,10 @@ export function replayPath(options: Pick<ConformanceOptions, 'replayPath'>): str
 export async function destroy<S extends QueueStore>(options: ConformanceOptions<S>, store: S): Promise<void> {
   if (options.destroyStore) await options.destroyStore(store);
   else await store.close();
+}
+
+/** Releases instances made by `createStores`. */
+export async function destroyAll<S extends QueueStore>(options: ConformanceOptions<S>, stores: S[]): Promise<void> {
+  if (options.destroyStores) await options.destroyStores(stores);
+  else for (const store of stores) await store.close();
 }

@@ -88,7 +88,8 @@ export class StoreWorld {
   private seq = 0;
 
   constructor(
-    readonly store: QueueStore,
+    /** The instance commands go through; the cross-instance property switches it per command. */
+    public store: QueueStore,
     readonly clock: ManualClock,
     profile: ConfigProfile,
   ) {

@@ -7,7 +7,9 @@ import { runChecks } from './checks.js';
 import type { ConformanceGroup } from './checks.js';
 import type { ConformanceOptions } from './options.js';
 import { storeConcurrencyChecks } from './store-concurrency.js';
+import { crossInstanceChecks } from './store-cross-instance.js';
 import { checkStoreModel } from './store-model.js';
+import { crossInstanceNotificationChecks, storeNotificationChecks } from './store-notifications.js';
 import { storeBadInputChecks, storeOperationChecks } from './store-operations.js';
 
 /** Model-based properties (random command sequences compared with the reference model). */
@@ -18,12 +20,24 @@ export function storeModelChecks(): ConformanceGroup {
   };
 }
 
-/** Every store-level group, in the order the suite runs them. */
-export function queueStoreGroups(): ConformanceGroup[] {
-  return [storeOperationChecks(), storeBadInputChecks(), storeModelChecks(), storeConcurrencyChecks()];
+/**
+ * Every store-level group, in the order the suite runs them. The
+ * cross-instance groups depend on what `options` offers (`createStores`,
+ * `crossProcessNotifications`): without it their checks are listed as skipped.
+ */
+export function queueStoreGroups(options: Pick<ConformanceOptions, 'createStores' | 'crossProcessNotifications'> = {}): ConformanceGroup[] {
+  return [
+    storeOperationChecks(),
+    storeBadInputChecks(),
+    storeModelChecks(),
+    storeConcurrencyChecks(),
+    storeNotificationChecks(),
+    crossInstanceNotificationChecks(options),
+    crossInstanceChecks(options),
+  ];
 }
 
 /** Runs the whole store-level suite; rejects with an `AggregateError` naming every failed check. */
 export async function checkQueueStore(options: ConformanceOptions): Promise<{ passed: string[]; skipped: string[] }> {
-  return runChecks(queueStoreGroups(), options);
+  return runChecks(queueStoreGroups(options), options);
 }

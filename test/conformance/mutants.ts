@@ -3,6 +3,9 @@
  * realistic bug. `mutants.test.ts` asserts the conformance suite rejects
  * every one of them, so the suite is known to be able to fail.
  *
+ * Bugs that live between instances come with `createStores`: several
+ * instances over one MemoryStore (`sharedMemory`), each with the bug.
+ *
  * Most bugs are pure wrappers (shadow state plus the public API). Two need
  * to reach inside the memory store (`attemptsNotCounted`, `killedKv` helpers)
  * through `memoryInternals`, which fails loudly if the fields move.
@@ -28,7 +31,7 @@ import type {
   Settlement,
   StoreNotification,
 } from '../../core/queue-store.js';
-import type { StoreContext } from '../../conformance/index.js';
+import type { ConformanceOptions, StoreContext } from '../../conformance/index.js';
 
 /** Forwards everything to `inner`; mutants override the one operation they break. */
 export class ForwardingStore implements QueueStore {
@@ -200,7 +203,199 @@ export interface Mutant {
   /** The bug, as a reviewer would describe it. */
   bug: string;
   create: (ctx: StoreContext) => QueueStore;
+  /** Several instances over one backing store, for bugs that live between instances (see `sharedMemory`). */
+  createStores?: (n: number, ctx: StoreContext) => QueueStore[];
+  destroyStores?: (stores: QueueStore[]) => Promise<void>;
+  /** The broken store claims the capability (its bug is that it does not deliver). */
+  crossProcessNotifications?: boolean;
+  /**
+   * Set when only checks that are not in the suite yet catch this bug every
+   * time (the deterministic examples of the store operations group): the
+   * mutant test lists it as skipped with this reason; the catch-rate script
+   * still measures it.
+   */
+  awaitsChecks?: string;
 }
+
+/** One instance over a shared `MemoryStore`: what several processes on one database look like, in-process. */
+export class MemoryInstance extends ForwardingStore {
+  private readonly subscriptions = new Set<() => void>();
+  constructor(
+    inner: QueueStore,
+    readonly index: number,
+  ) {
+    super(inner);
+  }
+  override subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void {
+    const unsubscribe = super.subscribe(queue, listener);
+    this.subscriptions.add(unsubscribe);
+    return () => {
+      unsubscribe();
+      this.subscriptions.delete(unsubscribe);
+    };
+  }
+  /** Closing one instance leaves the shared store open (`destroyShared` closes it). */
+  override async close(): Promise<void> {
+    for (const unsubscribe of this.subscriptions) unsubscribe();
+    this.subscriptions.clear();
+  }
+}
+
+/**
+ * `n` instances over one MemoryStore. A correct shared store in every
+ * respect (the notifications of the shared store reach every instance), so
+ * a mutant built on it breaks only what it overrides.
+ */
+export function sharedMemory(n: number, ctx: StoreContext, wrap: (inner: MemoryStore, index: number) => ForwardingStore = (inner, i) => new MemoryInstance(inner, i)): QueueStore[] {
+  const inner = memory(ctx);
+  return Array.from({ length: n }, (_, i) => wrap(inner, i));
+}
+
+/** Closes the instances made by `sharedMemory`, then the shared store. */
+export async function destroyShared(stores: QueueStore[]): Promise<void> {
+  for (const store of stores) await store.close();
+  const first = stores[0] as ForwardingStore | undefined;
+  if (first) await first.inner.close();
+}
+
+/** Notes the name of every store call made through this instance (`lastCall`) and how many are in flight. */
+class CallTrackingStore extends MemoryInstance {
+  lastCall = '';
+  inFlight = 0;
+  constructor(inner: QueueStore, index: number) {
+    super(inner, index);
+    return new Proxy(this, {
+      get: (target, prop, receiver) => {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof value !== 'function' || typeof prop !== 'string' || prop === 'subscribe' || !STORE_METHODS.has(prop)) return value;
+        return (...args: unknown[]) => {
+          target.lastCall = prop;
+          target.inFlight++;
+          const done = (): void => void setImmediate(() => target.inFlight--);
+          try {
+            const result = (value as (...a: unknown[]) => Promise<unknown>).apply(receiver, args);
+            void result.then(done, done);
+            return result;
+          } catch (error) {
+            done();
+            throw error;
+          }
+        };
+      },
+    });
+  }
+}
+
+const STORE_METHODS = new Set(['enqueue', 'enqueueBatch', 'claim', 'settle', 'renewLease', 'cancel', 'reap', 'promote', 'requeueDead', 'getJob', 'deadJobs', 'stats', 'listQueues', 'waitForCompletion', 'kvGet', 'kvDelete']);
+
+/** Drops the notifications `keep` refuses, on one instance. */
+function filterNotifications<T extends CallTrackingStore>(store: T, keep: (n: StoreNotification, store: T) => boolean): T {
+  const subscribe = store.subscribe.bind(store);
+  store.subscribe = (queue, listener) => subscribe(queue, (n) => void (keep(n, store) && listener(n)));
+  return store;
+}
+
+/** `waitForCompletion` waiters that a mutant can resolve early, shared by the instances of one backing store. */
+class EarlyCompletions {
+  private readonly waiters = new Map<string, Set<(result: CompletionResult) => void>>();
+  wrap(jobId: string, waiting: Promise<CompletionResult>): Promise<CompletionResult> {
+    return new Promise((resolve, reject) => {
+      let set = this.waiters.get(jobId);
+      if (!set) this.waiters.set(jobId, (set = new Set()));
+      const finish = (result: CompletionResult): void => {
+        set.delete(finish);
+        resolve(result);
+      };
+      set.add(finish);
+      waiting.then(finish, (error: unknown) => {
+        set.delete(finish);
+        reject(error);
+      });
+    });
+  }
+  resolve(jobId: string, result: CompletionResult): void {
+    for (const finish of [...(this.waiters.get(jobId) ?? [])]) finish(result);
+  }
+}
+
+/** Reports a nack that retries as a completion to every waiter of the job. */
+class CompletesOnRetry extends MemoryInstance {
+  constructor(
+    inner: QueueStore,
+    index: number,
+    private readonly early: EarlyCompletions,
+  ) {
+    super(inner, index);
+  }
+  override waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult> {
+    return this.early.wrap(jobId, super.waitForCompletion(jobId, timeoutMs));
+  }
+  override async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+    const result = await super.settle(claim, settlement);
+    const action = result.branch === 'cancel' ? settlement.ifCancelRequested?.action : settlement.action;
+    if (action?.type === 'nack' && (result.status === 'pending' || result.status === 'scheduled')) this.early.resolve(claim.jobId, { kind: 'completed' });
+    return result;
+  }
+}
+
+/** Drops `reaperDeadLetter` from every job it enqueues, directly or through effects. */
+class DropsReaperEffects extends MemoryInstance {
+  private strip(options: EnqueueOptions | undefined): EnqueueOptions | undefined {
+    if (options?.reaperDeadLetter === undefined) return options;
+    const { reaperDeadLetter, ...rest } = options;
+    void reaperDeadLetter;
+    return rest;
+  }
+  private stripEffects(effects: Effects | undefined): Effects | undefined {
+    if (!effects?.enqueue) return effects;
+    return { ...effects, enqueue: effects.enqueue.map((r) => ({ ...r, options: this.strip(r.options) ?? {} })) };
+  }
+  private stripBranch<B extends { effects?: Effects }>(branch: B): B {
+    return branch.effects ? { ...branch, effects: this.stripEffects(branch.effects) as Effects } : branch;
+  }
+  override enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
+    return super.enqueue(queue, payload, this.strip(options), kvWrites);
+  }
+  override enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]> {
+    return super.enqueueBatch(queue, items.map((item) => ({ payload: item.payload, options: this.strip(item.options) ?? {} })));
+  }
+  override settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+    const rewritten: Settlement = this.stripBranch(settlement);
+    if (settlement.ifCancelRequested) rewritten.ifCancelRequested = this.stripBranch(settlement.ifCancelRequested);
+    return super.settle(claim, rewritten);
+  }
+  override cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
+    return super.cancel(jobId, this.stripEffects(effects));
+  }
+}
+
+/** Notes which instance removed a job by cancel; a waiter on another instance then reports it completed. */
+class CompletedWhenCancelledElsewhere extends MemoryInstance {
+  constructor(
+    inner: QueueStore,
+    index: number,
+    private readonly removedBy: Map<string, number>,
+  ) {
+    super(inner, index);
+  }
+  override async cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
+    const result = await super.cancel(jobId, effects);
+    if (result.outcome === 'removed') this.removedBy.set(jobId, this.index);
+    return result;
+  }
+  override async waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult> {
+    const result = await super.waitForCompletion(jobId, timeoutMs);
+    const by = this.removedBy.get(jobId);
+    return result.kind === 'notFound' && by !== undefined && by !== this.index ? { kind: 'completed' } : result;
+  }
+}
+
+/** Shared-memory factory options of a cross-instance mutant; `wrapper` runs once per backing store (for state its instances share). */
+function shared(wrapper: () => (inner: MemoryStore, index: number) => ForwardingStore): Pick<Mutant, 'createStores' | 'destroyStores' | 'crossProcessNotifications'> {
+  return { createStores: (n, ctx) => sharedMemory(n, ctx, wrapper()), destroyStores: destroyShared, crossProcessNotifications: true };
+}
+
+const AWAITS_EXAMPLES = 'caught every time only by the deterministic examples of the store operations group (another change)';
 
 const memory = (ctx: StoreContext, overrides: Partial<QueueConfig> = {}): MemoryStore =>
   new MemoryStore({ ...ctx, defaultQueueConfig: { ...ctx.defaultQueueConfig, ...overrides } });
@@ -408,4 +603,143 @@ export const MUTANTS: Mutant[] = [
         }
       })(memory(ctx)),
   },
+  {
+    name: 'claim-token-reused',
+    bug: 'the claim token is derived from the job id, so it stays the same across re-claims and a zombie settles the new claim',
+    awaitsChecks: AWAITS_EXAMPLES,
+    create: (ctx) =>
+      new (class extends ForwardingStore {
+        private readonly latest = new Map<string, string>();
+        private real(claim: ClaimRef): ClaimRef {
+          const token = claim.token === `t-${claim.jobId}` ? this.latest.get(claim.jobId) : undefined;
+          return token === undefined ? claim : { jobId: claim.jobId, token };
+        }
+        override async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
+          return (await super.claim(queue, options)).map((c) => {
+            this.latest.set(c.jobId, c.token);
+            return { ...c, token: `t-${c.jobId}` };
+          });
+        }
+        override settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+          return super.settle(this.real(claim), settlement);
+        }
+        override renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
+          return super.renewLease(this.real(claim), extendMs);
+        }
+      })(memory(ctx)),
+  },
+  {
+    name: 'dead-page-short-after-cursor',
+    bug: 'a dead-jobs page after a cursor holds one record fewer than its limit (an off-by-one at the page boundary), so a walk that stops at a short page misses records',
+    awaitsChecks: AWAITS_EXAMPLES,
+    create: (ctx) =>
+      new (class extends ForwardingStore {
+        override async deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]> {
+          if (options?.after === undefined) return super.deadJobs(queue, options);
+          const page = await super.deadJobs(queue, options);
+          return page.slice(0, (options.limit ?? 100) - 1);
+        }
+      })(memory(ctx)),
+  },
+  {
+    name: 'backoff-ignores-cap',
+    bug: 'the retry delay grows as base * 2^(n-1) without the retryBackoffMaxMs cap',
+    awaitsChecks: AWAITS_EXAMPLES,
+    create: (ctx) => {
+      const uncapped = 2 ** 45;
+      const queueConfigs: Record<string, Partial<QueueConfig>> = {};
+      for (const [queue, config] of Object.entries(ctx.queueConfigs ?? {})) queueConfigs[queue] = { ...config, retryBackoffMaxMs: uncapped };
+      return new MemoryStore({ ...ctx, defaultQueueConfig: { ...ctx.defaultQueueConfig, retryBackoffMaxMs: uncapped }, queueConfigs });
+    },
+  },
+  {
+    name: 'wait-completes-on-retrying-nack',
+    bug: 'waitForCompletion resolves as completed when the job is nacked, even though the nack retries it',
+    create: (ctx) => new CompletesOnRetry(memory(ctx), 0, new EarlyCompletions()),
+    ...shared(() => {
+      const early = new EarlyCompletions();
+      return (inner, i) => new CompletesOnRetry(inner, i, early);
+    }),
+  },
+  {
+    name: 'caller-objects-kept-by-reference',
+    bug: "the store keeps the caller's payload and headers objects by reference, so mutating them after enqueue changes the stored job",
+    create: (ctx) =>
+      new (class extends ForwardingStore {
+        private readonly given = new Map<string, { payload: Uint8Array; headers?: Record<string, string> }>();
+        private remember(results: EnqueueResult[], items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): void {
+          results.forEach((result, i) => {
+            const item = items[i];
+            if (result.kind !== 'new' || !item) return;
+            this.given.set(result.id, item.options?.headers ? { payload: item.payload, headers: item.options.headers } : { payload: item.payload });
+          });
+        }
+        private fix = (record: JobRecord): JobRecord => {
+          const given = this.given.get(record.id);
+          return given ? { ...record, payload: given.payload, ...(given.headers ? { headers: given.headers } : {}) } : record;
+        };
+        override async enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
+          const result = await super.enqueue(queue, payload, options, kvWrites);
+          this.remember([result], [options ? { payload, options } : { payload }]);
+          return result;
+        }
+        override async enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]> {
+          const results = await super.enqueueBatch(queue, items);
+          this.remember(results, items);
+          return results;
+        }
+        override async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
+          return (await super.claim(queue, options)).map((c) => ({ ...c, job: this.fix(c.job) }));
+        }
+        override async getJob(jobId: string): Promise<JobRecord | undefined> {
+          const record = await super.getJob(jobId);
+          return record && this.fix(record);
+        }
+      })(memory(ctx)),
+  },
+  {
+    name: 'wakeups-only-on-enqueue',
+    bug: 'jobsAvailable is sent for enqueues only: promote, a nack back to pending, a reap requeue and requeueDead wake nobody',
+    create: (ctx) => filterNotifications(new CallTrackingStore(memory(ctx), 0), (n, store) => n.type !== 'jobsAvailable' || store.lastCall === 'enqueue' || store.lastCall === 'enqueueBatch'),
+  },
+  {
+    name: 'cancel-not-notified',
+    bug: 'cancel of a claimed job sets the flag but sends no cancelRequested notification',
+    create: (ctx) => filterNotifications(new CallTrackingStore(memory(ctx), 0), (n) => n.type !== 'cancelRequested'),
+  },
+  {
+    name: 'dead-letter-not-notified',
+    bug: 'the reaper dead-letters expired claims without a deadLettered notification',
+    create: (ctx) => filterNotifications(new CallTrackingStore(memory(ctx), 0), (n) => n.type !== 'deadLettered'),
+  },
+  {
+    name: 'notifications-only-local',
+    bug: 'notifications reach only subscribers of the instance that made the change, though the store declares cross-process notifications',
+    create: (ctx) => memory(ctx),
+    ...shared(() => (inner, i) => filterNotifications(new CallTrackingStore(inner, i), (_n, store) => store.inFlight > 0)),
+  },
+  {
+    name: 'wait-cancelled-elsewhere-completed',
+    bug: 'waitForCompletion reports a job that another instance removed by cancel as completed (it only sees the row disappear)',
+    create: (ctx) => memory(ctx),
+    ...shared(() => {
+      const removedBy = new Map<string, number>();
+      return (inner, i) => new CompletedWhenCancelledElsewhere(inner, i, removedBy);
+    }),
+  },
+  {
+    name: 'reaper-effects-dropped',
+    bug: 'the effects a job carries for the reaper are not kept, so a reaper dead-letter applies none of them',
+    create: (ctx) => new DropsReaperEffects(memory(ctx), 0),
+    ...shared(() => (inner, i) => new DropsReaperEffects(inner, i)),
+  },
 ];
+
+/** The suite options of a mutant: its factories and the capability it claims. */
+export function mutantOptions(mutant: Mutant, extra: Partial<ConformanceOptions> = {}): ConformanceOptions {
+  const options: ConformanceOptions = { name: mutant.name, createStore: mutant.create, ...extra };
+  if (mutant.createStores) options.createStores = mutant.createStores;
+  if (mutant.destroyStores) options.destroyStores = mutant.destroyStores;
+  if (mutant.crossProcessNotifications) options.crossProcessNotifications = true;
+  return options;
+}
