@@ -223,7 +223,8 @@ export async function runWorkflowScenario(options: ConformanceOptions, scenario:
   const zombie = { state: 'none' as 'none' | 'blocked' | 'expired' | 'released' };
   let steps = 0;
 
-  const runner = async (step: Step): Promise<StepOutcome> => {
+  /** `stopping`: the worker loop of the runtime running the step was aborted (undefined for runtimes without one). */
+  const runner = async (step: Step, stopping?: AbortSignal): Promise<StepOutcome> => {
     steps++;
     const script = scriptOf.get(step.runId);
     if (!script) {
@@ -234,7 +235,16 @@ export async function runWorkflowScenario(options: ConformanceOptions, scenario:
     if (canonical(step.headers) !== canonical(headersOf.get(step.runId))) violations.push(`step ${step.stepNumber} of ${step.runId} got headers ${canonical(step.headers)}`);
     const expectedPayload = step.stepNumber === 0 ? `input-${step.runId}` : `s${step.stepNumber}`;
     if (decoder.decode(step.payload) !== expectedPayload) violations.push(`step ${step.stepNumber} of ${step.runId} got payload ${decoder.decode(step.payload)}`);
-    const isZombie = step.runId === zombieId && step.stepNumber === 0 && step.attempts === 1 && zombie.state === 'none';
+    // A runtime being stopped waits for its steps: a zombie there would hold its stop forever.
+    const isZombie = step.runId === zombieId && step.stepNumber === 0 && step.attempts === 1 && zombie.state === 'none' && stopping?.aborted !== true;
+    // Blocked from the first moment, before any await: the driver never restarts a runtime that holds the
+    // zombie, and a restart decided while this step awaits (cancelDue) would otherwise abort it.
+    const gate = isZombie
+      ? new Promise<void>((resolve) => {
+          zombieGate = resolve;
+        })
+      : undefined;
+    if (isZombie) zombie.state = 'blocked';
     const running = active.get(step.runId) ?? [];
     // A delivery whose lease expired (the zombie) may overlap its successors: SPEC 7 allows exactly that.
     const overlapping = running.filter((e) => !e.zombie);
@@ -244,12 +254,7 @@ export async function runWorkflowScenario(options: ConformanceOptions, scenario:
     started.push({ runId: step.runId, step: step.stepNumber, attempt: step.attempts });
     try {
       await cancelDue();
-      if (isZombie) {
-        zombie.state = 'blocked';
-        await new Promise<void>((resolve) => {
-          zombieGate = resolve;
-        });
-      }
+      await gate;
       const action = actionOf(script, step.stepNumber, step.attempts);
       switch (action) {
         case 'continue':
@@ -285,13 +290,13 @@ export async function runWorkflowScenario(options: ConformanceOptions, scenario:
     const status = await outcome(() => (runtimes[0] as WorkflowRuntime).status(result.runId));
     if (status.ok && status.value !== undefined) violations.push(`status(${result.runId}) reported ${canonical(status.value)} inside its terminal hook`);
   };
-  const makeRuntime = (): WorkflowRuntime =>
-    new WorkflowRuntime({ store, runner, hook, clock, pollIntervalMs: 50, maxConcurrentSteps: 4, hookDelivery: scenario.faults ? 'durable' : scenario.hookDelivery });
+  const makeRuntime = (stopping?: AbortSignal): WorkflowRuntime =>
+    new WorkflowRuntime({ store, runner: (step) => runner(step, stopping), hook, clock, pollIntervalMs: 50, maxConcurrentSteps: 4, hookDelivery: scenario.faults ? 'durable' : scenario.hookDelivery });
   const workers: Array<{ runtime: WorkflowRuntime; controller: AbortController; done: Promise<void> }> = [];
   const start = (): void => {
-    const runtime = makeRuntime();
-    runtimes.push(runtime);
     const controller = new AbortController();
+    const runtime = makeRuntime(controller.signal);
+    runtimes.push(runtime);
     workers.push({ runtime, controller, done: runtime.run(controller.signal) });
   };
   /** Keeps time moving until `promise` settles: runtimes may be sleeping on the clock (store retry backoff). */
@@ -445,7 +450,8 @@ export async function runWorkflowScenario(options: ConformanceOptions, scenario:
       if (new Set(delivered.map((o) => canonical(o))).size > 1) violations.push(`${runId} was reported with different outcomes: ${show(delivered.map(canonical))}`);
       const got = delivered[0] as RunOutcome;
       if (canonical(got.headers) !== canonical(headersOf.get(runId))) violations.push(`${runId} outcome headers ${canonical(got.headers)}`);
-      const expected = scriptedOutcome(script, runId === zombieId);
+      // The zombie never happens when its delivery ran in a runtime being stopped (or the run ended first).
+      const expected = scriptedOutcome(script, runId === zombieId && zombie.state !== 'none');
       const cancelled = cancelResult.get(runId);
       const shown: { status: string; error?: string; result?: string; finalStep: number } = { status: got.status, finalStep: got.finalStep };
       if (got.error !== undefined) shown.error = got.error;
