@@ -74,8 +74,8 @@ export interface ManualClockOptions {
 /** Generous: far more timers than any test arms for one instant, yet a storm fails in milliseconds. */
 export const DEFAULT_MAX_TIMERS_PER_INSTANT = 10_000;
 
-/** Past this many timers at one instant, new timers record where they were armed (for the storm report). */
-const STORM_SUSPECTED_AFTER = 100;
+/** This close to the limit, new timers record where they were armed (for the storm report). */
+const TRACE_BEFORE_LIMIT = 3;
 
 /** The first stack frames outside this file: who armed a timer. */
 function armingSite(): string {
@@ -155,7 +155,7 @@ export class ManualClock implements Clock {
           throw new TimerStormError(instant, firedAtInstant, next.armedBy ?? '(not traced)');
         }
         firedAtInstant++;
-        if (firedAtInstant > STORM_SUSPECTED_AFTER) this.tracing = true;
+        if (firedAtInstant >= this.maxTimersPerInstant - TRACE_BEFORE_LIMIT) this.tracing = true;
         this.current = Math.max(this.current, next.dueAt);
         next.cancelled = true;
         this.timers.delete(next);
