@@ -480,6 +480,8 @@ const exampleChecks: ConformanceCheck[] = [
           assert('both retries are claimable', retryJ !== undefined && retryD !== undefined);
           await store.settle(retryJ, { action: { type: 'ack' } });
           await store.settle(retryD, { action: { type: 'nack', error: 'last' } });
+          // Past the waits' timeout: a store that missed the completion answers timedOut rather than never.
+          clock.advance(60_000);
           const [resultJ, resultD] = [await waitJ, await waitD];
           assertEqual('completion after the ack (done kept)', resultJ.kind === 'completed' && { status: resultJ.job?.status, attempts: resultJ.job?.attempts }, { status: 'done', attempts: 2 });
           assertEqual('completion after the last nack', resultD.kind === 'completed' && { status: resultD.job?.status, lastError: resultD.job?.lastError }, { status: 'dead', lastError: 'last' });
