@@ -3,11 +3,12 @@
  * vitest (`runChecks`), so the describe functions and the mutant tests share
  * one definition.
  */
+import fc from 'fast-check';
 import { ManualClock } from '../core/clock.js';
 import type { QueueStore } from '../core/queue-store.js';
 import { ConformanceError, canonical, outcome, show } from './compare.js';
 import { DEFAULT_STORE_CALL_TIMEOUT_MS, destroy } from './options.js';
-import type { ConformanceOptions, StoreContext } from './options.js';
+import type { ConformanceOptions, RunParameters, StoreContext } from './options.js';
 
 /** One named check of the suite. */
 export interface ConformanceCheck {
@@ -25,7 +26,10 @@ export interface ConformanceGroup {
 
 export const SUITE_START = Date.parse('2026-01-01T00:00:00Z');
 
-/** Stores (by the options that made them) one of whose calls never settled: later calls fail at once instead of waiting again. */
+/**
+ * Stores (by the factory that made them: options are copied per check) one
+ * of whose calls never settled: later calls fail at once instead of waiting again.
+ */
 const hungStores = new WeakMap<object, ConformanceError>();
 
 /** Short text of a call's arguments for failure messages. */
@@ -55,7 +59,7 @@ export class StoreGuard {
     private readonly options: ConformanceOptions,
   ) {
     this.timeoutMs = options.storeCallTimeoutMs ?? DEFAULT_STORE_CALL_TIMEOUT_MS;
-    this.failure = hungStores.get(options);
+    this.failure = hungStores.get(options.createStore);
     this.store = new Proxy(inner, {
       get: (target, property, receiver) => {
         const value = Reflect.get(target, property, receiver) as unknown;
@@ -101,7 +105,7 @@ export class StoreGuard {
   within<T>(text: string, promise: PromiseLike<T>): Promise<T> {
     return withinDeadline(text, promise, this.timeoutMs, (error) => {
       this.failure ??= error;
-      hungStores.set(this.options, this.failure);
+      hungStores.set(this.options.createStore, this.failure);
     });
   }
 
@@ -166,10 +170,10 @@ function withinDeadline<T>(text: string, promise: PromiseLike<T>, timeoutMs: num
  * `StoreGuard.explain`).
  */
 export async function withGuardedStore<T>(options: ConformanceOptions, ctx: StoreContext, body: (guard: StoreGuard) => Promise<T>): Promise<T> {
-  const known = hungStores.get(options);
+  const known = hungStores.get(options.createStore);
   if (known) throw new ConformanceError(`createStore not attempted: an earlier store call never settled (${known.message})`);
   const timeoutMs = options.storeCallTimeoutMs ?? DEFAULT_STORE_CALL_TIMEOUT_MS;
-  const raw = await withinDeadline('createStore(ctx)', Promise.resolve().then(() => options.createStore(ctx)), timeoutMs, (error) => hungStores.set(options, error));
+  const raw = await withinDeadline('createStore(ctx)', Promise.resolve().then(() => options.createStore(ctx)), timeoutMs, (error) => hungStores.set(options.createStore, error));
   const guard = new StoreGuard(raw, options);
   let result: T;
   try {
@@ -227,7 +231,7 @@ export async function runChecks(groups: ConformanceGroup[], options: Conformance
         continue;
       }
       try {
-        await check.run(options);
+        await check.run({ ...options, reportAs: { ...options.reportAs, testName: check.name } });
         passed.push(name);
       } catch (error) {
         failures.push({ name, error });
@@ -242,4 +246,47 @@ export async function runChecks(groups: ConformanceGroup[], options: Conformance
     );
   }
   return { passed, skipped };
+}
+
+// ---- property failures ---------------------------------------------------------
+
+/** `text` as one shell word. */
+function shellWord(text: string): string {
+  return /^[\w./:=@+-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
+}
+
+/** The command line that replays one failure: the environment of `conformanceRuns` and the vitest command. */
+export function replayCommand(options: Pick<ConformanceOptions, 'reportAs'>, seed: number, path: string | undefined, commandsReplayPath?: string): string {
+  const env = [`TAQUBA_CONFORMANCE_SEED=${seed}`];
+  if (path) env.push(`TAQUBA_CONFORMANCE_PATH=${shellWord(path)}`);
+  if (commandsReplayPath) env.push(`TAQUBA_CONFORMANCE_REPLAY_PATH=${shellWord(commandsReplayPath)}`);
+  const file = options.reportAs?.testFile ?? '<your conformance test file>';
+  const name = options.reportAs?.testName;
+  // vitest's -t is a regular expression: escape the check's name.
+  const filter = name === undefined ? '' : ` -t ${shellWord(name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))}`;
+  return `${env.join(' ')} npx vitest run ${shellWord(file)}${filter}`;
+}
+
+/**
+ * Runs a property like `fc.assert`, but a failure throws a `ConformanceError`
+ * whose message starts with what broke (the failing command, expected and
+ * actual: the property's own error), then the counterexample, the seed and
+ * path, and the exact command line that replays it. fast-check's report puts
+ * that error only in `cause`, which many reporters (JSON, CI summaries) drop.
+ */
+export async function assertProperty<Ts extends [unknown, ...unknown[]]>(property: fc.IAsyncProperty<Ts>, options: ConformanceOptions, params: RunParameters): Promise<void> {
+  const details = await fc.check(property, params);
+  if (!details.failed) return;
+  const error = details.errorInstance;
+  const what = error instanceof Error ? error.message : String(error);
+  const counterexample = details.counterexample === null ? '(none)' : fc.stringify(details.counterexample);
+  // fc.commands prints its own replay path as a comment in the counterexample.
+  const commandsReplayPath = /\/\*replayPath="([^"]*)"\*\//.exec(counterexample)?.[1];
+  const lines = [
+    what,
+    `[${options.name}] property${options.reportAs?.testName ? ` "${options.reportAs.testName}"` : ''} failed after ${details.numRuns} run(s), shrunk ${details.numShrinks} time(s): seed ${details.seed}, path ${details.counterexamplePath ?? '(none)'}`,
+    `Counterexample: ${counterexample}`,
+    `Replay: ${replayCommand(options, details.seed, details.counterexamplePath ?? undefined, commandsReplayPath)}`,
+  ];
+  throw new ConformanceError(lines.join('\n'), { cause: error });
 }

@@ -41,6 +41,11 @@ export interface ConformanceOptions<S extends QueueStore = QueueStore> {
    * hangs, not a speed requirement. Default `DEFAULT_STORE_CALL_TIMEOUT_MS`.
    */
   storeCallTimeoutMs?: number;
+  /**
+   * Where the check runs, for the replay command line of failure reports.
+   * The vitest front-ends (`describe*`) and `runChecks` set it.
+   */
+  reportAs?: { testFile?: string; testName?: string };
 }
 
 /** Generous: a correct store on a loaded machine answers in far less. */

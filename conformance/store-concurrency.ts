@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import { ManualClock } from '../core/clock.js';
 import { compareIds } from '../core/ids.js';
 import type { ClaimRef, JobRecord, QueueStore, Settlement } from '../core/queue-store.js';
-import { withGuardedStore } from './checks.js';
+import { assertProperty, withGuardedStore } from './checks.js';
 import type { ConformanceCheck, ConformanceGroup } from './checks.js';
 import { ConformanceError, canonical, outcome, show } from './compare.js';
 import type { Outcome } from './compare.js';
@@ -242,7 +242,7 @@ export async function checkStoreConcurrency(options: ConformanceOptions): Promis
       throw new ConformanceError(`no serial order of the concurrent calls explains the store's results and final state:\n  ops: ${show(scenario.ops)}\n  store: ${actual}`);
     });
   });
-  await fc.assert(property, params);
+  await assertProperty(property, options, params);
 }
 
 /** Concurrency properties of the store. */

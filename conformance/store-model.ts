@@ -36,7 +36,7 @@ import type {
 import { ConformanceError, expectSame, expectSameOutcome, outcome, show } from './compare.js';
 import type { Outcome } from './compare.js';
 import { QueueModel } from './model.js';
-import { withGuardedStore } from './checks.js';
+import { assertProperty, withGuardedStore } from './checks.js';
 import { replayPath, runParameters } from './options.js';
 import type { ConformanceOptions, StoreContext } from './options.js';
 
@@ -793,9 +793,9 @@ export async function checkStoreModel(options: ConformanceOptions, overrides: { 
         await fc.asyncModelRun(() => ({ model: world, real: world }), commands);
       });
     } catch (error) {
-      if (error instanceof ConformanceError) error.message = `[${options.name}, profile ${profileIndex}: ${profile.label}]\n${error.message}`;
+      if (error instanceof ConformanceError) error.message = `${error.message}\n  (store ${options.name}, queue profile ${profileIndex}: ${profile.label})`;
       throw error;
     }
   });
-  await fc.assert(property, params);
+  await assertProperty(property, options, params);
 }

@@ -19,7 +19,7 @@ import type { QueueStore } from '../core/queue-store.js';
 import { runKeys } from '../core/run-records.js';
 import { WorkflowRuntime } from '../core/runtime.js';
 import type { ConformanceCheck, ConformanceGroup, StoreGuard } from './checks.js';
-import { runChecks, withGuardedStore } from './checks.js';
+import { assertProperty, runChecks, withGuardedStore } from './checks.js';
 import { ConformanceError, canonical, outcome, show } from './compare.js';
 import { runParameters } from './options.js';
 import type { ConformanceOptions, StoreContext } from './options.js';
@@ -469,8 +469,9 @@ async function driveScenario(scenario: WorkflowScenario, clock: ManualClock, gua
     await driveUntil(Promise.all(workers.map((w) => w.done.catch(() => undefined)))).catch(() => undefined);
   }
   if (violations.length > 0) {
-    const injected = faults ? ` (faults injected: ${faults.injected.before} before, ${faults.injected.after} after commit)` : '';
-    throw new ConformanceError(`workflow invariants violated${injected}:\n  - ${violations.join('\n  - ')}`);
+    const injected = faults ? `\n  (faults injected: ${faults.injected.before} before, ${faults.injected.after} after commit)` : '';
+    // The first violation leads: it is what a one-line report shows.
+    throw new ConformanceError(`workflow invariant violated: ${violations.join('\n  - ')}${injected}`);
   }
 }
 
@@ -517,8 +518,9 @@ export function workflowScenarioArb(mode: 'plain' | 'faults' | 'zombie' | 'all' 
 
 /** Runs the workflow property for one hazard mode; rejects with fast-check's report on a violation. */
 export async function checkWorkflowProperties(options: ConformanceOptions, mode: 'plain' | 'faults' | 'zombie' | 'all' = 'all', scale = 0.4): Promise<void> {
-  await fc.assert(
+  await assertProperty(
     fc.asyncProperty(workflowScenarioArb(mode), (scenario) => runWorkflowScenario(options, scenario)),
+    options,
     runParameters(options, scale),
   );
 }
