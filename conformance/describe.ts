@@ -2,6 +2,7 @@
  * vitest front-ends of the suite. Each group is also exported on its own, so
  * an adapter author can rerun only the failing area (keyv style).
  */
+import { relative } from 'node:path';
 import { describe, it } from 'vitest';
 import type { QueueStore } from '../core/queue-store.js';
 import type { ConformanceGroup } from './checks.js';
@@ -24,7 +25,13 @@ function declareGroup(options: ConformanceOptions, group: ConformanceGroup): voi
   describe(group.name, () => {
     for (const check of group.checks) {
       if (check.skip) it.skip(`${check.name} (skipped: ${check.skip})`, () => undefined);
-      else it(check.name, () => check.run(options), timeoutFor(options));
+      else {
+        it(
+          check.name,
+          (context) => check.run({ ...options, reportAs: { testFile: relative(process.cwd(), context.task.file.filepath), testName: check.name } }),
+          timeoutFor(options),
+        );
+      }
     }
   });
 }

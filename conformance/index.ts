@@ -22,7 +22,7 @@ export {
   describeConformanceGroups,
 } from './describe.js';
 export type { StoreContext, ConformanceOptions, ConformanceRuns, RunParameters } from './options.js';
-export { conformanceRuns, QUICK_RUNS } from './options.js';
+export { conformanceRuns, QUICK_RUNS, DEFAULT_STORE_CALL_TIMEOUT_MS } from './options.js';
 export { QueueModel, ModelStore, modelRetryDelay } from './model.js';
 export type { ModelState, ModelStoreOptions } from './model.js';
 export { runChecks, skipChecks } from './checks.js';

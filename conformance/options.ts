@@ -66,7 +66,21 @@ export interface ConformanceOptions<S extends QueueStore = QueueStore> {
   path?: string;
   /** fast-check `replayPath` of the command sequence (printed as a comment after the shrunk commands). */
   replayPath?: string;
+  /**
+   * Wall-clock milliseconds one store call (and `createStore`/`destroyStore`)
+   * may take before the suite fails it as never settling. A failsafe against
+   * hangs, not a speed requirement. Default `DEFAULT_STORE_CALL_TIMEOUT_MS`.
+   */
+  storeCallTimeoutMs?: number;
+  /**
+   * Where the check runs, for the replay command line of failure reports.
+   * The vitest front-ends (`describe*`) and `runChecks` set it.
+   */
+  reportAs?: { testFile?: string; testName?: string };
 }
+
+/** Generous: a correct store on a loaded machine answers in far less. */
+export const DEFAULT_STORE_CALL_TIMEOUT_MS = 30_000;
 
 /** The environment's run settings: quick by default, deep for nightly runs. */
 export interface ConformanceRuns {

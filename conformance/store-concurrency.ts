@@ -11,11 +11,12 @@ import fc from 'fast-check';
 import { ManualClock } from '../core/clock.js';
 import { compareIds } from '../core/ids.js';
 import type { ClaimRef, JobRecord, QueueStore, Settlement } from '../core/queue-store.js';
+import { assertProperty, withGuardedStore } from './checks.js';
 import type { ConformanceCheck, ConformanceGroup } from './checks.js';
 import { ConformanceError, canonical, outcome, show } from './compare.js';
 import type { Outcome } from './compare.js';
 import { QueueModel } from './model.js';
-import { destroy, runParameters } from './options.js';
+import { runParameters } from './options.js';
 import type { ConformanceOptions } from './options.js';
 
 const START = Date.parse('2026-01-01T00:00:00Z');
@@ -196,8 +197,8 @@ export async function checkStoreConcurrency(options: ConformanceOptions): Promis
   const params = runParameters(options, 1);
   const property = fc.asyncProperty(scenarioArb, fc.scheduler(), async (scenario, s) => {
     const clock = new ManualClock(START);
-    const store = await options.createStore({ clock, backgroundMaintenance: false, ...structuredClone(CONFIG) });
-    try {
+    await withGuardedStore(options, { clock, backgroundMaintenance: false, ...structuredClone(CONFIG) }, async (guard) => {
+      const store = guard.store;
       const model = new QueueModel(CONFIG, () => 'unused');
       // Sequential setup on both sides, with supplied ids so nothing needs pairing.
       for (let i = 0; i < scenario.jobs; i++) {
@@ -239,11 +240,9 @@ export async function checkStoreConcurrency(options: ConformanceOptions): Promis
         if (canonical({ results: serial, state: modelSnapshot(history, scenario) }) === actual) return;
       }
       throw new ConformanceError(`no serial order of the concurrent calls explains the store's results and final state:\n  ops: ${show(scenario.ops)}\n  store: ${actual}`);
-    } finally {
-      await destroy(options, store);
-    }
+    });
   });
-  await fc.assert(property, params);
+  await assertProperty(property, options, params);
 }
 
 /** Concurrency properties of the store. */

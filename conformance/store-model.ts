@@ -36,7 +36,8 @@ import type {
 import { ConformanceError, expectSame, expectSameOutcome, outcome, show } from './compare.js';
 import type { Outcome } from './compare.js';
 import { QueueModel } from './model.js';
-import { destroy, replayPath, runParameters } from './options.js';
+import { assertProperty, withGuardedStore } from './checks.js';
+import { replayPath, runParameters } from './options.js';
 import type { ConformanceOptions, StoreContext } from './options.js';
 
 /** Queues commands write to; `q3` is only ever read, so it stays unknown. */
@@ -787,16 +788,15 @@ export async function checkStoreModel(options: ConformanceOptions, overrides: { 
   const property = fc.asyncProperty(fc.nat(CONFIG_PROFILES.length - 1), fc.commands(storeCommandArbitraries(), commandsOptions), async (profileIndex, commands) => {
     const profile = CONFIG_PROFILES[profileIndex] as ConfigProfile;
     const clock = new ManualClock(START);
-    const store = await options.createStore(storeContext(profile, clock));
     try {
-      const world = new StoreWorld(store, clock, profile);
-      await fc.asyncModelRun(() => ({ model: world, real: world }), commands);
+      await withGuardedStore(options, storeContext(profile, clock), async (guard) => {
+        const world = new StoreWorld(guard.store, clock, profile);
+        await fc.asyncModelRun(() => ({ model: world, real: world }), commands);
+      });
     } catch (error) {
-      if (error instanceof ConformanceError) error.message = `[${options.name}, profile ${profileIndex}: ${profile.label}]\n${error.message}`;
+      if (error instanceof ConformanceError) error.message = `${error.message}\n  (store ${options.name}, queue profile ${profileIndex}: ${profile.label})`;
       throw error;
-    } finally {
-      await destroy(options, store);
     }
   });
-  await fc.assert(property, params);
+  await assertProperty(property, options, params);
 }

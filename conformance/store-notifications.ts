@@ -14,10 +14,10 @@
  */
 import { ManualClock } from '../core/clock.js';
 import type { ClaimRef, QueueStore, StoreNotification } from '../core/queue-store.js';
-import { SUITE_START, assert } from './checks.js';
+import { SUITE_START, assert, withGuardedStore } from './checks.js';
 import type { ConformanceCheck, ConformanceGroup } from './checks.js';
 import { ConformanceError, canonical } from './compare.js';
-import { destroy, destroyAll } from './options.js';
+import { destroyAll } from './options.js';
 import type { ConformanceOptions, StoreContext } from './options.js';
 
 /** Leases long enough that the clock steps of a cross-instance wait never expire one. */
@@ -354,12 +354,9 @@ export function storeNotificationChecks(): ConformanceGroup {
     name: ruleName(rule),
     run: async (options: ConformanceOptions) => {
       const clock = new ManualClock(SUITE_START);
-      const store = await options.createStore({ ...NOTIFICATION_CONTEXT, backgroundMaintenance: false, clock });
-      try {
-        await runRule(rule, store, store, clock, LOCAL_WAIT, `${options.name} (one instance)`);
-      } finally {
-        await destroy(options, store);
-      }
+      await withGuardedStore(options, { ...NOTIFICATION_CONTEXT, backgroundMaintenance: false, clock }, (guard) =>
+        runRule(rule, guard.store, guard.store, clock, LOCAL_WAIT, `${options.name} (one instance)`),
+      );
     },
   }));
   return { name: 'store notifications', checks };

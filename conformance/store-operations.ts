@@ -5,7 +5,7 @@
  */
 import type { ManualClock } from '../core/clock.js';
 import { KV_VALUE_MAX_BYTES } from '../core/queue-store.js';
-import type { ClaimRef, EnqueueResult, JobRecord, QueueStore } from '../core/queue-store.js';
+import type { ClaimRef, CompletionResult, EnqueueResult, JobRecord, QueueStore } from '../core/queue-store.js';
 import { assert, assertCode, assertEqual, withStore } from './checks.js';
 import type { ConformanceCheck, ConformanceGroup } from './checks.js';
 import { canonical, outcome } from './compare.js';
@@ -291,6 +291,26 @@ const traitChecks: ConformanceCheck[] = [
   }),
 ];
 
+/**
+ * Awaits `waits`, moving time in small steps (up to `limitMs`) only while
+ * they are pending: a store that answers through asynchronous notifications
+ * or clock-driven polls gets to answer before a timeout falls due, and one
+ * that never answers times out instead of stalling the check.
+ */
+async function awaitMovingTime<T>(clock: ManualClock, waits: Array<Promise<T>>, limitMs: number): Promise<T[]> {
+  let done = false;
+  const all = Promise.all(waits);
+  void all.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  for (let moved = 0; !done && moved <= limitMs; moved += 50) {
+    for (let turn = 0; turn < 5 && !done; turn++) await new Promise((resolve) => setImmediate(resolve));
+    if (!done) clock.advance(50);
+  }
+  return all;
+}
+
 async function enqueueAll(store: QueueStore, specs: Array<{ id: string; priority?: number }>): Promise<void> {
   for (const spec of specs) {
     await store.enqueue('q', bytes(spec.id), spec.priority === undefined ? { id: spec.id } : { id: spec.id, priority: spec.priority });
@@ -358,30 +378,235 @@ const exampleChecks: ConformanceCheck[] = [
       ),
   },
   {
-    name: 'nack backs off min(base * 2^(n-1), max) and dead-letters at maxAttempts',
+    name: 'nack backs off min(base * 2^(n-1), max), up to and past the cap (40 attempts), and dead-letters at maxAttempts',
     run: (options) =>
       withStore(
         options,
         async (store, clock) => {
-          await store.enqueue('q', bytes('x'), { id: 'j', maxAttempts: 5 });
+          // 40 attempts: past the cap at attempt 5, and past 2^31 and 2^32 (an int32 shift overflows there).
+          const maxAttempts = 40;
+          await store.enqueue('q', bytes('x'), { id: 'j', maxAttempts });
           const delays: number[] = [];
-          for (let attempt = 1; attempt <= 5; attempt++) {
+          for (let attempt = 1; attempt <= maxAttempts; attempt++) {
             const [claim] = await store.claim('q');
             assert(`attempt ${attempt} is claimable`, claim !== undefined);
             assertEqual(`attempts at claim ${attempt}`, claim.job.attempts, attempt);
             const result = await store.settle(claim, { action: { type: 'nack', error: `e${attempt}` } });
             const record = await store.getJob('j');
-            if (attempt < 5) {
+            if (attempt < maxAttempts) {
               assertEqual(`status after nack ${attempt}`, result.status, 'scheduled');
               delays.push((record?.runAt ?? 0) - clock.now());
               clock.advance(record?.runAt === undefined ? 0 : record.runAt - clock.now());
               await store.promote();
             } else {
               assertEqual('status after the last nack', result.status, 'dead');
-              assertEqual('dead record', { lastError: record?.lastError, failedAt: record?.failedAt, attempts: record?.attempts }, { lastError: 'e5', failedAt: clock.now(), attempts: 5 });
+              assertEqual('dead record', { lastError: record?.lastError, failedAt: record?.failedAt, attempts: record?.attempts }, { lastError: `e${maxAttempts}`, failedAt: clock.now(), attempts: maxAttempts });
             }
           }
-          assertEqual('retry delays (base 100, max 1000)', delays, [100, 200, 400, 800]);
+          const expected = Array.from({ length: maxAttempts - 1 }, (_, i) => Math.min(100 * 2 ** i, 1000));
+          assertEqual('retry delays (base 100, max 1000)', delays, expected);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'a re-claimed job: the token of the earlier delivery gets LEASE_LOST for settle and renewLease, and changes nothing',
+    run: (options) =>
+      withStore(
+        options,
+        async (store, clock) => {
+          await store.enqueue('q', bytes('x'), { id: 'j', maxAttempts: 3 });
+          const first = (await store.claim('q'))[0];
+          assert('first claim', first?.jobId === 'j');
+          clock.advance(1000);
+          assertEqual('the expired claim is re-queued', (await store.reap()).requeued, ['j']);
+          const second = (await store.claim('q'))[0];
+          assert('second claim', second?.jobId === 'j');
+          assert(`a re-claim hands out a fresh token, got ${canonical(second.token)} twice`, second.token !== first.token);
+          const before = await snapshot(store, ['j']);
+          const stale = { jobId: 'j', token: first.token };
+          await assertCode('settle with the earlier token', () => store.settle(stale, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k', value: bytes('stale') }] } }), 'LEASE_LOST');
+          await assertCode('nack with the earlier token', () => store.settle(stale, { action: { type: 'nack', error: 'stale' } }), 'LEASE_LOST');
+          await assertCode('renewLease with the earlier token', () => store.renewLease(stale, 5000), 'LEASE_LOST');
+          await assertUnchanged('calls with the earlier token', store, ['j'], before);
+          assertEqual('the current token renews', (await store.renewLease(second, 5000)).leaseExpiresAt, clock.now() + 5000);
+          assertEqual('the current token settles', (await store.settle(second, { action: { type: 'ack' } })).status, 'done');
+          await assertCode('settle with the earlier token after the ack', () => store.settle(stale, { action: { type: 'ack' } }), 'LEASE_LOST');
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'deadJobs pages with limits 1, 2 and 3: every dead job once, in id order, full pages, exact at page boundaries',
+    run: (options) =>
+      withStore(
+        options,
+        async (store) => {
+          // Six dead jobs (a multiple of 1, 2 and 3: the last full page is followed by an empty one) among live and other-queue jobs.
+          const dead = ['p-1', 'p-2', 'p-3', 'p-4', 'p-5', 'p-6'];
+          for (const id of ['p-4', 'p-1', 'p-6', 'p-3', 'p-5', 'p-2']) await store.enqueue('q', bytes(id), { id, maxAttempts: 1 });
+          await store.enqueue('other', bytes('o'), { id: 'p-35', maxAttempts: 1 });
+          for (const claim of [...(await store.claim('q', { limit: 10 })), ...(await store.claim('other'))]) await store.settle(claim, { action: { type: 'deadLetter', reason: 'x' } });
+          await store.enqueue('q', bytes('live'), { id: 'p-25' });
+          for (const limit of [1, 2, 3]) {
+            const pages: string[][] = [];
+            let after: string | undefined;
+            for (let i = 0; i < 20; i++) {
+              const page = (await store.deadJobs('q', after === undefined ? { limit } : { after, limit })).map((job) => job.id);
+              pages.push(page);
+              if (page.length < limit) break;
+              after = page[page.length - 1];
+            }
+            const expected: string[][] = [];
+            for (let i = 0; i < dead.length; i += limit) expected.push(dead.slice(i, i + limit));
+            expected.push([]);
+            assertEqual(`pages of ${limit}`, pages, expected);
+          }
+          assertEqual('after a live job\'s id', (await store.deadJobs('q', { after: 'p-25', limit: 2 })).map((j) => j.id), ['p-3', 'p-4']);
+          assertEqual('after an id that does not exist', (await store.deadJobs('q', { after: 'p-0', limit: 3 })).map((j) => j.id), ['p-1', 'p-2', 'p-3']);
+          assertEqual('after the last dead job', await store.deadJobs('q', { after: 'p-6', limit: 1 }), []);
+          assertEqual('a limit larger than what is left', (await store.deadJobs('q', { after: 'p-4', limit: 3 })).map((j) => j.id), ['p-5', 'p-6']);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'waitForCompletion is held across a nack that retries, resolves on the ack; a retry that ends dead completes it dead',
+    run: (options) =>
+      withStore(
+        options,
+        async (store, clock) => {
+          await store.enqueue('kept', bytes('x'), { id: 'j', maxAttempts: 3 });
+          await store.enqueue('q', bytes('y'), { id: 'd', maxAttempts: 2 });
+          let settledJ: unknown;
+          let settledD: unknown;
+          const waitJ = store.waitForCompletion('j', 60_000).then((r) => (settledJ = r) as CompletionResult);
+          const waitD = store.waitForCompletion('d', 60_000).then((r) => (settledD = r) as CompletionResult);
+          const nack = async (queue: string): Promise<void> => {
+            const [claim] = await store.claim(queue);
+            assert(`a ${queue} job is claimable`, claim !== undefined);
+            assertEqual('a nack that retries', (await store.settle(claim, { action: { type: 'nack', error: 'again' } })).status, 'scheduled');
+          };
+          await nack('kept');
+          await nack('q');
+          // Let any wrongly resolved wait deliver its result before looking.
+          await store.getJob('j');
+          for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+          assertEqual('waits still pending after the nacks that retry', [settledJ, settledD], [undefined, undefined]);
+          clock.advance(100);
+          await store.promote();
+          const [retryJ] = await store.claim('kept');
+          const [retryD] = await store.claim('q');
+          assert('both retries are claimable', retryJ !== undefined && retryD !== undefined);
+          await store.settle(retryJ, { action: { type: 'ack' } });
+          await store.settle(retryD, { action: { type: 'nack', error: 'last' } });
+          const [resultJ, resultD] = (await awaitMovingTime(clock, [waitJ, waitD], 60_000)) as [CompletionResult, CompletionResult];
+          assertEqual('completion after the ack (done kept)', resultJ.kind === 'completed' && { status: resultJ.job?.status, attempts: resultJ.job?.attempts }, { status: 'done', attempts: 2 });
+          assertEqual('completion after the last nack', resultD.kind === 'completed' && { status: resultD.job?.status, lastError: resultD.job?.lastError }, { status: 'dead', lastError: 'last' });
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'waitForCompletion of a job cancelled while waited on is notFound: pending, scheduled, and scheduled for a retry',
+    run: (options) =>
+      withStore(
+        options,
+        async (store, clock) => {
+          await store.enqueue('q', bytes('a'), { id: 'pending' });
+          await store.enqueue('q', bytes('b'), { id: 'scheduled', runAt: clock.now() + 10_000 });
+          await store.enqueue('q', bytes('c'), { id: 'retry', maxAttempts: 3, priority: 0 });
+          const [claim] = await store.claim('q');
+          assert('the retry job is claimed first', claim?.jobId === 'retry');
+          await store.settle(claim, { action: { type: 'nack', error: 'again' } });
+          const waits = ['pending', 'scheduled', 'retry'].map((id) => store.waitForCompletion(id, 60_000));
+          for (const id of ['pending', 'scheduled', 'retry']) assertEqual(`cancel of ${id}`, (await store.cancel(id)).outcome, 'removed');
+          assertEqual('every wait ends notFound', await awaitMovingTime(clock, waits, 60_000), [{ kind: 'notFound' }, { kind: 'notFound' }, { kind: 'notFound' }]);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'caller-owned buffers and objects are copied: changing them after enqueue, enqueueBatch or settle changes nothing',
+    run: (options) =>
+      withStore(
+        options,
+        async (store) => {
+          const payload = bytes('p1');
+          const headers: Record<string, string> = { h: '1' };
+          const kvValue = bytes('v1');
+          const enqueueOptions = { id: 'j', headers, priority: 5 };
+          await store.enqueue('q', payload, enqueueOptions, [{ key: 'k', value: kvValue }]);
+          const batchPayload = bytes('b1');
+          const batchHeaders: Record<string, string> = { b: '1' };
+          await store.enqueueBatch('q', [{ payload: batchPayload, options: { id: 'b', headers: batchHeaders, priority: 6 } }]);
+          payload[1] = 0x39;
+          headers.h = 'changed';
+          headers.added = 'x';
+          kvValue[1] = 0x39;
+          enqueueOptions.priority = 9999;
+          batchPayload[1] = 0x39;
+          batchHeaders.b = 'changed';
+          const seen = (record: JobRecord | undefined): unknown => record && { payload: record.payload, headers: record.headers, priority: record.priority };
+          assertEqual('job after its caller changed the enqueued objects', seen(await store.getJob('j')), { payload: bytes('p1'), headers: { h: '1' }, priority: 5 });
+          assertEqual('batch job after its caller changed the enqueued objects', seen(await store.getJob('b')), { payload: bytes('b1'), headers: { b: '1' }, priority: 6 });
+          assertEqual('kv value after its caller changed it', await store.kvGet('k'), bytes('v1'));
+          const [claim] = await store.claim('q');
+          assertEqual('claimed payload and headers as enqueued', seen(claim?.job), { payload: bytes('p1'), headers: { h: '1' }, priority: 5 });
+          const effectPayload = bytes('n1');
+          const effectHeaders: Record<string, string> = { e: '1' };
+          const effectValue = bytes('w1');
+          const settlement = {
+            action: { type: 'ack' as const },
+            effects: { enqueue: [{ queue: 'q', payload: effectPayload, options: { id: 'n', headers: effectHeaders } }], kvWrites: [{ key: 'k2', value: effectValue }] },
+          };
+          await store.settle(claim as ClaimRef, settlement);
+          effectPayload[1] = 0x39;
+          effectHeaders.e = 'changed';
+          effectValue[1] = 0x39;
+          settlement.effects.enqueue.push({ queue: 'q', payload: bytes('late'), options: { id: 'late', headers: {} } });
+          settlement.effects.kvWrites.push({ key: 'k', value: bytes('late') });
+          assertEqual('effect job after its caller changed the settlement', seen(await store.getJob('n')), { payload: bytes('n1'), headers: { e: '1' }, priority: 1000 });
+          assertEqual('effect kv value after its caller changed it', await store.kvGet('k2'), bytes('w1'));
+          assertEqual('nothing added by changing the settlement afterwards', [await store.getJob('late'), await store.kvGet('k')], [undefined, bytes('v1')]);
+          const claims = await store.claim('q', { limit: 5 });
+          assertEqual('claimed effect job as settled', claims.map((c) => [c.jobId, seen(c.job)]), [
+            ['b', { payload: bytes('b1'), headers: { b: '1' }, priority: 6 }],
+            ['n', { payload: bytes('n1'), headers: { e: '1' }, priority: 1000 }],
+          ]);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'records handed out by claim, getJob and deadJobs are copies: changing them changes nothing stored',
+    run: (options) =>
+      withStore(
+        options,
+        async (store) => {
+          await store.enqueue('q', bytes('abc'), { id: 'j', headers: { h: '1' }, maxAttempts: 1 });
+          const vandalize = (record: JobRecord | undefined): void => {
+            if (!record) return;
+            record.payload[0] = 0;
+            record.headers.h = 'changed';
+            record.headers.extra = 'x';
+            record.attempts = 99;
+            record.status = 'done';
+          };
+          const expectedRecord = async (what: string, status: JobRecord['status'], attempts: number): Promise<void> => {
+            const record = await store.getJob('j');
+            assertEqual(what, record && { payload: record.payload, headers: record.headers, attempts: record.attempts, status: record.status }, { payload: bytes('abc'), headers: { h: '1' }, attempts, status });
+          };
+          vandalize(await store.getJob('j'));
+          await expectedRecord('after changing a getJob record', 'pending', 0);
+          const [claim] = await store.claim('q');
+          assert('claimable', claim !== undefined);
+          vandalize(claim.job);
+          await expectedRecord('after changing the claimed record', 'claimed', 1);
+          await store.settle(claim, { action: { type: 'deadLetter', reason: 'x' } });
+          vandalize((await store.deadJobs('q'))[0]);
+          await expectedRecord('after changing a deadJobs record', 'dead', 1);
+          assertEqual('a dead page after changing one', (await store.deadJobs('q')).map((r) => [r.payload, r.headers]), [[bytes('abc'), { h: '1' }]]);
         },
         EXAMPLE_CONTEXT,
       ),

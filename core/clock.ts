@@ -2,6 +2,8 @@
  * Time source for stores and runtimes. Everything that reads "now" or waits
  * goes through a `Clock`, so tests can control time without global fake timers.
  */
+import { TimerStormError } from './errors.js';
+
 export interface Clock {
   /** Current time in integer milliseconds since the Unix epoch. */
   now(): number;
@@ -57,20 +59,50 @@ interface ManualTimer {
   readonly seq: number;
   readonly callback: () => void;
   cancelled: boolean;
+  /** Where it was armed; captured only while a storm is suspected (stacks are costly). */
+  armedBy?: string;
+}
+
+export interface ManualClockOptions {
+  /**
+   * Most timers one `advance`/`set` fires at a single instant before it
+   * throws `TimerStormError`. Default `DEFAULT_MAX_TIMERS_PER_INSTANT`.
+   */
+  maxTimersPerInstant?: number;
+}
+
+/** Generous: far more timers than any test arms for one instant, yet a storm fails in milliseconds. */
+export const DEFAULT_MAX_TIMERS_PER_INSTANT = 10_000;
+
+/** This close to the limit, new timers record where they were armed (for the storm report). */
+const TRACE_BEFORE_LIMIT = 3;
+
+/** The first stack frames outside this file: who armed a timer. */
+function armingSite(): string {
+  const frames = (new Error().stack ?? '').split('\n').slice(1);
+  const outside = frames.filter((frame) => !/[/\\]core[/\\]clock\.[cm]?[jt]s:/.test(frame));
+  return outside.length === 0 ? '(unknown)' : `at:\n${outside.slice(0, 6).join('\n')}`;
 }
 
 /**
  * A clock that moves only when told to. Timers fire, in due order, while
- * `advance`/`set` moves time past them; nothing happens on its own.
+ * `advance`/`set` moves time past them; nothing happens on its own. A timer
+ * storm (timers re-armed at the same instant without end) throws
+ * `TimerStormError` instead of looping forever.
  */
 export class ManualClock implements Clock {
   private current: number;
   private readonly timers = new Set<ManualTimer>();
   private seq = 0;
+  private readonly maxTimersPerInstant: number;
+  private tracing = false;
 
-  constructor(startMs: number = Date.parse('2026-01-01T00:00:00Z')) {
+  constructor(startMs: number = Date.parse('2026-01-01T00:00:00Z'), options: ManualClockOptions = {}) {
     if (!Number.isFinite(startMs)) throw new TypeError(`ManualClock start must be a finite number, got ${startMs}`);
+    const limit = options.maxTimersPerInstant ?? DEFAULT_MAX_TIMERS_PER_INSTANT;
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new TypeError(`ManualClock maxTimersPerInstant must be a positive integer, got ${limit}`);
     this.current = Math.trunc(startMs);
+    this.maxTimersPerInstant = limit;
   }
 
   now(): number {
@@ -84,6 +116,7 @@ export class ManualClock implements Clock {
       callback,
       cancelled: false,
     };
+    if (this.tracing) timer.armedBy = armingSite();
     this.timers.add(timer);
     return () => {
       timer.cancelled = true;
@@ -97,18 +130,39 @@ export class ManualClock implements Clock {
     this.set(this.current + Math.trunc(ms));
   }
 
-  /** Moves time to `ms` (never backwards), firing due timers in order. */
+  /**
+   * Moves time to `ms` (never backwards), firing due timers in order. Throws
+   * `TimerStormError` when more than `maxTimersPerInstant` fire at one
+   * instant; time then stays at that instant and the storming timer stays armed.
+   */
   set(ms: number): void {
     if (!Number.isFinite(ms)) throw new TypeError(`ManualClock.set needs a finite ms, got ${ms}`);
     const target = Math.trunc(ms);
     if (target < this.current) throw new RangeError(`ManualClock cannot go backwards (${target} < ${this.current})`);
-    for (;;) {
-      const next = this.nextDueTimer(target);
-      if (next === undefined) break;
-      this.current = Math.max(this.current, next.dueAt);
-      next.cancelled = true;
-      this.timers.delete(next);
-      next.callback();
+    let instant = Number.NaN;
+    let firedAtInstant = 0;
+    try {
+      for (;;) {
+        const next = this.nextDueTimer(target);
+        if (next === undefined) break;
+        if (next.dueAt !== instant) {
+          instant = next.dueAt;
+          firedAtInstant = 0;
+          this.tracing = false;
+        }
+        if (firedAtInstant >= this.maxTimersPerInstant) {
+          this.current = Math.max(this.current, instant);
+          throw new TimerStormError(instant, firedAtInstant, next.armedBy ?? '(not traced)');
+        }
+        firedAtInstant++;
+        if (firedAtInstant >= this.maxTimersPerInstant - TRACE_BEFORE_LIMIT) this.tracing = true;
+        this.current = Math.max(this.current, next.dueAt);
+        next.cancelled = true;
+        this.timers.delete(next);
+        next.callback();
+      }
+    } finally {
+      this.tracing = false;
     }
     this.current = target;
   }

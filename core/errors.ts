@@ -187,6 +187,27 @@ export class StoreCorruptedError extends WorkflowError {
   readonly isPermanent = true;
 }
 
+/**
+ * A `ManualClock` fired more than its limit of timers at one instant while
+ * moving time: something re-arms a timer at the same instant over and over
+ * (a timer storm), which would otherwise spin forever inside one synchronous
+ * `advance`/`set`. `armedBy` is the stack that armed the storming timer.
+ */
+export class TimerStormError extends WorkflowError {
+  readonly code = 'TIMER_STORM';
+  readonly isPermanent = true;
+  constructor(
+    readonly instant: number,
+    readonly fired: number,
+    readonly armedBy: string,
+  ) {
+    super(
+      `ManualClock: more than ${fired} timers fired at one instant (${new Date(instant).toISOString()}, ${instant}): ` +
+        `a timer keeps re-arming itself with no delay (timer storm); time stops at that instant. The storming timer was armed ${armedBy}`,
+    );
+  }
+}
+
 /** True when `error` is a transient failure worth retrying. Unknown errors are transient. */
 export function isTransientError(error: unknown): boolean {
   return !(error instanceof WorkflowError) || !error.isPermanent;

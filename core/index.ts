@@ -8,8 +8,8 @@ export { decideSettlement, endRunEffects, reaperBranch, cursorPrecondition, step
 export type { StepFacts, SettlementDecision } from './settlement.js';
 export { runKeys, encodeRecord, decodeRecord, sha256Hex, encodeOutcome, decodeOutcome, decodeNotification, outcomeDedupKey } from './run-records.js';
 export type { RunIdentity, RunCursor } from './run-records.js';
-export { SystemClock, ManualClock, sleep, HOUSEKEEPING } from './clock.js';
-export type { Clock, TimerOptions } from './clock.js';
+export { SystemClock, ManualClock, sleep, HOUSEKEEPING, DEFAULT_MAX_TIMERS_PER_INSTANT } from './clock.js';
+export type { Clock, TimerOptions, ManualClockOptions } from './clock.js';
 export * from './errors.js';
 export { Priority, DEFAULT_QUEUE_CONFIG, DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs, resolveQueueConfig, retryDelayMs } from './queue-config.js';
 export type { QueueConfig, StoreOptions } from './queue-config.js';

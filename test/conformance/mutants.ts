@@ -208,13 +208,6 @@ export interface Mutant {
   destroyStores?: (stores: QueueStore[]) => Promise<void>;
   /** The broken store claims the capability (its bug is that it does not deliver). */
   crossProcessNotifications?: boolean;
-  /**
-   * Set when only checks that are not in the suite yet catch this bug every
-   * time (the deterministic examples of the store operations group): the
-   * mutant test lists it as skipped with this reason; the catch-rate script
-   * still measures it.
-   */
-  awaitsChecks?: string;
 }
 
 /** One instance over a shared `MemoryStore`: what several processes on one database look like, in-process. */
@@ -394,8 +387,6 @@ class CompletedWhenCancelledElsewhere extends MemoryInstance {
 function shared(wrapper: () => (inner: MemoryStore, index: number) => ForwardingStore): Pick<Mutant, 'createStores' | 'destroyStores' | 'crossProcessNotifications'> {
   return { createStores: (n, ctx) => sharedMemory(n, ctx, wrapper()), destroyStores: destroyShared, crossProcessNotifications: true };
 }
-
-const AWAITS_EXAMPLES = 'caught every time only by the deterministic examples of the store operations group (another change)';
 
 const memory = (ctx: StoreContext, overrides: Partial<QueueConfig> = {}): MemoryStore =>
   new MemoryStore({ ...ctx, defaultQueueConfig: { ...ctx.defaultQueueConfig, ...overrides } });
@@ -606,7 +597,6 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'claim-token-reused',
     bug: 'the claim token is derived from the job id, so it stays the same across re-claims and a zombie settles the new claim',
-    awaitsChecks: AWAITS_EXAMPLES,
     create: (ctx) =>
       new (class extends ForwardingStore {
         private readonly latest = new Map<string, string>();
@@ -631,7 +621,6 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'dead-page-short-after-cursor',
     bug: 'a dead-jobs page after a cursor holds one record fewer than its limit (an off-by-one at the page boundary), so a walk that stops at a short page misses records',
-    awaitsChecks: AWAITS_EXAMPLES,
     create: (ctx) =>
       new (class extends ForwardingStore {
         override async deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]> {
@@ -644,7 +633,6 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'backoff-ignores-cap',
     bug: 'the retry delay grows as base * 2^(n-1) without the retryBackoffMaxMs cap',
-    awaitsChecks: AWAITS_EXAMPLES,
     create: (ctx) => {
       const uncapped = 2 ** 45;
       const queueConfigs: Record<string, Partial<QueueConfig>> = {};

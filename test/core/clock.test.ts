@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ManualClock, SystemClock, sleep } from '../../core/index.js';
+import { ManualClock, SystemClock, TimerStormError, sleep } from '../../core/index.js';
 
 describe('SystemClock', () => {
   afterEach(() => {
@@ -66,5 +66,45 @@ describe('ManualClock', () => {
     controller.abort(new Error('stop'));
     await expect(aborted).rejects.toThrow('stop');
     expect(clock.pendingTimers()).toBe(0);
+  });
+});
+
+describe('ManualClock timer storm guard', () => {
+  it('a timer that re-arms itself at the same instant fails with TimerStormError instead of looping forever', () => {
+    const clock = new ManualClock(1_000, { maxTimersPerInstant: 500 });
+    let fired = 0;
+    const rearm = (): void => {
+      fired++;
+      clock.setTimer(rearm, 0);
+    };
+    clock.setTimer(rearm, 10);
+    let error: unknown;
+    try {
+      clock.advance(100);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(TimerStormError);
+    const storm = error as TimerStormError;
+    expect(storm.code).toBe('TIMER_STORM');
+    expect([storm.instant, storm.fired, fired]).toEqual([1_010, 500, 500]);
+    expect(storm.message).toMatch(/^ManualClock: more than 500 timers fired at one instant/);
+    // The arming stack names the code that re-arms (here: this test's `rearm`).
+    expect(storm.armedBy).toContain('rearm');
+    // Time stops at the storming instant, with the storming timer still armed.
+    expect([clock.now(), clock.nextTimerAt()]).toEqual([1_010, 1_010]);
+  });
+
+  it('many timers due at one instant within the limit all fire, and the count restarts at each instant', () => {
+    const clock = new ManualClock(0, { maxTimersPerInstant: 3 });
+    const fired: number[] = [];
+    for (const at of [5, 5, 5, 6, 6, 6]) clock.setTimer(() => fired.push(clock.now()), at);
+    clock.advance(10);
+    expect(fired).toEqual([5, 5, 5, 6, 6, 6]);
+    expect(clock.now()).toBe(10);
+  });
+
+  it('rejects a non-positive limit', () => {
+    expect(() => new ManualClock(0, { maxTimersPerInstant: 0 })).toThrow(TypeError);
   });
 });
