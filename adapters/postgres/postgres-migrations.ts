@@ -839,10 +839,12 @@ CREATE FUNCTION {{S}}.due_at(v_now bigint, r jsonb) RETURNS bigint LANGUAGE sql 
 $$;
 
 -- Whether a kv precondition holds: the record exists and is byte-equal. VOLATILE, so it reads with a
--- snapshot of its call, taken after the caller locked the job whose commit it guards.
-CREATE FUNCTION {{S}}.holds(p jsonb) RETURNS boolean LANGUAGE sql VOLATILE AS $$
-  SELECT EXISTS (SELECT 1 FROM {{S}}.kv WHERE key = p->>'key' AND value = decode(p->>'equals', 'base64'))
-$$;
+-- snapshot of its call, taken after the caller locked the job whose commit it guards; PL/pgSQL, so
+-- its plan is kept for the session (every settlement of the runtime has a precondition).
+CREATE FUNCTION {{S}}.holds(p jsonb) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  RETURN EXISTS (SELECT 1 FROM {{S}}.kv WHERE key = p->>'key' AND value = decode(p->>'equals', 'base64'));
+END $$;
 
 -- The first caller-chosen id of these effects' enqueues that is in use, else the first repeated; NULL if none.
 CREATE FUNCTION {{S}}.taken_id(e jsonb) RETURNS text LANGUAGE sql STABLE AS $$
