@@ -197,6 +197,8 @@ export class PostgresStore implements QueueStore {
   private readonly backlog = new Set<string>();
   /** Reaps and promotions in flight: claims wait for them (see `pumpFlushes`). */
   private maintenanceInFlight = 0;
+  /** Lease renewals waiting for the reaps and promotions in flight (see `renewLease`). */
+  private maintenanceWaiters: Array<() => void> = [];
   private flushScheduled = false;
   private readonly inFlight = new Set<Promise<unknown>>();
   /**
@@ -362,7 +364,11 @@ export class PostgresStore implements QueueStore {
     this.checkOpen();
     checkPositiveInt('extendMs', extendMs);
     checkClaimRef(claim);
-    const result = await this.query('renew', [this.now(), claim.jobId, claim.token, extendMs]);
+    // A renewal issued after a reap was fired is committed after it, as in memory: an expired lease the
+    // reaper was told to move is not renewed from under it by a renewal that merely reached the database first.
+    const now = this.now();
+    if (this.maintenanceInFlight > 0) await new Promise<void>((resolve) => this.maintenanceWaiters.push(resolve));
+    const result = await this.query('renew', [now, claim.jobId, claim.token, extendMs]);
     const row = result.rows[0] as { lease_expires_at: string; cancel_requested: boolean } | undefined;
     if (!row) throw new LeaseLostError(claim.jobId);
     return { leaseExpiresAt: Number(row.lease_expires_at), cancelRequested: row.cancel_requested };
@@ -732,7 +738,10 @@ export class PostgresStore implements QueueStore {
       return await operation;
     } finally {
       this.maintenanceInFlight--;
-      if (this.maintenanceInFlight === 0 && this.claimQueue.length > 0) this.scheduleFlush();
+      if (this.maintenanceInFlight === 0) {
+        for (const resume of this.maintenanceWaiters.splice(0)) resume();
+        if (this.claimQueue.length > 0) this.scheduleFlush();
+      }
     }
   }
 
