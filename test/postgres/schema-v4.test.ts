@@ -2,7 +2,7 @@
  * Schema version 4 against the real server: a schema made by version 3
  * migrates in place (jobs enqueued and claimed before the migration are
  * reaped after it; a job carrying reaper effects works on the migrated
- * schema), and delays count in the database's time: a runtime whose own
+ * schema), carried enqueues get fresh ids each time they apply, and delays count in the database's time: a runtime whose own
  * clock is 10 minutes off still gets a `continueAfter(…, 2000)` step about
  * 2 s after the settlement, in database time. Fresh random schemas, dropped
  * afterwards.
@@ -110,6 +110,29 @@ describe.skipIf(!available)('PostgresStore schema version 4', () => {
       expect(outcome?.jobId).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
       // Version 3 was the one before this one.
       expect(MIGRATIONS.length).toBe(4);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a job dead-lettered again after requeueDead enqueues its carried jobs afresh (ids taken when they apply)', async () => {
+    const schema = freshSchemaName('tq_again');
+    schemas.add(schema);
+    const clock = new ManualClock(T0);
+    const store = await PostgresStore.open({ connectionString: PG_URL, schema, clock, backgroundMaintenance: false, listen: false });
+    try {
+      await store.enqueue('q', bytes('step'), { id: 'step', maxAttempts: 1, reaperDeadLetter: { effects: { enqueue: [{ queue: 'r', payload: bytes('outcome') }] } } });
+      const applied: string[][] = [];
+      for (let round = 0; round < 2; round++) {
+        if (round > 0) await store.requeueDead('step');
+        await store.claim('q', { leaseMs: 100 });
+        clock.advance(100);
+        applied.push((await store.reap()).effectsApplied);
+      }
+      expect(applied).toEqual([['step'], ['step']]);
+      const outcomes = await store.claim('r', { limit: 10 });
+      expect(outcomes).toHaveLength(2);
+      expect(new Set(outcomes.map((c) => c.jobId)).size).toBe(2);
     } finally {
       await store.close();
     }
