@@ -1028,24 +1028,28 @@ BEGIN
            ELSE least((r.c->>'retryBackoffBaseMs')::numeric * power(2::numeric, least(greatest(r.attempts - 1, 0), 80)),
                       (r.c->>'retryBackoffMaxMs')::numeric)::bigint END AS delay
     FROM (
-      SELECT l.ord, l.id, l.ok, l.queue, l.attempts, l.max_attempts, l.it->'settlement'->'precondition'->>'key' AS pre_key,
-        CASE WHEN l.stale THEN 'stale' WHEN l.cancel_requested AND l.it->'settlement' ? 'ifCancelRequested' THEN 'cancel' ELSE 'primary' END AS branch,
-        CASE WHEN l.stale THEN '{"action": {"type": "ack"}}'::jsonb
-             WHEN l.cancel_requested AND l.it->'settlement' ? 'ifCancelRequested' THEN l.it->'settlement'->'ifCancelRequested'
-             ELSE l.it->'settlement' END AS b,
-        coalesce(p_cfg->'queues'->l.queue, p_cfg->'default') AS c
-      FROM (
-        -- The precondition is read once per item (holds() is volatile: this level is not flattened), after its lock.
-        SELECT i.ord::integer AS ord, i.it, i.it->>'jobId' AS id, coalesce(j.token = i.it->>'token', false) AS ok, j.queue, j.attempts,
-          j.max_attempts, j.cancel_requested,
-          CASE WHEN j.token = i.it->>'token' AND i.it->'settlement' ? 'precondition'
-               THEN NOT {{S}}.holds(i.it->'settlement'->'precondition') ELSE false END AS stale
-        FROM jsonb_array_elements(p_items) WITH ORDINALITY i(it, ord)
-        LEFT JOIN LATERAL (SELECT j.token, j.queue, j.attempts, j.max_attempts, j.cancel_requested FROM {{S}}.jobs j
-                           WHERE j.id = i.it->>'jobId' AND j.status = 'claimed' FOR UPDATE) j ON true
-      ) l
+      SELECT i.ord::integer AS ord, i.it->>'jobId' AS id, coalesce(j.token = i.it->>'token', false) AS ok, j.queue, j.attempts, j.max_attempts,
+        CASE WHEN j.cancel_requested AND i.it->'settlement' ? 'ifCancelRequested' THEN 'cancel' ELSE 'primary' END AS branch,
+        CASE WHEN j.cancel_requested AND i.it->'settlement' ? 'ifCancelRequested' THEN i.it->'settlement'->'ifCancelRequested'
+             ELSE i.it->'settlement' END AS b,
+        i.it->'settlement'->'precondition'->>'key' AS pre_key,
+        coalesce(p_cfg->'queues'->j.queue, p_cfg->'default') AS c
+      FROM jsonb_array_elements(p_items) WITH ORDINALITY i(it, ord)
+      LEFT JOIN LATERAL (SELECT j.token, j.queue, j.attempts, j.max_attempts, j.cancel_requested FROM {{S}}.jobs j
+                         WHERE j.id = i.it->>'jobId' AND j.status = 'claimed' FOR UPDATE) j ON true
     ) r
   ) s;
+  -- Preconditions, in a statement of their own so they read after every lock above: a stale item acks
+  -- with no effects.
+  IF EXISTS (SELECT 1 FROM unnest(v_plan) p WHERE p.ok AND p.pre_key IS NOT NULL) THEN
+    SELECT array_agg(CASE
+        WHEN p.ok AND p.pre_key IS NOT NULL AND NOT EXISTS (
+          SELECT 1 FROM {{S}}.kv WHERE key = p.pre_key
+            AND value = decode(p_items->(p.ord - 1)->'settlement'->'precondition'->>'equals', 'base64'))
+        THEN ROW(p.ord, p.id, p.ok, p.queue, 'stale', '{"action": {"type": "ack"}}'::jsonb, 'done', p.keep, NULL::bigint, p.pre_key)::{{S}}.settle_plan
+        ELSE p END ORDER BY p.ord) INTO v_plan
+    FROM unnest(v_plan) p;
+  END IF;
   SELECT count(DISTINCT p.id) <> count(*) OR coalesce(bool_or(p.ok AND p.b ? 'repeatedId'), false)
            OR EXISTS (SELECT 1 FROM unnest(v_plan) q,
                         LATERAL (SELECT w->>'key' AS k FROM jsonb_array_elements(q.b->'effects'->'kvWrites') w
