@@ -27,6 +27,10 @@ export type StatementName =
   | 'kvDelete'
   | 'kvDeleteIf';
 
+/** The `jobs` columns a `JobRecord` is made of (the carried reaper branch stays in the database). */
+const JOB_COLUMNS =
+  'id, queue, payload, headers, status, attempts, max_attempts, priority, enqueued_at, claimed_at, lease_expires_at, run_at, last_error, dedup_key, completed_at, failed_at, cancel_requested, token';
+
 export function statements(schema: string): Record<StatementName, string> {
   const S = quoteIdent(schema);
   return {
@@ -41,12 +45,12 @@ export function statements(schema: string): Record<StatementName, string> {
     reap: `SELECT ${S}.reap($1::bigint, $2::jsonb) AS r`,
     promote: `SELECT ${S}.promote($1::bigint) AS r`,
     requeueDead: `SELECT ${S}.requeue_dead($1::text) AS r`,
-    getJob: `SELECT * FROM ${S}.jobs WHERE id = $1`,
+    getJob: `SELECT ${JOB_COLUMNS} FROM ${S}.jobs WHERE id = $1`,
     // One snapshot: the job row (if any) and whether the job enqueued at $2 was removed by a cancel.
-    completion: `SELECT (SELECT to_jsonb(j) FROM ${S}.jobs j WHERE j.id = $1) AS job,
+    completion: `SELECT (SELECT to_jsonb(j) - 'reaper_dead_letter' FROM ${S}.jobs j WHERE j.id = $1) AS job,
                  EXISTS (SELECT 1 FROM ${S}.removed_jobs r WHERE r.id = $1 AND r.enqueued_at = $2::bigint) AS removed`,
-    deadJobs: `SELECT * FROM ${S}.jobs WHERE queue = $1 AND status = 'dead' ORDER BY id LIMIT $2`,
-    deadJobsAfter: `SELECT * FROM ${S}.jobs WHERE queue = $1 AND status = 'dead' AND id > $3 ORDER BY id LIMIT $2`,
+    deadJobs: `SELECT ${JOB_COLUMNS} FROM ${S}.jobs WHERE queue = $1 AND status = 'dead' ORDER BY id LIMIT $2`,
+    deadJobsAfter: `SELECT ${JOB_COLUMNS} FROM ${S}.jobs WHERE queue = $1 AND status = 'dead' AND id > $3 ORDER BY id LIMIT $2`,
     stats: `SELECT coalesce(sum(pending), 0) AS pending, coalesce(sum(claimed), 0) AS claimed, coalesce(sum(scheduled), 0) AS scheduled,
             coalesce(sum(dead), 0) AS dead, coalesce(sum(done), 0) AS done FROM ${S}.counters WHERE queue = $1`,
     listQueues: `SELECT DISTINCT queue FROM ${S}.counters`,

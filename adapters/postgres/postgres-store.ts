@@ -18,10 +18,12 @@ import type {
   EnqueueRequest,
   EnqueueResult,
   JobRecord,
+  KvPrecondition,
   KvWrite,
   QueueStats,
   QueueStore,
   ReapReport,
+  ReaperDeadLetterBranch,
   RenewResult,
   SettleResult,
   Settlement,
@@ -80,7 +82,8 @@ export interface PostgresStoreOptions extends StoreOptions {
 }
 
 interface JobJson {
-  id: string;
+  /** Absent only in a carried branch's enqueue without a caller-chosen id: the database takes one when it applies. */
+  id?: string;
   /** The caller chose the id (an id in use is then an error even on a dedup hit). */
   own: boolean;
   queue: string;
@@ -89,7 +92,22 @@ interface JobJson {
   priority: number;
   maxAttempts: number;
   runAt?: number;
+  /** Resolved in SQL against the statement's `now` (the database's clock unless one is injected). */
+  delayMs?: number;
   dedupKey?: string;
+  reaperDeadLetter?: ReaperBranchJson;
+}
+
+interface PreconditionJson {
+  key: string;
+  equals: string;
+}
+
+/** `ReaperDeadLetterBranch` as the `reaper_dead_letter` column keeps it: effects in the form settlements send them. */
+interface ReaperBranchJson {
+  precondition?: PreconditionJson;
+  effects?: EffectsJson;
+  ifCancelRequested?: EffectsJson;
 }
 
 interface EffectsJson {
@@ -179,6 +197,8 @@ export class PostgresStore implements QueueStore {
   private readonly backlog = new Set<string>();
   /** Reaps and promotions in flight: claims wait for them (see `pumpFlushes`). */
   private maintenanceInFlight = 0;
+  /** Lease renewals waiting for the reaps and promotions in flight (see `renewLease`). */
+  private maintenanceWaiters: Array<() => void> = [];
   private flushScheduled = false;
   private readonly inFlight = new Set<Promise<unknown>>();
   /**
@@ -344,7 +364,11 @@ export class PostgresStore implements QueueStore {
     this.checkOpen();
     checkPositiveInt('extendMs', extendMs);
     checkClaimRef(claim);
-    const result = await this.query('renew', [this.now(), claim.jobId, claim.token, extendMs]);
+    // A renewal issued after a reap was fired is committed after it, as in memory: an expired lease the
+    // reaper was told to move is not renewed from under it by a renewal that merely reached the database first.
+    const now = this.now();
+    if (this.maintenanceInFlight > 0) await new Promise<void>((resolve) => this.maintenanceWaiters.push(resolve));
+    const result = await this.query('renew', [now, claim.jobId, claim.token, extendMs]);
     const row = result.rows[0] as { lease_expires_at: string; cancel_requested: boolean } | undefined;
     if (!row) throw new LeaseLostError(claim.jobId);
     return { leaseExpiresAt: Number(row.lease_expires_at), cancelRequested: row.cancel_requested };
@@ -370,8 +394,13 @@ export class PostgresStore implements QueueStore {
   async reap(): Promise<ReapReport> {
     this.checkOpen();
     const result = await this.maintenance(this.query('reap', [this.now(), this.configJson]));
-    const r = (result.rows[0] as { r: { requeued: string[]; deadLettered: JobRow[]; doneSwept: number; deadSwept: number } }).r;
+    const r = (
+      result.rows[0] as {
+        r: { requeued: string[]; deadLettered: JobRow[]; effectsApplied: string[]; enqueued: InsertJson[]; doneSwept: number; deadSwept: number };
+      }
+    ).r;
     const deadLettered = r.deadLettered.map(toRecord);
+    this.afterInserts(r.enqueued);
     if (r.requeued.length > 0) for (const queue of this.notifications.queues()) this.notify(queue, { type: 'jobsAvailable', queue });
     const byQueue = new Map<string, JobRecord[]>();
     for (const job of deadLettered) {
@@ -381,7 +410,7 @@ export class PostgresStore implements QueueStore {
       this.resolveCompletion(job.id, { kind: 'completed', job });
     }
     for (const [queue, jobs] of byQueue) this.notify(queue, { type: 'deadLettered', queue, jobs: jobs.map(cloneRecord) });
-    return { requeued: r.requeued, deadLettered, doneSwept: Number(r.doneSwept), deadSwept: Number(r.deadSwept) };
+    return { requeued: r.requeued, deadLettered, effectsApplied: r.effectsApplied, doneSwept: Number(r.doneSwept), deadSwept: Number(r.deadSwept) };
   }
 
   async promote(): Promise<number> {
@@ -574,14 +603,17 @@ export class PostgresStore implements QueueStore {
     }
   }
 
-  private jobJson(request: EnqueueRequest): JobJson {
+  /**
+   * `carried`: the job is enqueued by a reaper dead-letter, maybe long from now and more than once
+   * (after `requeueDead`), so without a caller-chosen id it gets one from the database when it applies.
+   */
+  private jobJson(request: EnqueueRequest, carried = false): JobJson {
     const config = this.configs.get(request.queue);
     const options = request.options;
     checkStorableText('queue name', request.queue);
     if (options?.id !== undefined) checkStorableText('id', options.id);
     if (options?.dedupKey !== undefined) checkStorableText('dedupKey', options.dedupKey);
     const job: JobJson = {
-      id: options?.id ?? newId(this.injectedClock ? this.clock.now() : Date.now()),
       own: options?.id !== undefined,
       queue: request.queue,
       payload: base64(request.payload),
@@ -589,17 +621,28 @@ export class PostgresStore implements QueueStore {
       priority: options?.priority ?? config.defaultPriority,
       maxAttempts: options?.maxAttempts ?? config.maxAttempts,
     };
+    if (options?.id !== undefined || !carried) job.id = options?.id ?? newId(this.injectedClock ? this.clock.now() : Date.now());
     if (options?.runAt !== undefined) job.runAt = options.runAt;
+    if (options?.delayMs !== undefined) job.delayMs = options.delayMs;
     if (options?.dedupKey !== undefined) job.dedupKey = options.dedupKey;
+    if (options?.reaperDeadLetter !== undefined) job.reaperDeadLetter = this.reaperBranchJson(options.reaperDeadLetter);
     return job;
   }
 
-  private effectsJson(effects: Effects | undefined): EffectsJson | undefined {
+  private effectsJson(effects: Effects | undefined, carried = false): EffectsJson | undefined {
     if (!effects) return undefined;
     const out: EffectsJson = {};
-    if (effects.enqueue?.length) out.enqueue = effects.enqueue.map((request) => this.jobJson(request));
+    if (effects.enqueue?.length) out.enqueue = effects.enqueue.map((request) => this.jobJson(request, carried));
     if (effects.kvWrites?.length) out.kvWrites = effects.kvWrites.map((w) => ({ key: storedKvKey(w.key), value: base64(w.value) }));
     if (effects.kvDeletes?.length) out.kvDeletes = effects.kvDeletes.map(storedKvKey);
+    return out;
+  }
+
+  private reaperBranchJson(branch: ReaperDeadLetterBranch): ReaperBranchJson {
+    const out: ReaperBranchJson = {};
+    if (branch.precondition !== undefined) out.precondition = preconditionJson(branch.precondition);
+    if (branch.effects !== undefined) out.effects = this.effectsJson(branch.effects, true);
+    if (branch.ifCancelRequested !== undefined) out.ifCancelRequested = this.effectsJson(branch.ifCancelRequested, true);
     return out;
   }
 
@@ -620,6 +663,7 @@ export class PostgresStore implements QueueStore {
   private settlementJson(settlement: Settlement): unknown {
     const primary = this.branchJson(settlement) as Record<string, unknown>;
     if (settlement.ifCancelRequested) primary.ifCancelRequested = this.branchJson(settlement.ifCancelRequested);
+    if (settlement.precondition) primary.precondition = preconditionJson(settlement.precondition);
     return primary;
   }
 
@@ -694,7 +738,10 @@ export class PostgresStore implements QueueStore {
       return await operation;
     } finally {
       this.maintenanceInFlight--;
-      if (this.maintenanceInFlight === 0 && this.claimQueue.length > 0) this.scheduleFlush();
+      if (this.maintenanceInFlight === 0) {
+        for (const resume of this.maintenanceWaiters.splice(0)) resume();
+        if (this.claimQueue.length > 0) this.scheduleFlush();
+      }
     }
   }
 
@@ -883,6 +930,10 @@ function checkStoredKvKey(key: unknown): asserts key is string {
 function storedKvKey(key: string): string {
   checkStorableText('kv key', key);
   return key;
+}
+
+function preconditionJson(precondition: KvPrecondition): PreconditionJson {
+  return { key: storedKvKey(precondition.key), equals: base64(precondition.equals) };
 }
 
 /** A claim this store could never have issued is not held: `LEASE_LOST`, as for any other. */
