@@ -44,7 +44,7 @@ function declare<S extends QueueStore>(title: string, typed: ConformanceOptions<
   });
 }
 
-/** The whole store-level suite (SPEC section 4 and the store invariants of section 7). */
+/** The whole store-level suite (the QueueStore contract and its invariants). */
 export function describeQueueStoreConformance<S extends QueueStore>(options: ConformanceOptions<S>): void {
   declare('QueueStore conformance', options, queueStoreGroups(options));
 }
@@ -88,7 +88,7 @@ export function describeConformanceGroups<S extends QueueStore>(title: string, o
   declare(title, options, groups);
 }
 
-/** The whole workflow-level suite (SPEC sections 5 and 7) on the store under test. */
+/** The whole workflow-level suite (runs, steps, cancels, hooks) on the store under test. */
 export function describeWorkflowConformance<S extends QueueStore>(options: ConformanceOptions<S>): void {
   declare('Workflow conformance', options, workflowGroups());
 }

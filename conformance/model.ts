@@ -1,8 +1,8 @@
 /**
- * The reference model of SPEC section 4: a deliberately naive, obviously
+ * The reference model of the QueueStore contract: a deliberately naive, obviously
  * correct implementation of the queue semantics. Plain arrays and maps, full
  * scans, every counter recomputed by counting. Speed is not a goal; being easy
- * to check against the spec by reading is.
+ * to check against the contract by reading is.
  *
  * `QueueModel` is pure in the sense that matters for testing: no I/O, no
  * timers, no hidden clock. Every operation takes `now` and works on a copy of
@@ -138,7 +138,7 @@ export function modelRecord(job: ModelJob): JobRecord {
   return record;
 }
 
-/** SPEC section 3, written out independently of core's helper: `min(base * 2^(n-1), max)`, 0 base = no delay. */
+/** The retry backoff rule, written out independently of core's helper: `min(base * 2^(n-1), max)`, 0 base = no delay. */
 export function modelRetryDelay(config: QueueConfig, attempts: number): number {
   if (config.retryBackoffBaseMs === 0) return 0;
   let delay = config.retryBackoffBaseMs;

@@ -3,7 +3,7 @@
  * which decides when each call starts and when its result is delivered.
  * The store must behave as if the calls ran one at a time in *some* order
  * (linearizability, checked by replaying every order on the model), and the
- * named invariants of SPEC section 7 are asserted directly as well, so a
+ * named store invariants are asserted directly as well, so a
  * failure says which one broke: no job claimed twice, counters exact, one
  * live job per dedup key, settlements atomic.
  */

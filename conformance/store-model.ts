@@ -1,5 +1,5 @@
 /**
- * Model-based properties of the store (SPEC section 4): random command
+ * Model-based properties of the store contract (core/queue-store.ts): random command
  * sequences run on the store under test and on the reference model, with
  * every return value and all observable state compared after each command.
  *

@@ -1,5 +1,5 @@
 /**
- * Workflow-level properties (SPEC sections 5 and 7) on the store under test:
+ * Workflow-level properties (runs, steps, cancels, hooks) on the store under test:
  * random runs with per-step scripts of outcomes, external cancels at random
  * moments, duplicate and conflicting submits, runtime restarts, two runtimes
  * sharing one store, injected store faults (before and after the write
@@ -230,7 +230,7 @@ async function driveScenario(scenario: WorkflowScenario, clock: ManualClock, gua
       : undefined;
     if (isZombie) zombie.state = 'blocked';
     const running = active.get(step.runId) ?? [];
-    // A delivery whose lease expired (the zombie) may overlap its successors: SPEC 7 allows exactly that.
+    // A delivery whose lease expired (the zombie) may overlap its successors: at-least-once delivery allows exactly that.
     const overlapping = running.filter((e) => !e.zombie);
     if (overlapping.length > 0) violations.push(`two steps of ${step.runId} ran at once: ${show(overlapping)} and step ${step.stepNumber} attempt ${step.attempts}`);
     const execution: Execution = { step: step.stepNumber, attempt: step.attempts, zombie: isZombie };

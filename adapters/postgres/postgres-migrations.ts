@@ -39,7 +39,7 @@ CREATE TABLE {{S}}.jobs (
 CREATE INDEX jobs_pending ON {{S}}.jobs (queue, priority, id) WHERE status = 'pending';
 CREATE INDEX jobs_scheduled ON {{S}}.jobs (run_at) WHERE status = 'scheduled';
 CREATE INDEX jobs_leases ON {{S}}.jobs (lease_expires_at) WHERE status = 'claimed';
--- A dedup key is held only while pending or scheduled (a claim clears it), so this is SPEC invariant 2.
+-- A dedup key is held only while pending or scheduled (a claim clears it), so this enforces one live job per dedup key.
 CREATE UNIQUE INDEX jobs_dedup ON {{S}}.jobs (queue, dedup_key) WHERE dedup_key IS NOT NULL;
 CREATE INDEX jobs_dead ON {{S}}.jobs (queue, id) WHERE status = 'dead';
 CREATE INDEX jobs_dead_age ON {{S}}.jobs (failed_at) WHERE status = 'dead';
