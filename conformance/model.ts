@@ -18,6 +18,7 @@ import type { Clock } from '../core/clock.js';
 import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError } from '../core/errors.js';
 import { copyHeaders } from '../core/headers.js';
 import { compareIds, newId } from '../core/ids.js';
+import { CompletionWaiters, LocalNotifications } from '../core/local-notifications.js';
 import { copyReaperBranch } from '../core/carried-effects.js';
 import { DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs } from '../core/queue-config.js';
 import type { QueueConfig, StoreOptions } from '../core/queue-config.js';
@@ -537,13 +538,14 @@ export type ModelStoreOptions = StoreOptions;
 export class ModelStore implements QueueStore {
   private readonly clock: Clock;
   private readonly model: QueueModel;
-  private readonly listeners = new Map<string, Set<(n: StoreNotification) => void>>();
-  private readonly waiters = new Map<string, Set<(result: CompletionResult) => void>>();
+  private readonly notifications = new LocalNotifications();
+  private readonly waiters: CompletionWaiters;
   private readonly timers: Array<() => void> = [];
   private closed = false;
 
   constructor(options: ModelStoreOptions = {}) {
     this.clock = options.clock ?? new SystemClock();
+    this.waiters = new CompletionWaiters(this.clock);
     this.model = new QueueModel(options, (now) => newId(now));
     if (options.backgroundMaintenance !== false) {
       this.every(options.reaperIntervalMs ?? DEFAULT_REAPER_INTERVAL_MS, () => this.reap());
@@ -579,16 +581,12 @@ export class ModelStore implements QueueStore {
     for (const [queue, jobs] of byQueue) this.notify(queue, { type: 'deadLettered', queue, jobs });
     for (const { id, record, removed } of events.finished) {
       const result: CompletionResult = removed ? { kind: 'notFound' } : record ? { kind: 'completed', job: record } : { kind: 'completed' };
-      for (const finish of [...(this.waiters.get(id) ?? [])]) finish(result);
+      this.waiters.resolve(id, result);
     }
   }
 
   private notify(queue: string, notification: StoreNotification): void {
-    const listeners = this.listeners.get(queue);
-    if (!listeners || listeners.size === 0) return;
-    queueMicrotask(() => {
-      for (const listener of [...listeners]) listener(notification);
-    });
+    this.notifications.notify(queue, notification);
   }
 
   async enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
@@ -651,18 +649,7 @@ export class ModelStore implements QueueStore {
     });
     if (!job) return { kind: 'notFound' };
     if (job.status === 'done' || job.status === 'dead') return { kind: 'completed', job };
-    return new Promise((resolve) => {
-      let set = this.waiters.get(jobId);
-      if (!set) this.waiters.set(jobId, (set = new Set()));
-      const waiters = set;
-      const cancelTimer = this.clock.setTimer(() => finish({ kind: 'timedOut' }), timeoutMs);
-      const finish = (result: CompletionResult): void => {
-        cancelTimer();
-        waiters.delete(finish);
-        resolve(result);
-      };
-      waiters.add(finish);
-    });
+    return this.waiters.wait(jobId, timeoutMs);
   }
 
   async kvGet(key: string): Promise<Uint8Array | undefined> {
@@ -674,20 +661,14 @@ export class ModelStore implements QueueStore {
   }
 
   subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void {
-    let set = this.listeners.get(queue);
-    if (!set) this.listeners.set(queue, (set = new Set()));
-    set.add(listener);
-    return () => {
-      set.delete(listener);
-    };
+    return this.notifications.subscribe(queue, listener);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const cancel of this.timers) cancel();
-    for (const set of this.waiters.values()) for (const finish of [...set]) finish({ kind: 'timedOut' });
-    this.waiters.clear();
-    this.listeners.clear();
+    this.waiters.resolveAll();
+    this.notifications.clear();
   }
 }

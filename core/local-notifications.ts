@@ -59,19 +59,38 @@ export class CompletionWaiters {
 
   /** Resolves with the first result given for `jobId`, or `timedOut` after `timeoutMs`. */
   wait(jobId: string, timeoutMs: number): Promise<CompletionResult> {
-    return new Promise((resolve) => {
-      let set = this.waiters.get(jobId);
-      if (!set) this.waiters.set(jobId, (set = new Set()));
-      const waiters = set;
-      const cancelTimer = this.clock.setTimer(() => finish({ kind: 'timedOut' }), timeoutMs);
-      const finish = (result: CompletionResult): void => {
-        cancelTimer();
-        waiters.delete(finish);
-        if (waiters.size === 0 && this.waiters.get(jobId) === waiters) this.waiters.delete(jobId);
-        resolve(result);
-      };
-      waiters.add(finish);
-    });
+    const waiter = this.waiter(jobId);
+    waiter.expireIn(timeoutMs);
+    return waiter.result;
+  }
+
+  /**
+   * One wait, registered at once and given its timeout later (`expireIn`),
+   * that its caller may also end by itself (`end`): a store registers before
+   * it reads the job, so a completion committed while the read is in flight
+   * is not missed, and a final state read wins over a timeout that passed
+   * during the read.
+   */
+  waiter(jobId: string): { result: Promise<CompletionResult>; end: (result: CompletionResult) => void; expireIn: (ms: number) => void } {
+    let set = this.waiters.get(jobId);
+    if (!set) this.waiters.set(jobId, (set = new Set()));
+    const waiters = set;
+    let resolve: (result: CompletionResult) => void = () => undefined;
+    const result = new Promise<CompletionResult>((r) => (resolve = r));
+    let cancelTimer: () => void = () => undefined;
+    const finish = (outcome: CompletionResult): void => {
+      if (!waiters.delete(finish)) return;
+      cancelTimer();
+      if (waiters.size === 0 && this.waiters.get(jobId) === waiters) this.waiters.delete(jobId);
+      resolve(outcome);
+    };
+    waiters.add(finish);
+    const expireIn = (ms: number): void => {
+      if (!waiters.has(finish)) return;
+      if (ms <= 0) finish({ kind: 'timedOut' });
+      else cancelTimer = this.clock.setTimer(() => finish({ kind: 'timedOut' }), ms);
+    };
+    return { result, end: finish, expireIn };
   }
 
   /** Job ids someone is waiting for. */

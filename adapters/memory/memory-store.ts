@@ -1,24 +1,16 @@
-import { HOUSEKEEPING, SystemClock } from '../../core/clock.js';
-import type { Clock } from '../../core/clock.js';
-import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError } from '../../core/errors.js';
+import { BaseQueueStore } from '../../core/base-store.js';
+import type { BatchItem, CompletionState } from '../../core/base-store.js';
+import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError } from '../../core/errors.js';
 import { copyHeaders } from '../../core/headers.js';
 import { jobRecord } from '../../core/job-record.js';
-import { CompletionWaiters, LocalNotifications } from '../../core/local-notifications.js';
 import { compareIds, newId } from '../../core/ids.js';
-import {
-  DEFAULT_PROMOTE_INTERVAL_MS,
-  DEFAULT_REAPER_INTERVAL_MS,
-  QueueConfigs,
-  enqueueDueAt,
-  retryDelayMs,
-} from '../../core/queue-config.js';
+import { enqueueDueAt, retryDelayMs } from '../../core/queue-config.js';
 import { STALE_BRANCH, copyReaperBranch, reaperEffects } from '../../core/carried-effects.js';
 import type { StoreOptions } from '../../core/queue-config.js';
 import type {
   CancelResult,
   Claim,
   ClaimRef,
-  CompletionResult,
   Effects,
   EnqueueOptions,
   EnqueueRequest,
@@ -28,27 +20,13 @@ import type {
   KvPrecondition,
   KvWrite,
   QueueStats,
-  QueueStore,
   ReaperDeadLetterBranch,
   ReapReport,
   RenewResult,
   SettleResult,
   Settlement,
-  StoreNotification,
 } from '../../core/queue-store.js';
-import {
-  bytesEqual,
-  checkEffects,
-  checkEnqueueOptions,
-  checkJobId,
-  checkKvKey,
-  checkKvWrites,
-  checkPayload,
-  checkPositiveInt,
-  checkQueueName,
-  checkSettlement,
-  checkTimeoutMs,
-} from '../../core/store-validation.js';
+import { bytesEqual } from '../../core/store-validation.js';
 import { BinaryHeap, SortedStringSet } from './binary-heap.js';
 
 /**
@@ -124,39 +102,20 @@ export type MemoryStoreOptions = StoreOptions;
  * large backlogs (ordered heaps with lazy deletion, no scans), and fully
  * deterministic under a `ManualClock`. Nothing survives the process.
  */
-export class MemoryStore implements QueueStore {
-  private readonly clock: Clock;
-  private readonly configs: QueueConfigs;
+export class MemoryStore extends BaseQueueStore {
   private readonly jobs = new Map<string, StoredJob>();
   private readonly queues = new Map<string, QueueState>();
   private readonly kv = new Map<string, Uint8Array>();
-  private readonly notifications = new LocalNotifications();
-  private readonly completionWaiters: CompletionWaiters;
-  private readonly timers = new Set<() => void>();
-  private wake: { at: number; cancel: () => void } | undefined;
   private tokenSeq = 0;
   /** Claims since the last yield to the event loop (see `claim`). */
   private claimsSinceYield = 0;
-  private closed = false;
-  private readonly background: boolean;
 
   constructor(options: MemoryStoreOptions = {}) {
-    this.clock = options.clock ?? new SystemClock();
-    this.completionWaiters = new CompletionWaiters(this.clock);
-    this.configs = new QueueConfigs(options);
-    this.background = options.backgroundMaintenance !== false;
-    if (this.background) {
-      this.every(options.reaperIntervalMs ?? DEFAULT_REAPER_INTERVAL_MS, () => void this.reap().catch(() => undefined));
-      this.every(options.promoteIntervalMs ?? DEFAULT_PROMOTE_INTERVAL_MS, () => void this.promote().catch(() => undefined));
-    }
+    super(options);
+    this.startMaintenance();
   }
 
-  async enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
-    this.checkOpen();
-    checkQueueName(queue);
-    checkPayload(payload);
-    checkEnqueueOptions(options);
-    checkKvWrites(kvWrites);
+  protected async _enqueue(queue: string, payload: Uint8Array, options: EnqueueOptions | undefined, kvWrites: KvWrite[] | undefined): Promise<EnqueueResult> {
     const existing = options?.dedupKey === undefined ? undefined : this.queues.get(queue)?.dedup.get(options.dedupKey);
     if (existing !== undefined) return { kind: 'alreadyEnqueued', id: existing };
     for (const write of kvWrites ?? []) {
@@ -168,19 +127,12 @@ export class MemoryStore implements QueueStore {
     return result;
   }
 
-  async enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]> {
-    this.checkOpen();
-    checkQueueName(queue);
-    if (!Array.isArray(items)) throw new InvalidArgumentError('items', 'expected an array');
-    for (const item of items) {
-      checkPayload(item?.payload);
-      checkEnqueueOptions(item.options);
-    }
+  protected async _enqueueBatch(queue: string, items: BatchItem[]): Promise<EnqueueResult[]> {
     this.checkNewIds(items.map((item) => ({ queue, ...item })));
     return items.map((item) => this.insertJob(queue, item.payload, item.options));
   }
 
-  async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
+  protected async _claim(queue: string, lease: number, limit: number): Promise<Claim[]> {
     // Every call here settles in a microtask, so a worker whose steps keep
     // continuing would never let timers or I/O run. Every so many claims,
     // answer after a macrotask instead, as a durable store's I/O would.
@@ -188,15 +140,10 @@ export class MemoryStore implements QueueStore {
       this.claimsSinceYield = 0;
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
-    this.checkOpen();
-    checkQueueName(queue);
-    if (options?.leaseMs !== undefined) checkPositiveInt('leaseMs', options.leaseMs);
-    const limit = options?.limit ?? 1;
-    checkPositiveInt('limit', limit);
+    this.checkOpen(); // closed while it yielded
     const state = this.queues.get(queue);
     if (!state) return [];
     const now = this.clock.now();
-    const lease = options?.leaseMs ?? this.configs.get(queue).leaseDurationMs;
     const claims: Claim[] = [];
     while (claims.length < limit) {
       const job = state.pending.pop();
@@ -217,9 +164,7 @@ export class MemoryStore implements QueueStore {
     return claims;
   }
 
-  async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
-    this.checkOpen();
-    checkSettlement(settlement);
+  protected async _settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
     const job = this.ownedJob(claim);
     const stale = settlement.precondition !== undefined && !this.holds(settlement.precondition);
     const useCancel = !stale && job.cancelRequested && settlement.ifCancelRequested !== undefined;
@@ -239,12 +184,12 @@ export class MemoryStore implements QueueStore {
       state.counters.done++;
       if (config.keepDoneJobsMs === undefined) {
         this.jobs.delete(job.id);
-        this.resolveCompletion(job.id, { kind: 'completed' });
+        this.completed(job.id, { kind: 'completed' });
       } else {
         job.status = 'done';
         job.completedAt = now;
         state.done.push({ key: now, id: job.id, version: job.version, job });
-        this.resolveCompletion(job.id, { kind: 'completed', job: toRecord(job) });
+        this.completed(job.id, { kind: 'completed', job: toRecord(job) });
       }
     } else if (action.type === 'deadLetter' || job.attempts >= job.maxAttempts) {
       status = 'dead';
@@ -261,19 +206,14 @@ export class MemoryStore implements QueueStore {
     return { branch: stale ? 'stale' : useCancel ? 'cancel' : 'primary', status, enqueued };
   }
 
-  async renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
-    this.checkOpen();
-    checkPositiveInt('extendMs', extendMs);
+  protected async _renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
     const job = this.ownedJob(claim);
     job.leaseExpiresAt = this.clock.now() + extendMs;
     this.queueState(job.queue).leases.push({ key: job.leaseExpiresAt, id: job.id, version: job.version, job });
     return { leaseExpiresAt: job.leaseExpiresAt, cancelRequested: job.cancelRequested };
   }
 
-  async cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
-    this.checkOpen();
-    checkJobId(jobId);
-    checkEffects(effects);
+  protected async _cancel(jobId: string, effects: Effects | undefined): Promise<CancelResult> {
     const job = this.jobs.get(jobId);
     if (!job || job.status === 'done' || job.status === 'dead') return { outcome: 'notFound' };
     const state = this.queueState(job.queue);
@@ -291,12 +231,11 @@ export class MemoryStore implements QueueStore {
     job.removed = true;
     this.jobs.delete(jobId);
     this.applyEffects(effects);
-    this.resolveCompletion(jobId, { kind: 'notFound' });
+    this.completed(jobId, { kind: 'notFound' });
     return { outcome: 'removed', job: removed };
   }
 
-  async reap(): Promise<ReapReport> {
-    this.checkOpen();
+  protected async _reap(): Promise<ReapReport> {
     const now = this.clock.now();
     const report: ReapReport = { requeued: [], deadLettered: [], effectsApplied: [], doneSwept: 0, deadSwept: 0 };
     const carrying: StoredJob[] = [];
@@ -353,14 +292,11 @@ export class MemoryStore implements QueueStore {
     return report;
   }
 
-  async promote(): Promise<number> {
-    this.checkOpen();
+  protected async _promote(): Promise<number> {
     return this.promoteDue();
   }
 
-  async requeueDead(jobId: string): Promise<void> {
-    this.checkOpen();
-    checkJobId(jobId);
+  protected async _requeueDead(jobId: string): Promise<void> {
     const job = this.jobs.get(jobId);
     if (!job) throw new JobNotFoundError(jobId);
     if (job.status !== 'dead') throw new InvalidStateError(jobId, job.status, 'requeue');
@@ -375,79 +311,47 @@ export class MemoryStore implements QueueStore {
     this.makePending(state, job);
   }
 
-  async getJob(jobId: string): Promise<JobRecord | undefined> {
-    this.checkOpen();
+  protected async _getJob(jobId: string): Promise<JobRecord | undefined> {
     const job = this.jobs.get(jobId);
     return job ? toRecord(job) : undefined;
   }
 
-  async deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]> {
-    this.checkOpen();
-    checkQueueName(queue);
-    const limit = options?.limit ?? 100;
-    checkPositiveInt('limit', limit);
+  protected async _deadJobs(queue: string, after: string | undefined, limit: number): Promise<JobRecord[]> {
     const state = this.queues.get(queue);
     if (!state) return [];
-    return state.deadIds.page(options?.after, limit).map((id) => toRecord(this.jobs.get(id) as StoredJob));
+    return state.deadIds.page(after, limit).map((id) => toRecord(this.jobs.get(id) as StoredJob));
   }
 
-  async stats(queue: string): Promise<QueueStats> {
-    this.checkOpen();
-    checkQueueName(queue);
+  protected async _stats(queue: string): Promise<QueueStats> {
     const counters = this.queues.get(queue)?.counters;
     return counters ? { ...counters } : { pending: 0, claimed: 0, scheduled: 0, dead: 0, done: 0 };
   }
 
-  async listQueues(): Promise<string[]> {
-    this.checkOpen();
+  protected async _listQueues(): Promise<string[]> {
     return [...this.queues.keys()].sort();
   }
 
-  async waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult> {
-    this.checkOpen();
-    checkJobId(jobId);
-    checkTimeoutMs(timeoutMs);
+  protected async _completionState(jobId: string): Promise<CompletionState> {
     const job = this.jobs.get(jobId);
-    if (!job) return { kind: 'notFound' };
-    if (job.status === 'done' || job.status === 'dead') return { kind: 'completed', job: toRecord(job) };
-    return this.completionWaiters.wait(jobId, timeoutMs);
+    if (!job) return { done: { kind: 'notFound' } };
+    const record = toRecord(job);
+    return job.status === 'done' || job.status === 'dead' ? { done: { kind: 'completed', job: record } } : { live: record };
   }
 
-  async kvGet(key: string): Promise<Uint8Array | undefined> {
-    this.checkOpen();
-    checkKvKey(key);
+  protected async _kvGet(key: string): Promise<Uint8Array | undefined> {
     return this.kv.get(key)?.slice();
   }
 
-  async kvDelete(key: string, options?: { ifValue?: Uint8Array }): Promise<boolean> {
-    this.checkOpen();
-    checkKvKey(key);
-    if (options?.ifValue !== undefined) checkPayload(options.ifValue, 'ifValue');
+  protected async _kvDelete(key: string, ifValue: Uint8Array | undefined): Promise<boolean> {
     const current = this.kv.get(key);
     if (current === undefined) return false;
-    if (options?.ifValue !== undefined && !bytesEqual(current, options.ifValue)) return false;
+    if (ifValue !== undefined && !bytesEqual(current, ifValue)) return false;
     return this.kv.delete(key);
   }
 
-  subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void {
-    return this.notifications.subscribe(queue, listener);
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    for (const cancel of this.timers) cancel();
-    this.timers.clear();
-    this.wake?.cancel();
-    this.completionWaiters.resolveAll();
-    this.notifications.clear();
-  }
+  protected async _close(): Promise<void> {}
 
   // ---- internals -------------------------------------------------------
-
-  private checkOpen(): void {
-    if (this.closed) throw new StoreClosedError();
-  }
 
   private queueState(queue: string): QueueState {
     let state = this.queues.get(queue);
@@ -559,7 +463,7 @@ export class MemoryStore implements QueueStore {
     job.runAt = runAt;
     state.counters.scheduled++;
     state.scheduled.push({ key: runAt, id: job.id, version: job.version, job });
-    this.armWake(runAt);
+    this.armWakeAt(runAt);
   }
 
   private makeDead(state: QueueState, job: StoredJob, now: number): void {
@@ -568,7 +472,7 @@ export class MemoryStore implements QueueStore {
     state.counters.dead++;
     state.deadIds.add(job.id);
     state.deadByTime.push({ key: now, id: job.id, version: job.version, job });
-    this.resolveCompletion(job.id, { kind: 'completed', job: toRecord(job) });
+    this.completed(job.id, { kind: 'completed', job: toRecord(job) });
   }
 
   private promoteDue(): number {
@@ -589,18 +493,12 @@ export class MemoryStore implements QueueStore {
   }
 
   /** Wakes exactly when the earliest scheduled job falls due, so delays are not rounded up to the promote interval. */
-  private armWake(runAt: number): void {
-    if (!this.background || this.closed) return;
-    if (this.wake && this.wake.at <= runAt) return;
-    this.wake?.cancel();
-    const cancel = this.clock.setTimer(() => {
-      this.wake = undefined;
-      if (this.closed) return;
+  private armWakeAt(runAt: number): void {
+    this.armWake(runAt, () => {
       this.promoteDue();
       const next = this.nextScheduledAt();
-      if (next !== undefined) this.armWake(next);
-    }, runAt - this.clock.now(), HOUSEKEEPING);
-    this.wake = { at: runAt, cancel };
+      if (next !== undefined) this.armWakeAt(next);
+    });
   }
 
   private nextScheduledAt(): number | undefined {
@@ -617,27 +515,6 @@ export class MemoryStore implements QueueStore {
     return best;
   }
 
-  private every(intervalMs: number, task: () => void): void {
-    checkPositiveInt('maintenance interval', intervalMs);
-    let cancel: () => void = () => undefined;
-    const tick = (): void => {
-      this.timers.delete(cancel);
-      if (this.closed) return;
-      task();
-      cancel = this.clock.setTimer(tick, intervalMs, HOUSEKEEPING);
-      this.timers.add(cancel);
-    };
-    cancel = this.clock.setTimer(tick, intervalMs, HOUSEKEEPING);
-    this.timers.add(cancel);
-  }
-
-  private notify(queue: string, notification: StoreNotification): void {
-    this.notifications.notify(queue, notification);
-  }
-
-  private resolveCompletion(jobId: string, result: CompletionResult): void {
-    this.completionWaiters.resolve(jobId, result);
-  }
 }
 
 /** A detached copy of the public fields. */
