@@ -20,6 +20,9 @@ import type * as Plainjob from 'plainjob';
 import { SqliteStore } from '../adapters/sqlite/index.js';
 import { prepareStatements } from '../adapters/sqlite/sqlite-statements.js';
 import { newId } from '../core/ids.js';
+import { encodeReaperBranch } from '../core/carried-effects.js';
+import { runKeys } from '../core/run-records.js';
+import { reaperBranch } from '../core/settlement.js';
 import type { SqliteSynchronous } from '../adapters/sqlite/index.js';
 
 export interface BaselineResult {
@@ -198,9 +201,10 @@ export async function sqliteStoreChainTps(
 
 /**
  * The floor under SqliteStore: the statements one transition executes in
- * the store (claim as one of a batch, delete-if-owned, insert the next step
- * with its dedup key, upsert the run cursor, one counter update per
- * transaction), run straight through better-sqlite3 with no runtime and no
+ * the store (claim as one of a batch, read the run cursor for the
+ * settlement's precondition, delete-if-owned, insert the next step with its
+ * dedup key and the reaper branch it carries, upsert the run cursor, one
+ * counter update per transaction), run straight through better-sqlite3 with no runtime and no
  * store code around them, `batch` transitions per transaction as group
  * commit makes them. What SQLite itself costs per transition here.
  */
@@ -220,8 +224,11 @@ export function bareTransitionSqlTps(options: { synchronous?: SqliteSynchronous;
     const spentNs: Record<string, bigint> = {};
     const sql = options.split ? timedStatements(prepareStatements(db), spentNs) : prepareStatements(db);
     const payload = Buffer.from('{"step":0}');
+    const keys = (run: number): { identity: string; cursor: string } => runKeys('chain', `r${run}`);
     const insert = (id: string, run: number, step: number): void => {
-      sql.insertJob.run(id, 'chain', 'pending', payload, JSON.stringify({ 'workflow.run_id': `r${run}`, 'workflow.step': String(step) }), 3, 1000, Date.now(), null, `run:r${run}:${step}`);
+      // The branch the runtime makes for every step job, encoded as the store keeps it.
+      const reaper = encodeReaperBranch(reaperBranch({ runId: `r${run}`, userHeaders: {}, keys: keys(run), reapedOutcomeQueue: 'chain.outcomes' }, id, step));
+      sql.insertJob.run(id, 'chain', 'pending', payload, JSON.stringify({ 'workflow.run_id': `r${run}`, 'workflow.step': String(step) }), 3, 1000, Date.now(), null, `run:r${run}:${step}`, reaper);
     };
     db.transaction(() => {
       sql.ensureQueue.run('chain');
@@ -238,13 +245,14 @@ export function bareTransitionSqlTps(options: { synchronous?: SqliteSynchronous;
         const headers = JSON.parse(row[2] as string) as Record<string, string>;
         const run = Number((headers['workflow.run_id'] as string).slice(1));
         const next = Number(headers['workflow.step']) + 1;
+        sql.kvGet.get(keys(run).cursor);
         sql.deleteOwned.get(row[0], row[9]);
         if (next < steps) {
           const id = newId();
           insert(id, run, next);
-          sql.kvUpsert.run(`workflow/chain/cursor/r${run}`, Buffer.from(`{"jobId":"${id}","step":${next}}`));
+          sql.kvUpsert.run(keys(run).cursor, Buffer.from(`{"jobId":"${id}","step":${next}}`));
         } else {
-          sql.kvDelete.run(`workflow/chain/cursor/r${run}`);
+          sql.kvDelete.run(keys(run).cursor);
         }
       }
       sql.addCounts.run(0, 0, 0, 0, rows.length, 'chain');

@@ -35,3 +35,13 @@ export function headerBytes(headers: Headers): number {
 export function parseHeadersJson(json: string): Headers {
   return copyHeaders(JSON.parse(json) as Headers);
 }
+
+/** Header keys the runtime owns: a submitter's headers never start with it. */
+export const RESERVED_HEADER_PREFIX = 'workflow.';
+
+/** The submitter's headers among a job's (every `workflow.*` key left out). */
+export function userHeaders(headers: Headers): Headers {
+  const out = createHeaders();
+  for (const key of Object.keys(headers)) if (!key.startsWith(RESERVED_HEADER_PREFIX)) out[key] = headers[key] as string;
+  return out;
+}

@@ -8,7 +8,8 @@
  * Both are deleted by the settlement (or cancel) that ends the run.
  */
 import { createHash } from 'node:crypto';
-import { parseHeadersJson } from './headers.js';
+import { parseHeadersJson, userHeaders } from './headers.js';
+import type { Headers } from './queue-store.js';
 import type { RunOutcome } from './outcomes.js';
 
 export interface RunIdentity {
@@ -35,11 +36,11 @@ export function encodeRecord(record: RunIdentity | RunCursor): Uint8Array {
 }
 
 /**
- * UTF-8 of a short string. Run records are ASCII (run ids and job ids are),
- * and a byte loop beats `TextEncoder` several times over at this size; this
- * runs on every step.
+ * UTF-8 of a short string. Run records and reaper outcomes are ASCII in
+ * the common case, and a byte loop beats `TextEncoder` (and `encodeInto`)
+ * several times over at this size; this runs several times per step.
  */
-function encodeShortString(text: string): Uint8Array {
+export function encodeShortString(text: string): Uint8Array {
   const bytes = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i);
@@ -59,26 +60,37 @@ export function sha256Hex(input: Uint8Array): string {
 
 /**
  * Payload of an outcome-notification job. `endedByReaper` marks the outcome
- * of a run the reaper's commit ended (no runtime reported that end).
+ * of a run the reaper's commit ended (no runtime reported that end). With
+ * `headersInJob` the run's headers are left out: the notification job carries
+ * them as its own headers (every step job carries a reaper outcome, so it is
+ * kept small and cheap to make).
  */
-export function encodeOutcome(outcome: RunOutcome, endedByReaper = false): Uint8Array {
-  const { result, ...rest } = outcome;
-  return encoder.encode(
-    JSON.stringify({ ...rest, ...(result === undefined ? {} : { result: Buffer.from(result).toString('base64') }), ...(endedByReaper ? { endedByReaper: true } : {}) }),
-  );
+export function encodeOutcome(outcome: RunOutcome, endedByReaper = false, headersInJob = false): Uint8Array {
+  const { result, headers, ...rest } = outcome;
+  const fields: Record<string, unknown> = rest;
+  if (!headersInJob) fields.headers = headers;
+  if (result !== undefined) fields.result = Buffer.from(result).toString('base64');
+  if (endedByReaper) fields.endedByReaper = true;
+  return encodeShortString(JSON.stringify(fields));
 }
 
-export function decodeOutcome(bytes: Uint8Array): RunOutcome {
-  return decodeNotification(bytes).outcome;
+export function decodeOutcome(bytes: Uint8Array, jobHeaders?: Headers): RunOutcome {
+  return decodeNotification(bytes, jobHeaders).outcome;
 }
 
-/** An outcome-notification job's payload: the outcome, and whether the reaper ended the run. */
-export function decodeNotification(bytes: Uint8Array): { outcome: RunOutcome; endedByReaper: boolean } {
-  const raw = JSON.parse(decoder.decode(bytes)) as Omit<RunOutcome, 'result'> & { result?: string; endedByReaper?: boolean };
+/**
+ * An outcome-notification job's payload: the outcome, and whether the reaper
+ * ended the run. A payload without headers takes the job's own (its
+ * `workflow.*` keys left out).
+ */
+export function decodeNotification(bytes: Uint8Array, jobHeaders?: Headers): { outcome: RunOutcome; endedByReaper: boolean } {
+  const raw = JSON.parse(decoder.decode(bytes)) as Omit<RunOutcome, 'result' | 'headers'> & { result?: string; headers?: unknown; endedByReaper?: boolean };
   const { result, headers, endedByReaper, ...rest } = raw;
-  const outcome: RunOutcome = { ...rest, headers: parseHeadersJson(JSON.stringify(headers)), ...(result === undefined ? {} : { result: new Uint8Array(Buffer.from(result, 'base64')) }) };
+  const runHeaders = headers === undefined ? userHeaders(jobHeaders ?? {}) : parseHeadersJson(JSON.stringify(headers));
+  const outcome: RunOutcome = { ...rest, headers: runHeaders, ...(result === undefined ? {} : { result: new Uint8Array(Buffer.from(result, 'base64')) }) };
   return { outcome, endedByReaper: endedByReaper === true };
 }
+
 
 /** Dedup key of the notification for a run that ended on `jobId`: at most one live notification per ending. */
 export function outcomeDedupKey(jobId: string): string {

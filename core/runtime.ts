@@ -18,7 +18,7 @@ import {
   isTransientError,
 } from './errors.js';
 import type { WorkflowError } from './errors.js';
-import { copyHeaders, headerBytes } from './headers.js';
+import { copyHeaders, headerBytes, userHeaders } from './headers.js';
 import { decodeDeliveryMode, deliveryModeKey, deliveryModeWrite } from './delivery-mode.js';
 import type { HookDelivery } from './delivery-mode.js';
 import { hookAttempt, hookFailureSettlement, resolveHookRetry } from './hook-retry.js';
@@ -676,7 +676,13 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       this.releaseSlot(loop);
       let committed: { settled: SettleResult; decision: Pick<SettlementDecision, 'primaryOutcome' | 'cancelOutcome'> };
       try {
-        committed = await this.settleRetrying(loop, leased, decision, settling, (refusal) => decideSettlement(facts, { ok: false, error: refusal }), runId);
+        try {
+          // The common case, without the retry loop's extra promises.
+          committed = { settled: await settling, decision };
+        } catch (firstError) {
+          const refused = (refusal: StepError): SettlementDecision => decideSettlement(facts, { ok: false, error: refusal });
+          committed = await this.settleRetrying(loop, leased, decision, Promise.reject(firstError), refused, runId);
+        }
       } catch (error) {
         if (error instanceof LeaseLostError && !(error instanceof SettlementUncertainError)) this.emit('leaseLost', { runId, stepNumber, jobId: job.id });
         else this.emit('storeError', { operation: 'settle', error, runId, jobId: job.id });
@@ -822,7 +828,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       let outcome: RunOutcome;
       let endedByReaper: boolean;
       try {
-        ({ outcome, endedByReaper } = decodeNotification(claim.job.payload));
+        ({ outcome, endedByReaper } = decodeNotification(claim.job.payload, claim.job.headers));
         leased.runId = outcome.runId;
       } catch (error) {
         await this.settleRetrying(loop, leased, { settlement: { action: { type: 'deadLetter', reason: `undecodable outcome: ${(error as Error).message}` } } }).catch(() => undefined);
@@ -932,12 +938,6 @@ function cancelReason(): Error {
   return new Error('run cancelled');
 }
 
-/** The submitter's headers of a step job (every `workflow.*` key stripped). */
-function userHeaders(headers: Headers): Headers {
-  const out = copyHeaders(undefined);
-  for (const key of Object.keys(headers)) if (!key.startsWith(RESERVED_HEADER_PREFIX)) out[key] = headers[key] as string;
-  return out;
-}
 
 function parseStepHeaders(headers: Headers): { runId: string; stepNumber: number } | Error {
   const runId = Object.hasOwn(headers, HEADER_RUN_ID) ? headers[HEADER_RUN_ID] : undefined;

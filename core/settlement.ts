@@ -16,7 +16,7 @@
  * | any of the above, cancel flagged   | ack + delete run records        | cancelled, no error |
  *   (except a runner-issued cancel, whose reason wins)
  */
-import { createHeaders } from './headers.js';
+import { RESERVED_HEADER_PREFIX, createHeaders } from './headers.js';
 import { encodeOutcome, encodeRecord, outcomeDedupKey } from './run-records.js';
 import { describeFailure } from './outcomes.js';
 import type { RunOutcome, RunnerResult } from './outcomes.js';
@@ -27,7 +27,7 @@ export const HEADER_RUN_ID = 'workflow.run_id';
 /** Reserved step-job header carrying the zero-based step number. */
 export const HEADER_STEP = 'workflow.step';
 /** Prefix the runtime owns on step-job headers. */
-export const RESERVED_HEADER_PREFIX = 'workflow.';
+export { RESERVED_HEADER_PREFIX };
 
 /** Dedup key of a run's step: two live jobs for one `(run, step)` never exist at once. */
 export function stepDedupKey(runId: string, step: number): string {
@@ -102,13 +102,17 @@ export function reaperBranch(
   facts: Pick<StepFacts, 'runId' | 'userHeaders' | 'keys' | 'reapedOutcomeQueue'>,
   jobId: string,
   step: number,
+  cursor: Uint8Array = cursorValue(jobId, step),
 ): ReaperDeadLetterBranch {
-  const ending = { keys: facts.keys, outcomeQueue: facts.reapedOutcomeQueue, jobId };
-  return {
-    precondition: cursorPrecondition(facts.keys, jobId, step),
-    effects: endRunEffects(ending, reapedOutcome(facts.runId, facts.userHeaders, step, false), true),
-    ifCancelRequested: endRunEffects(ending, reapedOutcome(facts.runId, facts.userHeaders, step, true), true),
-  };
+  // Every step job carries this, so both branches share what they can, and the run's headers go as the
+  // notification's own headers (stores copy them; no encoding) instead of inside its payload.
+  const kvDeletes = [facts.keys.identity, facts.keys.cursor];
+  const options: EnqueueOptions = { dedupKey: outcomeDedupKey(jobId), headers: facts.userHeaders };
+  const ending = (cancelled: boolean): Effects => ({
+    kvDeletes,
+    enqueue: [{ queue: facts.reapedOutcomeQueue, payload: encodeOutcome(reapedOutcome(facts.runId, facts.userHeaders, step, cancelled), true, true), options }],
+  });
+  return { precondition: { key: facts.keys.cursor, equals: cursor }, effects: ending(false), ifCancelRequested: ending(true) };
 }
 
 /** Shared, frozen: stores read actions and never keep or change them. */
@@ -146,13 +150,15 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
           return terminal(facts, { type: 'deadLetter', reason: message }, ended(facts, 'failed', undefined, message), cancelBranch, cancelOutcome);
         }
         const nextStep = facts.stepNumber + 1;
+        // One encoding of the next cursor: the value written now is the one the next job's reaper branch expects.
+        const nextCursor = cursorValue(facts.nextJobId, nextStep);
         const options: EnqueueOptions = {
           id: facts.nextJobId,
           headers: stepHeaders(facts.userHeaders, facts.runId, nextStep),
           priority: facts.priority,
           maxAttempts: facts.maxAttempts,
           dedupKey: stepDedupKey(facts.runId, nextStep),
-          reaperDeadLetter: reaperBranch(facts, facts.nextJobId, nextStep),
+          reaperDeadLetter: reaperBranch(facts, facts.nextJobId, nextStep, nextCursor),
         };
         // A delay, not a time: the store measures it on its own clock, which every host sharing it agrees on.
         if (outcome.kind === 'continueAfter' && outcome.delayMs > 0) options.delayMs = outcome.delayMs;
@@ -161,7 +167,7 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
             action: ACK,
             effects: {
               enqueue: [{ queue: facts.queueName, payload: outcome.payload, options }],
-              kvWrites: [{ key: facts.keys.cursor, value: cursorValue(facts.nextJobId, nextStep) }],
+              kvWrites: [{ key: facts.keys.cursor, value: nextCursor }],
             },
             ifCancelRequested: cancelBranch,
             precondition: cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber),
@@ -202,13 +208,11 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
 /**
  * Effects that end a run: both run records deleted and, with durable hook
  * delivery, the outcome enqueued as a notification job in the same commit.
- * `byReaper` marks an outcome no runtime committed (the reaper's), so its
- * deliverer also reports the run's end.
  */
-export function endRunEffects(facts: { keys: StepFacts['keys']; outcomeQueue?: string | undefined; jobId: string }, outcome: RunOutcome, byReaper = false): Effects {
+export function endRunEffects(facts: { keys: StepFacts['keys']; outcomeQueue?: string | undefined; jobId: string }, outcome: RunOutcome): Effects {
   const effects: Effects = { kvDeletes: [facts.keys.identity, facts.keys.cursor] };
   if (facts.outcomeQueue !== undefined) {
-    effects.enqueue = [{ queue: facts.outcomeQueue, payload: encodeOutcome(outcome, byReaper), options: { dedupKey: outcomeDedupKey(facts.jobId) } }];
+    effects.enqueue = [{ queue: facts.outcomeQueue, payload: encodeOutcome(outcome), options: { dedupKey: outcomeDedupKey(facts.jobId) } }];
   }
   return effects;
 }

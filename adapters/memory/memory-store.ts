@@ -3,7 +3,7 @@ import type { BatchItem, CompletionState } from '../../core/base-store.js';
 import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError } from '../../core/errors.js';
 import { copyHeaders } from '../../core/headers.js';
 import { jobRecord } from '../../core/job-record.js';
-import { compareIds, newId } from '../../core/ids.js';
+import { compareIds, hasNativeIdOrder, newId } from '../../core/ids.js';
 import { enqueueDueAt, retryDelayMs } from '../../core/queue-config.js';
 import { STALE_BRANCH, copyReaperBranch, reaperEffects } from '../../core/carried-effects.js';
 import type { StoreOptions } from '../../core/queue-config.js';
@@ -62,7 +62,17 @@ class StoredJob {
     readonly maxAttempts: number,
     readonly priority: number,
     readonly enqueuedAt: number,
-  ) {}
+  ) {
+    this.nativeOrder = hasNativeIdOrder(id);
+  }
+
+  /** `<` orders this id as `compareIds` does (checked once; the heaps compare ids on every push and pop). */
+  readonly nativeOrder: boolean;
+}
+
+/** `a` before `b` in id order. */
+function idBefore(a: StoredJob, b: StoredJob): boolean {
+  return a.nativeOrder && b.nativeOrder ? a.id < b.id : compareIds(a.id, b.id) < 0;
 }
 
 interface HeapEntry {
@@ -72,8 +82,8 @@ interface HeapEntry {
   job: StoredJob;
 }
 
-const byKeyThenId = (a: HeapEntry, b: HeapEntry): boolean => a.key < b.key || (a.key === b.key && compareIds(a.id, b.id) < 0);
-const byPriorityThenId = (a: StoredJob, b: StoredJob): boolean => a.priority < b.priority || (a.priority === b.priority && compareIds(a.id, b.id) < 0);
+const byKeyThenId = (a: HeapEntry, b: HeapEntry): boolean => a.key < b.key || (a.key === b.key && idBefore(a.job, b.job));
+const byPriorityThenId = (a: StoredJob, b: StoredJob): boolean => a.priority < b.priority || (a.priority === b.priority && idBefore(a, b));
 
 class QueueState {
   /**

@@ -125,8 +125,11 @@ describe('decideSettlement', () => {
     ] as const) {
       expect(effects.kvDeletes).toEqual([keys.identity, keys.cursor]);
       expect(effects.enqueue).toHaveLength(1);
-      expect(effects.enqueue![0]).toMatchObject({ queue: 'q.outcomes', options: { dedupKey: 'outcome:NEXT' } });
-      expect(decodeNotification(effects.enqueue![0]!.payload)).toEqual({ outcome, endedByReaper: true });
+      // The run's headers ride as the notification job's own headers, not in its payload.
+      expect(effects.enqueue![0]).toMatchObject({ queue: 'q.outcomes', options: { dedupKey: 'outcome:NEXT', headers: { tenant: 'acme' } } });
+      const { payload, options } = effects.enqueue![0]!;
+      expect(decodeNotification(payload, options!.headers)).toEqual({ outcome, endedByReaper: true });
+      expect(decodeNotification(payload).outcome.headers).toEqual({});
     }
   });
 
