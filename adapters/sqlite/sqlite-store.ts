@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { BaseQueueStore } from '../../core/base-store.js';
@@ -8,7 +7,6 @@ import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostErr
 import type { WorkflowError } from '../../core/errors.js';
 import { compareIds, newId } from '../../core/ids.js';
 import { enqueueDueAt, retryDelayMs } from '../../core/queue-config.js';
-import type { StoreOptions } from '../../core/queue-config.js';
 import type {
   CancelResult,
   Claim,
@@ -25,62 +23,20 @@ import type {
   RenewResult,
   SettleResult,
   Settlement,
+  SettlementBranch,
 } from '../../core/queue-store.js';
-import { bytesEqual, checkPositiveInt, describe } from '../../core/store-validation.js';
+import { bytesEqual, describe } from '../../core/store-validation.js';
 import { ChangePoll, OpenedFiles } from './sqlite-changes.js';
-import { mapOpenError, mapOperationError } from './sqlite-errors.js';
+import type { ChangeHost } from './sqlite-changes.js';
+import { checkOptionsObject, openDatabase, sqliteSettings } from './sqlite-open.js';
+import type { SqliteStoreOptions } from './sqlite-open.js';
+import { mapOperationError } from './sqlite-errors.js';
 import { claimedRecord, rowToRecord } from './sqlite-rows.js';
 import type { ClaimRow, DeletedRow, JobRow, OwnerRow, ReapedRow, RequeuedRow } from './sqlite-rows.js';
-import { ensureSchema } from './sqlite-schema.js';
-import { prepareStatements } from './sqlite-statements.js';
 import type { Statements } from './sqlite-statements.js';
 import { WritePipeline } from './sqlite-writes.js';
+import type { WriteHost } from './sqlite-writes.js';
 
-/** SQLite `synchronous` levels. See docs/sqlite.md for what each survives. */
-export type SqliteSynchronous = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA';
-
-/** Options of `SqliteStore`: the common `StoreOptions` plus the file and its durability. */
-export interface SqliteStoreOptions extends StoreOptions {
-  /** Database file (created if missing; its directory must exist), or `':memory:'`. */
-  path: string;
-  /**
-   * Durability of a commit. Default `NORMAL`: in WAL mode a committed
-   * operation survives the process being killed, but the last commits may
-   * be lost on power loss or an OS crash. `FULL`/`EXTRA` also survive those
-   * (an fsync per commit); `OFF` survives neither reliably.
-   */
-  synchronous?: SqliteSynchronous;
-  /** How long an operation waits for another connection's write lock before `StoreUnavailableError`. Default 5 000. */
-  busyTimeoutMs?: number;
-  /**
-   * How often the store checks for commits made by other connections (other
-   * processes or other stores on the same file), to wake waiting workers,
-   * deliver remote cancels and finish `waitForCompletion`. Runs only while
-   * someone subscribes or waits. Default 100.
-   */
-  changePollIntervalMs?: number;
-  /**
-   * Group commit (default true): write operations called in the same
-   * event-loop turn share one transaction, each in its own savepoint, so
-   * concurrent settlements cost one commit instead of one each. Every
-   * operation stays atomic and its promise settles after the commit; a
-   * failed commit fails them all with nothing applied. `false`: one
-   * transaction per operation.
-   */
-  groupCommit?: boolean;
-  /**
-   * WAL pages after which a commit checkpoints the WAL into the database
-   * file (SQLite's `wal_autocheckpoint`). Each checkpoint syncs both files,
-   * so a larger value means fewer syncs and faster writes, and a larger
-   * `-wal` file (about 4 KiB per page). Default 10 000 (about 40 MiB).
-   */
-  walAutocheckpointPages?: number;
-}
-
-const SYNC_LEVELS: readonly SqliteSynchronous[] = ['OFF', 'NORMAL', 'FULL', 'EXTRA'];
-const DEFAULT_BUSY_TIMEOUT_MS = 5_000;
-const DEFAULT_CHANGE_POLL_MS = 100;
-const DEFAULT_WAL_AUTOCHECKPOINT_PAGES = 10_000;
 /**
  * How long the record of a job `cancel` removed is kept: a waiter in another
  * connection must look for it after the removal and before this runs out.
@@ -113,47 +69,11 @@ export class SqliteStore extends BaseQueueStore {
 
   constructor(options: SqliteStoreOptions) {
     super(checkOptionsObject(options));
-    if (typeof options.path !== 'string' || options.path.length === 0) {
-      throw new InvalidArgumentError('path', `expected a file path or ':memory:', got ${describe(options.path)}`);
-    }
-    const synchronous = options.synchronous ?? 'NORMAL';
-    if (!SYNC_LEVELS.includes(synchronous)) throw new InvalidArgumentError('synchronous', `expected one of ${SYNC_LEVELS.join(', ')}, got ${describe(synchronous)}`);
-    const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
-    const walAutocheckpointPages = options.walAutocheckpointPages ?? DEFAULT_WAL_AUTOCHECKPOINT_PAGES;
-    checkPositiveInt('walAutocheckpointPages', walAutocheckpointPages);
-    checkPositiveInt('busyTimeoutMs', busyTimeoutMs);
-    const changePollMs = options.changePollIntervalMs ?? DEFAULT_CHANGE_POLL_MS;
-    checkPositiveInt('changePollIntervalMs', changePollMs);
-    this.path = options.path;
-
-    let db: BetterSqlite3.Database | undefined;
-    try {
-      db = new Database(options.path, { timeout: busyTimeoutMs });
-      // journal_mode reads the header first: a file that is not a database fails here, untouched.
-      db.pragma('journal_mode = WAL');
-      db.pragma(`synchronous = ${synchronous}`);
-      db.pragma(`wal_autocheckpoint = ${walAutocheckpointPages}`);
-      db.pragma('foreign_keys = OFF');
-      ensureSchema(db, options.path, this.clock.now());
-      this.sql = prepareStatements(db);
-    } catch (error) {
-      try {
-        db?.close();
-      } catch {
-        // the open failure is the error worth reporting
-      }
-      throw mapOpenError(error, options.path);
-    }
-    this.db = db;
-    this.writes = new WritePipeline(db, this.sql, options.groupCommit !== false, {
+    const settings = sqliteSettings(options);
+    this.path = settings.path;
+    ({ db: this.db, sql: this.sql } = openDatabase(settings, this.clock.now()));
+    const host: WriteHost & ChangeHost = {
       isClosed: () => this.isClosed,
-      verifyFiles: () => this.verifyFiles(),
-      mapError: (error, operation) => this.mapError(error, operation),
-      notify: (queue, notification) => this.notify(queue, notification),
-      completed: (jobId, result) => this.completed(jobId, result),
-      scheduled: (runAt) => this.armWakeAt(runAt),
-    });
-    this.changes = new ChangePoll(this.sql, this.clock, changePollMs, {
       wanted: () => !this.housekeepingStopped() && (this.notifications.size > 0 || this.completionWaiters.size > 0),
       verifyFiles: () => this.verifyFiles(),
       mapError: (error, operation) => this.mapError(error, operation),
@@ -161,8 +81,11 @@ export class SqliteStore extends BaseQueueStore {
       waitedJobIds: () => this.completionWaiters.jobIds(),
       notify: (queue, notification) => this.notify(queue, notification),
       completed: (jobId, result) => this.completed(jobId, result),
+      scheduled: (runAt) => this.armWakeAt(runAt),
       rearmWake: () => this.rearmWake(),
-    });
+    };
+    this.writes = new WritePipeline(this.db, this.sql, settings.groupCommit, host);
+    this.changes = new ChangePoll(this.sql, this.clock, settings.changePollIntervalMs, host);
     this.files = OpenedFiles.of(options.path, this.clock.now());
     this.startMaintenance();
     this.rearmWake();
@@ -196,10 +119,10 @@ export class SqliteStore extends BaseQueueStore {
 
   // ---- claim / settle / renew ------------------------------------------------
 
-  protected async _claim(queue: string, lease: number, limit: number): Promise<Claim[]> {
+  protected _claim(queue: string, lease: number, limit: number): Promise<Claim[]> {
     // An empty queue is answered by a read, without taking the write lock, so idle
     // workers polling a shared file do not queue up behind each other's writes.
-    if (this.writes.idle && this.read('claim', () => this.sql.hasPending.get(queue)) === undefined) return [];
+    if (this.writes.idle && this.read('claim', () => this.sql.hasPending.get(queue)) === undefined) return Promise.resolve([]);
     return this.writes.write('claim', () => {
       const now = this.clock.now();
       // A per-call prefix that never repeats, plus the row: each delivery gets its own token.
@@ -223,9 +146,7 @@ export class SqliteStore extends BaseQueueStore {
     }
     return this.writes.write('settle', () => {
       const owner = this.owned(claim);
-      const stale = settlement.precondition !== undefined && !this.holds(settlement.precondition);
-      const useCancel = !stale && owner.cancel_requested !== 0 && settlement.ifCancelRequested !== undefined;
-      const branch = stale ? STALE_BRANCH : useCancel ? settlement.ifCancelRequested! : settlement;
+      const { taken, branch } = this.branchOf(settlement, owner.cancel_requested !== 0);
       this.checkNewIds(branch.effects?.enqueue, claim.jobId);
       const jobId = claim.jobId;
       const queue = owner.queue;
@@ -258,7 +179,7 @@ export class SqliteStore extends BaseQueueStore {
         else this.writes.scheduledAt(now + delay);
       }
       const enqueued = this.applyEffects(branch.effects, now);
-      return { branch: stale ? 'stale' : useCancel ? 'cancel' : 'primary', status, enqueued };
+      return { branch: taken, status, enqueued };
     });
   }
 
@@ -268,16 +189,21 @@ export class SqliteStore extends BaseQueueStore {
       typeof claim?.jobId === 'string' && typeof claim.token === 'string' ? (this.sql.deleteOwned.get(claim.jobId, claim.token) as DeletedRow | undefined) : undefined;
     if (!deleted) throw new LeaseLostError(String(claim?.jobId));
     const queue = deleted.queue;
-    const stale = settlement.precondition !== undefined && !this.holds(settlement.precondition);
-    const useCancel = !stale && deleted.cancel_requested !== 0 && settlement.ifCancelRequested !== undefined;
-    const branch = stale ? STALE_BRANCH : useCancel ? settlement.ifCancelRequested! : settlement;
+    const { taken, branch } = this.branchOf(settlement, deleted.cancel_requested !== 0);
     // Checked after the delete here: a throw still rolls the whole operation back.
     this.checkNewIds(branch.effects?.enqueue, claim.jobId);
     this.writes.count(queue, 'claimed', -1);
     this.writes.count(queue, 'done', 1);
     this.writes.completedAfterCommit(claim.jobId, { kind: 'completed' });
     const enqueued = this.applyEffects(branch.effects, this.clock.now());
-    return { branch: stale ? 'stale' : useCancel ? 'cancel' : 'primary', status: 'done', enqueued };
+    return { branch: taken, status: 'done', enqueued };
+  }
+
+  /** The branch of a settlement that applies: a precondition that fails makes it stale, else a requested cancel picks its branch. */
+  private branchOf(settlement: Settlement, cancelRequested: boolean): { taken: SettleResult['branch']; branch: SettlementBranch } {
+    if (settlement.precondition !== undefined && !this.holds(settlement.precondition)) return { taken: 'stale', branch: STALE_BRANCH };
+    if (cancelRequested && settlement.ifCancelRequested !== undefined) return { taken: 'cancel', branch: settlement.ifCancelRequested };
+    return { taken: 'primary', branch: settlement };
   }
 
   protected _renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
@@ -629,12 +555,6 @@ export class SqliteStore extends BaseQueueStore {
       // transient: the promote interval covers it
     }
   }
-}
-
-/** The options object, checked before the base store reads it. */
-function checkOptionsObject(options: SqliteStoreOptions): SqliteStoreOptions {
-  if (!options || typeof options !== 'object') throw new InvalidArgumentError('options', `expected an object, got ${describe(options)}`);
-  return options;
 }
 
 function idInUse(id: string): InvalidArgumentError {
