@@ -7,24 +7,8 @@ import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostErr
 import type { WorkflowError } from '../../core/errors.js';
 import { compareIds, newId } from '../../core/ids.js';
 import { enqueueDueAt, retryDelayMs } from '../../core/queue-config.js';
-import type {
-  CancelResult,
-  Claim,
-  ClaimRef,
-  CompletionResult,
-  Effects,
-  EnqueueOptions,
-  EnqueueResult,
-  JobRecord,
-  KvPrecondition,
-  KvWrite,
-  QueueStats,
-  ReapReport,
-  RenewResult,
-  SettleResult,
-  Settlement,
-  SettlementBranch,
-} from '../../core/queue-store.js';
+import type { CancelResult, Claim, ClaimRef, CompletionResult, Effects, EnqueueOptions, EnqueueResult, JobRecord, KvPrecondition, KvWrite, QueueStats } from '../../core/queue-store.js';
+import type { ReapReport, RenewResult, SettleResult, Settlement, SettlementBranch } from '../../core/queue-store.js';
 import { bytesEqual, describe } from '../../core/store-validation.js';
 import { ChangePoll, OpenedFiles } from './sqlite-changes.js';
 import type { ChangeHost } from './sqlite-changes.js';
@@ -71,7 +55,9 @@ export class SqliteStore extends BaseQueueStore {
     super(checkOptionsObject(options));
     const settings = sqliteSettings(options);
     this.path = settings.path;
-    ({ db: this.db, sql: this.sql } = openDatabase(settings, this.clock.now()));
+    const { db, sql } = openDatabase(settings, this.clock.now());
+    this.db = db;
+    this.sql = sql;
     const host: WriteHost & ChangeHost = {
       isClosed: () => this.isClosed,
       wanted: () => !this.housekeepingStopped() && (this.notifications.size > 0 || this.completionWaiters.size > 0),
@@ -84,8 +70,8 @@ export class SqliteStore extends BaseQueueStore {
       scheduled: (runAt) => this.armWakeAt(runAt),
       rearmWake: () => this.rearmWake(),
     };
-    this.writes = new WritePipeline(this.db, this.sql, settings.groupCommit, host);
-    this.changes = new ChangePoll(this.sql, this.clock, settings.changePollIntervalMs, host);
+    this.writes = new WritePipeline(db, sql, settings.groupCommit, host);
+    this.changes = new ChangePoll(sql, this.clock, settings.changePollIntervalMs, host);
     this.files = OpenedFiles.of(options.path, this.clock.now());
     this.startMaintenance();
     this.rearmWake();
