@@ -18,6 +18,7 @@ import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import type * as Plainjob from 'plainjob';
 import { SqliteStore } from '../adapters/sqlite/index.js';
+import type { ClaimRow } from '../adapters/sqlite/sqlite-rows.js';
 import { prepareStatements } from '../adapters/sqlite/sqlite-statements.js';
 import { newId } from '../core/ids.js';
 import { encodeReaperBranch } from '../core/carried-effects.js';
@@ -239,14 +240,13 @@ export function bareTransitionSqlTps(options: { synchronous?: SqliteSynchronous;
     const start = performance.now();
     const step = db.transaction((): number => {
       const now = Date.now();
-      const rows = sql.claim.all({ queue: 'chain', now, leaseExpiresAt: now + 30_000, token: `t${token++}`, limit: batch }) as unknown[][];
+      const rows = sql.claim.all({ queue: 'chain', now, leaseExpiresAt: now + 30_000, token: `t${token++}`, limit: batch }) as ClaimRow[];
       for (const row of rows) {
-        // Columns in CLAIM_RETURNING order: id, payload, headers, ..., claim_token.
-        const headers = JSON.parse(row[2] as string) as Record<string, string>;
+        const headers = JSON.parse(row.headers) as Record<string, string>;
         const run = Number((headers['workflow.run_id'] as string).slice(1));
         const next = Number(headers['workflow.step']) + 1;
         sql.kvGet.get(keys(run).cursor);
-        sql.deleteOwned.get(row[0], row[9]);
+        sql.deleteOwned.get(row.id, row.claim_token);
         if (next < steps) {
           const id = newId();
           insert(id, run, next);

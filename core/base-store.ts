@@ -189,6 +189,14 @@ export abstract class BaseQueueStore implements QueueStore {
     this.wake = { at: runAt, cancel };
   }
 
+  /** Cancels the housekeeping timers and the wakeup at once (for a store that failed for good; `close` does it too). */
+  protected stopHousekeeping(): void {
+    for (const cancel of this.timers) cancel();
+    this.timers.clear();
+    this.wake?.cancel();
+    this.wake = undefined;
+  }
+
   protected notify(queue: string, notification: StoreNotification): void {
     this.notifications.notify(queue, notification);
   }
@@ -340,10 +348,7 @@ export abstract class BaseQueueStore implements QueueStore {
     if (this.closed) return;
     this.beforeClose();
     this.closed = true;
-    for (const cancel of this.timers) cancel();
-    this.timers.clear();
-    this.wake?.cancel();
-    this.wake = undefined;
+    this.stopHousekeeping();
     this.completionWaiters.resolveAll();
     this.notifications.clear();
     this.subscribersChanged();

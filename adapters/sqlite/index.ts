@@ -3,5 +3,5 @@
  * (a peer dependency). See docs/sqlite.md.
  */
 export { SqliteStore } from './sqlite-store.js';
-export type { SqliteStoreOptions, SqliteSynchronous } from './sqlite-store.js';
+export type { SqliteStoreOptions, SqliteSynchronous } from './sqlite-open.js';
 export { SCHEMA_VERSION } from './sqlite-schema.js';

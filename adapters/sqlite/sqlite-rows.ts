@@ -1,62 +1,97 @@
-/** Conversions between `taquba_jobs` rows and `JobRecord`s. */
+/**
+ * The rows the store's statements return, and their conversion to
+ * `JobRecord`s. Each row type and the column list its statements select
+ * come from one declaration, so they cannot drift apart.
+ */
 import { parseHeadersJson } from '../../core/headers.js';
 import { jobRecord } from '../../core/job-record.js';
 import type { JobRecord, JobStatus } from '../../core/queue-store.js';
 
-/** A `taquba_jobs` row as better-sqlite3 returns it. */
-export interface JobRow {
-  id: string;
-  queue: string;
-  status: JobStatus;
-  payload: Buffer;
-  headers: string;
-  attempts: number;
-  max_attempts: number;
-  priority: number;
-  enqueued_at: number;
-  claimed_at: number | null;
-  lease_expires_at: number | null;
-  run_at: number | null;
-  last_error: string | null;
-  dedup_key: string | null;
-  completed_at: number | null;
-  failed_at: number | null;
-  cancel_requested: number;
-  claim_token: string | null;
-  /** Only where a statement asks for it. */
-  reaper_dead_letter?: string | null;
-}
-
-/** Columns of a full record, in `SELECT` form. */
-export const JOB_COLUMNS =
-  'id, queue, status, payload, headers, attempts, max_attempts, priority, enqueued_at, claimed_at, lease_expires_at, run_at, last_error, dedup_key, completed_at, failed_at, cancel_requested, claim_token';
-
-/** The columns a claim returns: the ones it does not set itself. */
-export const CLAIM_RETURNING = 'id, payload, headers, attempts, max_attempts, priority, enqueued_at, last_error, cancel_requested, claim_token';
+/** Declares a column of type `T` (the value only carries the type). */
+const column = <T>(): T => undefined as T;
 
 /**
- * The record of a job the claim statement returned in raw mode
- * (`CLAIM_RETURNING` order), completed with what the claim itself set: a
- * pending job has no run time, completion or failure time, and the claim
- * released its dedup key. Rows as arrays of only these columns: better-sqlite3
- * builds row objects through V8's slow property path, and copies every
- * returned column twice.
+ * The columns of a full record: the keys are the selected columns, the
+ * types what better-sqlite3 returns for them. They are also the columns of
+ * versions 1 and 2 of `taquba_jobs`, which the 1 → 2 migration copies: a
+ * column added here must be left out of that copy.
  */
-export function claimedRecord(v: unknown[], queue: string, now: number, leaseExpiresAt: number): JobRecord {
+const JOB_ROW = {
+  id: column<string>(),
+  queue: column<string>(),
+  status: column<JobStatus>(),
+  payload: column<Buffer>(),
+  headers: column<string>(),
+  attempts: column<number>(),
+  max_attempts: column<number>(),
+  priority: column<number>(),
+  enqueued_at: column<number>(),
+  claimed_at: column<number | null>(),
+  lease_expires_at: column<number | null>(),
+  run_at: column<number | null>(),
+  last_error: column<string | null>(),
+  dedup_key: column<string | null>(),
+  completed_at: column<number | null>(),
+  failed_at: column<number | null>(),
+  cancel_requested: column<number>(),
+  claim_token: column<string | null>(),
+};
+
+/** A full `taquba_jobs` row as better-sqlite3 returns it (`SELECT ${JOB_COLUMNS}`). */
+export type JobRow = typeof JOB_ROW;
+type JobColumn = keyof JobRow;
+
+/** Columns of a full record, in `SELECT` form. */
+export const JOB_COLUMNS = Object.keys(JOB_ROW).join(', ');
+
+/** A full row plus what the job carries for the reaper's dead-letter of it (`reapDead` only). */
+export type ReapedRow = JobRow & { reaper_dead_letter: string | null };
+
+/** The columns a claim returns: the ones it does not set itself. */
+const CLAIM_ROW = ['id', 'payload', 'headers', 'attempts', 'max_attempts', 'priority', 'enqueued_at', 'last_error', 'cancel_requested', 'claim_token'] as const satisfies readonly JobColumn[];
+export type ClaimRow = Pick<JobRow, (typeof CLAIM_ROW)[number]> & { claim_token: string };
+export const CLAIM_COLUMNS = CLAIM_ROW.join(', ');
+
+/** What a settlement, renewal or requeue checks of the job it changes. */
+const OWNER_ROW = ['queue', 'status', 'claim_token', 'cancel_requested', 'attempts', 'max_attempts'] as const satisfies readonly JobColumn[];
+export type OwnerRow = Pick<JobRow, (typeof OWNER_ROW)[number]>;
+export const OWNER_COLUMNS = OWNER_ROW.join(', ');
+
+/** What deleting an owned job returns (the ack fast path). */
+const DELETED_ROW = ['queue', 'cancel_requested'] as const satisfies readonly JobColumn[];
+export type DeletedRow = Pick<JobRow, (typeof DELETED_ROW)[number]>;
+export const DELETED_COLUMNS = DELETED_ROW.join(', ');
+
+/** A job the reaper put back to pending. */
+const REQUEUED_ROW = ['id', 'queue'] as const satisfies readonly JobColumn[];
+export type RequeuedRow = Pick<JobRow, (typeof REQUEUED_ROW)[number]>;
+export const REQUEUED_COLUMNS = REQUEUED_ROW.join(', ');
+
+/** A claimed job someone asked to cancel (what the change poll reports). */
+const CANCELLED_CLAIM_ROW = ['id', 'queue', 'claim_token'] as const satisfies readonly JobColumn[];
+export type CancelledClaimRow = Pick<JobRow, (typeof CANCELLED_CLAIM_ROW)[number]> & { claim_token: string };
+export const CANCELLED_CLAIM_COLUMNS = CANCELLED_CLAIM_ROW.join(', ');
+
+/**
+ * The record of a job the claim statement returned, completed with what
+ * the claim itself set: a pending job has no run time, completion or
+ * failure time, and the claim released its dedup key.
+ */
+export function claimedRecord(row: ClaimRow, queue: string, now: number, leaseExpiresAt: number): JobRecord {
   return jobRecord({
-    id: v[0] as string,
+    id: row.id,
     queue,
-    payload: new Uint8Array(v[1] as Buffer),
-    headers: parseHeadersJson(v[2] as string),
+    payload: new Uint8Array(row.payload),
+    headers: parseHeadersJson(row.headers),
     status: 'claimed',
-    attempts: v[3] as number,
-    maxAttempts: v[4] as number,
-    priority: v[5] as number,
-    enqueuedAt: v[6] as number,
-    cancelRequested: (v[8] as number) !== 0,
+    attempts: row.attempts,
+    maxAttempts: row.max_attempts,
+    priority: row.priority,
+    enqueuedAt: row.enqueued_at,
+    cancelRequested: row.cancel_requested !== 0,
     claimedAt: now,
     leaseExpiresAt,
-    lastError: v[7] as string | null,
+    lastError: row.last_error,
   });
 }
 

@@ -10,6 +10,7 @@
  */
 import type BetterSqlite3 from 'better-sqlite3';
 import { IncompatibleSchemaError } from '../../core/errors.js';
+import { JOB_COLUMNS } from './sqlite-rows.js';
 
 /**
  * The jobs table. Status is text; its CHECK is a chain of `=` tests
@@ -37,10 +38,6 @@ CREATE TABLE ${name} (
   cancel_requested INTEGER NOT NULL DEFAULT 0,
   claim_token TEXT
 ) WITHOUT ROWID;`;
-
-/** Columns of the jobs table, in the order of its definition (the same in every version). */
-const JOBS_COLUMNS =
-  'id, queue, status, payload, headers, attempts, max_attempts, priority, enqueued_at, claimed_at, lease_expires_at, run_at, last_error, dedup_key, completed_at, failed_at, cancel_requested, claim_token';
 
 /**
  * Partial indexes keep each hot lookup an index seek that only covers the
@@ -106,7 +103,8 @@ CREATE TABLE taquba_kv (
  * inside the transaction that records the new version. A new file is made
  * with the version 2 layout above and migrated forward like any other.
  * - 1 → 2: the status CHECK as `=` tests (see `JOBS_TABLE`). SQLite cannot
- *   alter a CHECK, so the jobs table is rebuilt with its rows and indexes.
+ *   alter a CHECK, so the jobs table is rebuilt with its rows and indexes
+ *   (the columns of both versions are those of a full record, `JOB_COLUMNS`).
  * - 2 → 3: the record of removed jobs (see `REMOVED_TABLE`).
  * - 3 → 4: `reaper_dead_letter`, the effects a job carries for the
  *   reaper's dead-letter of it (text from `encodeReaperBranch`, or NULL).
@@ -115,7 +113,7 @@ const MIGRATIONS: ReadonlyArray<(db: BetterSqlite3.Database) => void> = [
   (db) =>
     db.exec(`
       ${JOBS_TABLE('taquba_jobs_v2')}
-      INSERT INTO taquba_jobs_v2 (${JOBS_COLUMNS}) SELECT ${JOBS_COLUMNS} FROM taquba_jobs;
+      INSERT INTO taquba_jobs_v2 (${JOB_COLUMNS}) SELECT ${JOB_COLUMNS} FROM taquba_jobs;
       DROP TABLE taquba_jobs;
       ALTER TABLE taquba_jobs_v2 RENAME TO taquba_jobs;
       ${JOBS_INDEXES}`),

@@ -4,7 +4,7 @@
  * indexes of the schema.
  */
 import type BetterSqlite3 from 'better-sqlite3';
-import { CLAIM_RETURNING, JOB_COLUMNS } from './sqlite-rows.js';
+import { CANCELLED_CLAIM_COLUMNS, CLAIM_COLUMNS, DELETED_COLUMNS, JOB_COLUMNS, OWNER_COLUMNS, REQUEUED_COLUMNS } from './sqlite-rows.js';
 
 /** A prepared statement taking positional or named parameters. */
 export type Stmt = BetterSqlite3.Statement<unknown[]>;
@@ -19,17 +19,16 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
     findDedup: p('SELECT id FROM taquba_jobs WHERE queue = ? AND dedup_key = ?').pluck(),
     jobExists: p('SELECT 1 FROM taquba_jobs WHERE id = ?').pluck(),
     getJob: p(`SELECT ${JOB_COLUMNS} FROM taquba_jobs WHERE id = ?`),
-    // Raw mode (rows as arrays, see claimedRecord): the hottest statements.
     claim: p(
       `UPDATE taquba_jobs SET status = 'claimed', attempts = attempts + 1, claimed_at = @now, lease_expires_at = @leaseExpiresAt,
          dedup_key = NULL, claim_token = @token || '.' || id
        WHERE id IN (SELECT id FROM taquba_jobs WHERE queue = @queue AND status = 'pending' ORDER BY priority, id LIMIT @limit)
-       RETURNING ${CLAIM_RETURNING}`,
-    ).raw(true),
+       RETURNING ${CLAIM_COLUMNS}`,
+    ),
     hasPending: p("SELECT 1 FROM taquba_jobs WHERE queue = ? AND status = 'pending' LIMIT 1").pluck(),
-    owner: p('SELECT queue, status, claim_token, cancel_requested, attempts, max_attempts FROM taquba_jobs WHERE id = ?').raw(true),
+    owner: p(`SELECT ${OWNER_COLUMNS} FROM taquba_jobs WHERE id = ?`),
     deleteJob: p('DELETE FROM taquba_jobs WHERE id = ?'),
-    deleteOwned: p("DELETE FROM taquba_jobs WHERE id = ? AND status = 'claimed' AND claim_token = ? RETURNING queue, cancel_requested").raw(true),
+    deleteOwned: p(`DELETE FROM taquba_jobs WHERE id = ? AND status = 'claimed' AND claim_token = ? RETURNING ${DELETED_COLUMNS}`),
     ackKeep: p(
       `UPDATE taquba_jobs SET status = 'done', completed_at = ?, lease_expires_at = NULL, claim_token = NULL WHERE id = ?
        RETURNING ${JOB_COLUMNS}`,
@@ -51,7 +50,7 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
     reapRequeue: p(
       `UPDATE taquba_jobs SET status = 'pending', lease_expires_at = NULL, claim_token = NULL
        WHERE status = 'claimed' AND lease_expires_at <= @now
-       RETURNING id, queue`,
+       RETURNING ${REQUEUED_COLUMNS}`,
     ),
     sweepDone: p("DELETE FROM taquba_jobs WHERE queue = ? AND status = 'done' AND completed_at <= ?"),
     sweepDead: p("DELETE FROM taquba_jobs WHERE queue = ? AND status = 'dead' AND failed_at <= ?"),
@@ -61,7 +60,7 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
     deadPage: p(`SELECT ${JOB_COLUMNS} FROM taquba_jobs WHERE queue = ? AND status = 'dead' AND id > ? ORDER BY id LIMIT ?`),
     stats: p('SELECT pending, claimed, scheduled, dead, done FROM taquba_queues WHERE name = ?'),
     queueNames: p('SELECT name FROM taquba_queues ORDER BY name').pluck(),
-    cancelledClaims: p("SELECT id, queue, claim_token FROM taquba_jobs WHERE status = 'claimed' AND cancel_requested = 1"),
+    cancelledClaims: p(`SELECT ${CANCELLED_CLAIM_COLUMNS} FROM taquba_jobs WHERE status = 'claimed' AND cancel_requested = 1`),
     kvGet: p('SELECT value FROM taquba_kv WHERE key = ?').pluck(),
     kvExists: p('SELECT 1 FROM taquba_kv WHERE key = ?').pluck(),
     kvUpsert: p('INSERT INTO taquba_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
