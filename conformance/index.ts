@@ -23,8 +23,8 @@ export {
 } from './describe.js';
 export type { StoreContext, ConformanceOptions, ConformanceRuns, RunParameters } from './options.js';
 export { conformanceRuns, QUICK_RUNS, DEFAULT_STORE_CALL_TIMEOUT_MS } from './options.js';
-export { QueueModel, ModelStore, modelRetryDelay } from './model.js';
-export type { ModelState, ModelStoreOptions } from './model.js';
+export { QueueModel, ModelStore, modelRetryDelay } from './model/index.js';
+export type { ModelState, ModelStoreOptions } from './model/index.js';
 export { runChecks, skipChecks } from './checks.js';
 export type { ConformanceCheck, ConformanceGroup } from './checks.js';
 export { ConformanceError } from './compare.js';

@@ -15,7 +15,6 @@ import { StoreUnavailableError } from '../core/errors.js';
 import { createHeaders } from '../core/headers.js';
 import { StepError, StepOutcome } from '../core/outcomes.js';
 import type { RunOutcome, Step } from '../core/outcomes.js';
-import type { QueueStore } from '../core/queue-store.js';
 import { runKeys } from '../core/run-records.js';
 import { WorkflowRuntime } from '../core/runtime.js';
 import type { ConformanceCheck, ConformanceGroup, StoreGuard } from './checks.js';
