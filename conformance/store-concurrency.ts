@@ -15,7 +15,7 @@ import { assertProperty, withGuardedStore } from './checks.js';
 import type { ConformanceCheck, ConformanceGroup } from './checks.js';
 import { ConformanceError, canonical, outcome, show } from './compare.js';
 import type { Outcome } from './compare.js';
-import { QueueModel } from './model.js';
+import { QueueModel } from './model/index.js';
 import { runParameters } from './options.js';
 import type { ConformanceOptions } from './options.js';
 

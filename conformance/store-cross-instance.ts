@@ -16,7 +16,8 @@ import type { ConformanceCheck, ConformanceGroup } from './checks.js';
 import { ConformanceError, canonical } from './compare.js';
 import { destroyAll, replayPath, runParameters } from './options.js';
 import type { ConformanceOptions, StoreContext } from './options.js';
-import { CONFIG_PROFILES, StoreWorld, storeCommandArbitraries, storeContext } from './store-model.js';
+import { StoreWorld, storeCommandArbitraries } from './commands/index.js';
+import { CONFIG_PROFILES, storeContext } from './store-model.js';
 import type { ConfigProfile } from './store-model.js';
 import { NOTIFICATION_CONTEXT, REMOTE_WAIT, boundedWait } from './store-notifications.js';
 

@@ -403,7 +403,8 @@ const exampleChecks: ConformanceCheck[] = [
               assertEqual('dead record', { lastError: record?.lastError, failedAt: record?.failedAt, attempts: record?.attempts }, { lastError: `e${maxAttempts}`, failedAt: clock.now(), attempts: maxAttempts });
             }
           }
-          const expected = Array.from({ length: maxAttempts - 1 }, (_, i) => Math.min(100 * 2 ** i, 1000));
+          // Literal values, not the formula again: this example is the independent check of core's retryDelayMs.
+          const expected = [100, 200, 400, 800, ...Array<number>(maxAttempts - 5).fill(1000)];
           assertEqual('retry delays (base 100, max 1000)', delays, expected);
         },
         EXAMPLE_CONTEXT,

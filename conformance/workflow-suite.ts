@@ -15,7 +15,6 @@ import { StoreUnavailableError } from '../core/errors.js';
 import { createHeaders } from '../core/headers.js';
 import { StepError, StepOutcome } from '../core/outcomes.js';
 import type { RunOutcome, Step } from '../core/outcomes.js';
-import type { QueueStore } from '../core/queue-store.js';
 import { runKeys } from '../core/run-records.js';
 import { WorkflowRuntime } from '../core/runtime.js';
 import type { ConformanceCheck, ConformanceGroup, StoreGuard } from './checks.js';
@@ -23,6 +22,7 @@ import { assertProperty, runChecks, withGuardedStore } from './checks.js';
 import { ConformanceError, canonical, outcome, show } from './compare.js';
 import { runParameters } from './options.js';
 import type { ConformanceOptions, StoreContext } from './options.js';
+import { FaultInjectingStore } from './fault-injection.js';
 
 const START = Date.parse('2026-01-01T00:00:00Z');
 const QUEUE = 'workflow-steps';
@@ -49,78 +49,11 @@ export interface WorkflowScenario {
   restartAfterStarts?: number;
   /** Submit every run a second time (same input) and once with a different input before starting. */
   duplicateSubmits: boolean;
-  /** Seeded fault injection into store calls; implies durable hook delivery. */
+  /** Seeded fault injection into store calls (`seed` seeds `createPrng`, see `FaultInjectingStore`); implies durable hook delivery. */
   faults?: { seed: number; rate: number };
   /** Run index whose step 0, attempt 1, outlives its lease (zombie). */
   zombieRun?: number;
   hookDelivery: 'inProcess' | 'durable';
-}
-
-// ---- fault injection -----------------------------------------------------
-
-const FAULTABLE = new Set(['enqueue', 'claim', 'settle', 'renewLease', 'cancel', 'kvGet', 'kvDelete', 'getJob', 'deadJobs']);
-/**
- * Calls that only fail *before* the store: a claim whose response is lost
- * is a lost delivery (the lease expires and an attempt is spent), which the
- * zombie property covers; here it would make the script's attempt numbers
- * unpredictable.
- */
-const BEFORE_ONLY = new Set(['claim']);
-
-/**
- * Wraps a store so calls fail with `StoreUnavailableError` at a seeded rate,
- * half of them *before* the call reaches the store and half *after* it
- * committed (the caller sees an error for a write that happened; claims
- * excepted, see `BEFORE_ONLY`).
- */
-export class FaultInjectingStore {
-  /** Faults injected so far, by kind. */
-  readonly injected = { before: 0, after: 0 };
-  private state: number;
-  enabled = true;
-
-  constructor(
-    readonly inner: QueueStore,
-    seed: number,
-    private readonly rate: number,
-  ) {
-    this.state = seed >>> 0 || 1;
-  }
-
-  private random(): number {
-    // xorshift32: deterministic per seed.
-    let x = this.state;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.state = x >>> 0;
-    return this.state / 0x1_0000_0000;
-  }
-
-  /** The wrapped store, as a `QueueStore`. */
-  asStore(): QueueStore {
-    return new Proxy(this.inner, {
-      get: (target, property, receiver) => {
-        const value = Reflect.get(target, property, receiver) as unknown;
-        if (typeof value !== 'function') return value;
-        const name = String(property);
-        if (!FAULTABLE.has(name)) return (value as (...args: unknown[]) => unknown).bind(target);
-        return async (...args: unknown[]) => {
-          const roll = this.enabled ? this.random() : 1;
-          if (roll < this.rate / 2) {
-            this.injected.before++;
-            throw new StoreUnavailableError(`injected fault before ${name}`);
-          }
-          const result = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
-          if (roll < this.rate && !BEFORE_ONLY.has(name)) {
-            this.injected.after++;
-            throw new StoreUnavailableError(`injected fault after ${name} committed`);
-          }
-          return result;
-        };
-      },
-    });
-  }
 }
 
 // ---- expectations ----------------------------------------------------------

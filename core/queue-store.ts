@@ -8,8 +8,18 @@
  *   concurrent caller (task, process or host, depending on the adapter) ever
  *   observes a half-applied change.
  * - Times are integer epoch milliseconds read from the store's injected
- *   `Clock` (or, for shared databases, a clock all hosts agree on).
- * - Records handed out are copies: mutating them never changes the store.
+ *   `Clock` (or, for shared databases, a clock all hosts agree on), never
+ *   `Date.now()`. Housekeeping timers (reaper, promotion, wakeups) pass
+ *   `HOUSEKEEPING` to `setTimer`, so they never keep a process alive.
+ * - A store accepts `StoreOptions` (clock, queue configs,
+ *   `backgroundMaintenance`, intervals) and honours all of them.
+ * - Arguments are checked before state, with the checks of
+ *   core/store-validation.ts: a call with a bad argument fails with
+ *   `InvalidArgumentError` (or `KvValueTooLargeError`) even when it would
+ *   also fail on state (a stale token, an id in use). A call that throws
+ *   changes nothing.
+ * - Records handed out are copies: mutating them never changes the store,
+ *   and the store never keeps the caller's objects or byte arrays.
  * - "Id order" (claim tie-breaks among equal priorities, `deadJobs` pages,
  *   the order a batch locks jobs in) is the order of the ids' UTF-8 bytes,
  *   which is Unicode code point order: `compareIds` (core/ids.ts) in
@@ -27,7 +37,7 @@ export type JobStatus = 'pending' | 'scheduled' | 'claimed' | 'done' | 'dead';
 /** Header map. Stores must keep keys such as `__proto__` as plain data. */
 export type Headers = Record<string, string>;
 
-/** A job as stored. Optional fields are absent (not null) when unset. */
+/** A job as stored. Optional fields are absent (not `undefined`, not null) when unset: build records with `jobRecord`. */
 export interface JobRecord {
   id: string;
   queue: string;
@@ -58,7 +68,12 @@ export interface JobRecord {
 
 /** Options of one enqueue. */
 export interface EnqueueOptions {
-  /** Caller-chosen id (a ULID is generated otherwise). Must be unique in the store. */
+  /**
+   * Caller-chosen id. Must not be held by any job record in the store, in
+   * any status (done and dead included); ids of deleted jobs may be reused.
+   * Otherwise the store generates one: ids it generates in sequence sort in
+   * the order they were generated (`newId`, a monotonic ULID).
+   */
   id?: string;
   headers?: Headers;
   /** Earliest claim time. At or before now: `pending`; later: `scheduled`. Not with `delayMs`. */
@@ -135,7 +150,10 @@ export interface EnqueueRequest {
   options?: EnqueueOptions;
 }
 
-/** Writes that commit together with a transition. */
+/**
+ * Writes that commit together with a transition, in this order: the
+ * enqueues, then the kv writes, then the kv deletes.
+ */
 export interface Effects {
   /** Jobs to enqueue, each under the dedup rules of `enqueue`. */
   enqueue?: EnqueueRequest[];
@@ -146,9 +164,13 @@ export interface Effects {
 
 /** How a settlement ends a claim. */
 export type SettleAction =
-  /** Delete the job (or keep it `done` when the queue retains done jobs). */
+  /** Count it done and delete the job (or keep it `done`, with `completedAt`, when the queue retains done jobs). */
   | { type: 'ack' }
-  /** Record the error; retry after backoff, or dead when attempts >= maxAttempts. */
+  /**
+   * Record the error (`lastError`); `dead` (with `failedAt`) when attempts >=
+   * maxAttempts, else `scheduled` after the queue's backoff (`retryDelayMs`:
+   * `min(base * 2^(attempts-1), max)`), or straight `pending` when the base is 0.
+   */
   | { type: 'nack'; error: string }
   /** Straight to `dead`, whatever the attempts. */
   | { type: 'deadLetter'; reason: string };
@@ -230,7 +252,7 @@ export interface ReapReport {
   deadSwept: number;
 }
 
-/** Counters of one queue. `done` is cumulative; the others are current sizes. */
+/** Counters of one queue. `done` is cumulative (acks); the others always equal the records in that status. */
 export interface QueueStats {
   pending: number;
   claimed: number;
@@ -256,8 +278,9 @@ export type StoreNotification =
   | { type: 'deadLettered'; queue: string; jobs: JobRecord[] };
 
 /**
- * Storage contract. docs/writing-an-adapter.md has the full semantics in prose; the
- * conformance suite is the executable form of this contract.
+ * The storage contract: these doc comments are its prose (the one place it
+ * is written down), the conformance suite is its executable form.
+ * docs/writing-an-adapter.md is the guide to implementing it.
  */
 export interface QueueStore {
   /**
@@ -266,12 +289,21 @@ export interface QueueStore {
    *   nothing is written (no kv write either) → `alreadyEnqueued(existingId)`.
    * - With an `ifAbsent` kv write whose key exists: nothing is written → `kvConflict`.
    * - Otherwise the job and every kv write commit → `new(id)`.
+   * The checks run in that order (dedup, then `ifAbsent`, then the id), so a
+   * dedup hit with an id in use is `alreadyEnqueued`, not an error.
    * Errors: `KvValueTooLargeError`, `InvalidArgumentError` (bad priority,
    * maxAttempts, runAt, id in use); nothing is written on error.
+   * `listQueues` lists the queue from its first job on.
    */
   enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult>;
 
-  /** All-or-nothing enqueue of many jobs; one result per item, in input order. */
+  /**
+   * All-or-nothing enqueue of many jobs; one result per item, in input order.
+   * Every item's arguments and ids (against the store and within the batch)
+   * are checked before anything is written. An item whose dedup key an
+   * earlier item of the same batch took gets `alreadyEnqueued` with that
+   * item's id.
+   */
   enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]>;
 
   /**
@@ -279,9 +311,11 @@ export interface QueueStore {
    * (lowest priority number first, then id order: UTF-8 bytes of the id).
    * For each: status `claimed`, `claimedAt = now`, `leaseExpiresAt = now +
    * lease` (`leaseMs` or the queue's `leaseDurationMs`), `attempts + 1`, dedup
-   * key released, a fresh claim token. A job whose cancel flag is set stays
-   * claimable; the flag is reported in the record. Never returns a job twice
-   * to concurrent callers. Returns `[]` when nothing is claimable.
+   * key released, a fresh claim token (a non-empty string, unique per
+   * delivery). A job whose cancel flag is set stays claimable; the flag is
+   * reported in the record. Scheduled jobs are not claimable until promoted.
+   * Never returns a job twice to concurrent callers. Returns `[]` when
+   * nothing is claimable.
    */
   claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]>;
 
@@ -292,7 +326,12 @@ export interface QueueStore {
    * and applies no effects (`branch: 'stale'`). A token that no longer owns the job (expired and
    * re-queued, re-claimed, cancelled, settled, dead) changes nothing and
    * throws `LeaseLostError`. An expired lease that the reaper has not yet
-   * moved is still owned. `KvValueTooLargeError` leaves everything unchanged.
+   * moved is still owned. The action then applies (see `SettleAction`):
+   * in every case the lease ends (`leaseExpiresAt` cleared, the token stops
+   * working) and `claimedAt` stays; the branch's effects commit with it.
+   * `status` is `done` for an ack even when the job was deleted. An effect
+   * enqueue naming an id in use throws `InvalidArgumentError`, and
+   * `KvValueTooLargeError` too leaves everything unchanged.
    */
   settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult>;
 
@@ -322,11 +361,18 @@ export interface QueueStore {
    * not hold), so what the dead-letter implies is durable whichever process
    * reaps. Several such dead-letters of one pass apply their effects in job
    * id order, each seeing the effects before it (a precondition included).
-   * Emits `deadLettered` for reaper dead-letters.
+   * A job dead-lettered here is swept in the same pass when its retention
+   * is 0. Emits `deadLettered` for reaper dead-letters. The order of ids
+   * inside the report is not part of the contract.
    */
   reap(): Promise<ReapReport>;
 
-  /** Scheduled jobs with `runAt <= now` become pending. Returns how many moved. */
+  /**
+   * Scheduled jobs with `runAt <= now` become pending (`runAt` cleared).
+   * Returns how many moved. A store may instead treat due scheduled jobs as
+   * claimable directly, as long as every observable result (records,
+   * counters, claim order) is the same as if `promote` had just run.
+   */
   promote(): Promise<number>;
 
   /**
@@ -339,7 +385,7 @@ export interface QueueStore {
   /** The job, or `undefined`. */
   getJob(jobId: string): Promise<JobRecord | undefined>;
 
-  /** Dead jobs of `queue` in id order (UTF-8 bytes of the id), strictly after the cursor `after`. */
+  /** Dead jobs of `queue` in id order (UTF-8 bytes of the id), strictly after the cursor `after`; `limit` defaults to 100. */
   deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]>;
 
   /** Counters of `queue` (all zero for an unknown queue). */
@@ -368,11 +414,16 @@ export interface QueueStore {
 
   /**
    * Subscribes to notifications about `queue`. In-process notifications are
-   * required; cross-process ones (e.g. LISTEN/NOTIFY) are a capability that
-   * lets workers react faster. Returns an unsubscribe function.
+   * required, and never delivered synchronously inside the store call that
+   * caused them; cross-process ones (e.g. LISTEN/NOTIFY) are a capability
+   * that lets workers react faster. Returns an unsubscribe function.
    */
   subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void;
 
-  /** Stops background timers and releases resources. Later calls throw `StoreClosedError`. */
+  /**
+   * Stops background timers (with `backgroundMaintenance`, the store runs
+   * `reap` and `promote` on timers from its clock), ends pending waits
+   * (`timedOut`) and releases resources. Later calls throw `StoreClosedError`.
+   */
   close(): Promise<void>;
 }

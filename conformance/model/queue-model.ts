@@ -9,43 +9,33 @@
  * the state that replaces the current one only when the operation succeeds,
  * so a failing operation changes nothing (atomicity by construction).
  *
- * `ModelStore` wraps the model as a real `QueueStore` (clock, notifications,
- * waits), so the conformance suite can run on its own reference, as
- * abstract-level runs its suite on a minimal implementation.
+ * The retry delay is core's `retryDelayMs`: the store-operation examples pin
+ * its values with literals, so the model need not restate the formula.
  */
-import { SystemClock } from '../core/clock.js';
-import type { Clock } from '../core/clock.js';
-import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreClosedError } from '../core/errors.js';
-import { copyHeaders } from '../core/headers.js';
-import { compareIds, newId } from '../core/ids.js';
-import { CompletionWaiters, LocalNotifications } from '../core/local-notifications.js';
-import { copyReaperBranch } from '../core/carried-effects.js';
-import { DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs } from '../core/queue-config.js';
-import type { QueueConfig, StoreOptions } from '../core/queue-config.js';
+import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError } from '../../core/errors.js';
+import { copyHeaders } from '../../core/headers.js';
+import { compareIds } from '../../core/ids.js';
+import { copyReaperBranch } from '../../core/carried-effects.js';
+import { QueueConfigs, retryDelayMs } from '../../core/queue-config.js';
+import type { StoreOptions } from '../../core/queue-config.js';
 import type {
   CancelResult,
   Claim,
   ClaimRef,
-  CompletionResult,
   Effects,
   EnqueueOptions,
   EnqueueRequest,
   EnqueueResult,
-  Headers,
   JobRecord,
   JobStatus,
   KvWrite,
   QueueStats,
-  QueueStore,
-  KvPrecondition,
-  ReaperDeadLetterBranch,
   ReapReport,
   RenewResult,
   SettleResult,
   Settlement,
   SettlementBranch,
-  StoreNotification,
-} from '../core/queue-store.js';
+} from '../../core/queue-store.js';
 import {
   bytesEqual,
   checkEffects,
@@ -57,107 +47,9 @@ import {
   checkPositiveInt,
   checkQueueName,
   checkSettlement,
-} from '../core/store-validation.js';
-
-/** A job in the model: the record fields plus the token of the current claim. */
-interface ModelJob {
-  id: string;
-  queue: string;
-  payload: Uint8Array;
-  headers: Headers;
-  status: JobStatus;
-  attempts: number;
-  maxAttempts: number;
-  priority: number;
-  enqueuedAt: number;
-  claimedAt?: number;
-  leaseExpiresAt?: number;
-  runAt?: number;
-  lastError?: string;
-  dedupKey?: string;
-  completedAt?: number;
-  failedAt?: number;
-  cancelRequested: boolean;
-  token?: string;
-  reaperDeadLetter?: ReaperDeadLetterBranch;
-}
-
-/** Everything the model knows. Counters other than `done` are never stored: they are counted. */
-export interface ModelState {
-  /** Every live job, in insertion order (order is irrelevant: claims sort explicitly). */
-  jobs: ModelJob[];
-  kv: Map<string, Uint8Array>;
-  /** Cumulative acks per queue. */
-  doneCount: Map<string, number>;
-  /** Queues that ever held a job. */
-  queues: Set<string>;
-  tokenSeq: number;
-}
-
-/** What the model tells its wrapper after a change (used by `ModelStore` for notifications). */
-export interface ModelEvents {
-  becamePending: Set<string>;
-  cancelRequested: Array<{ queue: string; jobId: string }>;
-  deadLettered: JobRecord[];
-  /** Jobs that reached an end: acked (`record` when retained), dead (`record`), or removed by cancel (`removed`). */
-  finished: Array<{ id: string; record?: JobRecord; removed?: boolean }>;
-}
-
-const noEvents = (): ModelEvents => ({ becamePending: new Set(), cancelRequested: [], deadLettered: [], finished: [] });
-
-function cloneState(state: ModelState): ModelState {
-  return {
-    jobs: state.jobs.map((job) => ({ ...job })),
-    kv: new Map(state.kv),
-    doneCount: new Map(state.doneCount),
-    queues: new Set(state.queues),
-    tokenSeq: state.tokenSeq,
-  };
-}
-
-/** A detached public record: absent optional fields are omitted, never `undefined`. */
-export function modelRecord(job: ModelJob): JobRecord {
-  const record: JobRecord = {
-    id: job.id,
-    queue: job.queue,
-    payload: job.payload.slice(),
-    headers: copyHeaders(job.headers),
-    status: job.status,
-    attempts: job.attempts,
-    maxAttempts: job.maxAttempts,
-    priority: job.priority,
-    enqueuedAt: job.enqueuedAt,
-    cancelRequested: job.cancelRequested,
-  };
-  if (job.claimedAt !== undefined) record.claimedAt = job.claimedAt;
-  if (job.leaseExpiresAt !== undefined) record.leaseExpiresAt = job.leaseExpiresAt;
-  if (job.runAt !== undefined) record.runAt = job.runAt;
-  if (job.lastError !== undefined) record.lastError = job.lastError;
-  if (job.dedupKey !== undefined) record.dedupKey = job.dedupKey;
-  if (job.completedAt !== undefined) record.completedAt = job.completedAt;
-  if (job.failedAt !== undefined) record.failedAt = job.failedAt;
-  return record;
-}
-
-/** The retry backoff rule, written out independently of core's helper: `min(base * 2^(n-1), max)`, 0 base = no delay. */
-export function modelRetryDelay(config: QueueConfig, attempts: number): number {
-  if (config.retryBackoffBaseMs === 0) return 0;
-  let delay = config.retryBackoffBaseMs;
-  for (let n = 1; n < attempts && delay < config.retryBackoffMaxMs; n++) delay *= 2;
-  return Math.min(delay, config.retryBackoffMaxMs);
-}
-
-/** Whether a kv precondition holds: the record exists and is byte-equal. */
-function holds(state: ModelState, precondition: KvPrecondition): boolean {
-  const current = state.kv.get(precondition.key);
-  return current !== undefined && bytesEqual(current, precondition.equals);
-}
-
-/** Claim order: lowest priority number, then lowest id in id order (UTF-8 bytes, `compareIds`). */
-function claimOrder(a: ModelJob, b: ModelJob): number {
-  if (a.priority !== b.priority) return a.priority - b.priority;
-  return compareIds(a.id, b.id);
-}
+} from '../../core/store-validation.js';
+import { claimOrder, cloneState, holds, modelRecord, noEvents } from './state.js';
+import type { ModelEvents, ModelJob, ModelState } from './state.js';
 
 /**
  * The reference model. `nextId(now)` names jobs enqueued without an id
@@ -369,7 +261,7 @@ export class QueueModel {
         this.makeDead(job, events, now, action.error);
       } else {
         job.lastError = action.error;
-        const delay = modelRetryDelay(config, job.attempts);
+        const delay = retryDelayMs(config, job.attempts);
         if (delay === 0) {
           status = 'pending';
           job.status = 'pending';
@@ -524,151 +416,5 @@ export class QueueModel {
       state.kv.delete(key);
       return true;
     });
-  }
-}
-
-/** Options of `ModelStore`: the common `StoreOptions`. */
-export type ModelStoreOptions = StoreOptions;
-
-/**
- * The reference model as a `QueueStore`: the conformance suite runs on it to
- * show the suite and the model agree. Slow by design (every call copies the
- * whole state); use `MemoryStore` for anything else.
- */
-export class ModelStore implements QueueStore {
-  private readonly clock: Clock;
-  private readonly model: QueueModel;
-  private readonly notifications = new LocalNotifications();
-  private readonly waiters: CompletionWaiters;
-  private readonly timers: Array<() => void> = [];
-  private closed = false;
-
-  constructor(options: ModelStoreOptions = {}) {
-    this.clock = options.clock ?? new SystemClock();
-    this.waiters = new CompletionWaiters(this.clock);
-    this.model = new QueueModel(options, (now) => newId(now));
-    if (options.backgroundMaintenance !== false) {
-      this.every(options.reaperIntervalMs ?? DEFAULT_REAPER_INTERVAL_MS, () => this.reap());
-      this.every(options.promoteIntervalMs ?? DEFAULT_PROMOTE_INTERVAL_MS, () => this.promote());
-    }
-  }
-
-  private every(intervalMs: number, task: () => Promise<unknown>): void {
-    checkPositiveInt('maintenance interval', intervalMs);
-    const tick = (): void => {
-      if (this.closed) return;
-      void task().catch(() => undefined);
-      this.timers.push(this.clock.setTimer(tick, intervalMs));
-    };
-    this.timers.push(this.clock.setTimer(tick, intervalMs));
-  }
-
-  /** Runs one model operation and publishes what it changed. */
-  private run<T>(operation: (now: number) => T): T {
-    if (this.closed) throw new StoreClosedError();
-    const before = this.model.events;
-    const result = operation(this.clock.now());
-    const events = this.model.events;
-    if (events !== before) this.publish(events);
-    return result;
-  }
-
-  private publish(events: ModelEvents): void {
-    for (const queue of events.becamePending) this.notify(queue, { type: 'jobsAvailable', queue });
-    for (const { queue, jobId } of events.cancelRequested) this.notify(queue, { type: 'cancelRequested', queue, jobId });
-    const byQueue = new Map<string, JobRecord[]>();
-    for (const record of events.deadLettered) byQueue.set(record.queue, [...(byQueue.get(record.queue) ?? []), record]);
-    for (const [queue, jobs] of byQueue) this.notify(queue, { type: 'deadLettered', queue, jobs });
-    for (const { id, record, removed } of events.finished) {
-      const result: CompletionResult = removed ? { kind: 'notFound' } : record ? { kind: 'completed', job: record } : { kind: 'completed' };
-      this.waiters.resolve(id, result);
-    }
-  }
-
-  private notify(queue: string, notification: StoreNotification): void {
-    this.notifications.notify(queue, notification);
-  }
-
-  async enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
-    return this.run((now) => this.model.enqueue(now, queue, payload, options, kvWrites));
-  }
-
-  async enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]> {
-    return this.run((now) => this.model.enqueueBatch(now, queue, items));
-  }
-
-  async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
-    return this.run((now) => this.model.claim(now, queue, options));
-  }
-
-  async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
-    return this.run((now) => this.model.settle(now, claim, settlement));
-  }
-
-  async renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
-    return this.run((now) => this.model.renewLease(now, claim, extendMs));
-  }
-
-  async cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
-    return this.run((now) => this.model.cancel(now, jobId, effects));
-  }
-
-  async reap(): Promise<ReapReport> {
-    return this.run((now) => this.model.reap(now));
-  }
-
-  async promote(): Promise<number> {
-    return this.run((now) => this.model.promote(now));
-  }
-
-  async requeueDead(jobId: string): Promise<void> {
-    this.run(() => this.model.requeueDead(jobId));
-  }
-
-  async getJob(jobId: string): Promise<JobRecord | undefined> {
-    return this.run(() => this.model.getJob(jobId));
-  }
-
-  async deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]> {
-    return this.run(() => this.model.deadJobs(queue, options));
-  }
-
-  async stats(queue: string): Promise<QueueStats> {
-    return this.run(() => this.model.stats(queue));
-  }
-
-  async listQueues(): Promise<string[]> {
-    return this.run(() => this.model.listQueues());
-  }
-
-  async waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult> {
-    const job = this.run(() => {
-      checkJobId(jobId);
-      if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 0) throw new InvalidArgumentError('timeoutMs', `expected a non-negative integer, got ${timeoutMs}`);
-      return this.model.getJob(jobId);
-    });
-    if (!job) return { kind: 'notFound' };
-    if (job.status === 'done' || job.status === 'dead') return { kind: 'completed', job };
-    return this.waiters.wait(jobId, timeoutMs);
-  }
-
-  async kvGet(key: string): Promise<Uint8Array | undefined> {
-    return this.run(() => this.model.kvGet(key));
-  }
-
-  async kvDelete(key: string, options?: { ifValue?: Uint8Array }): Promise<boolean> {
-    return this.run(() => this.model.kvDelete(key, options));
-  }
-
-  subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void {
-    return this.notifications.subscribe(queue, listener);
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    for (const cancel of this.timers) cancel();
-    this.waiters.resolveAll();
-    this.notifications.clear();
   }
 }
