@@ -126,6 +126,10 @@ describe.skipIf(!available)('PostgresStore schema version 5', () => {
     });
     try {
       expect(await admin(`SELECT max(version) AS v FROM ${S}.schema_migrations`)).toEqual([{ v: SCHEMA_VERSION }]);
+      // A process of version 4 still running is refused before anything changes (its config has no retryDelays, its claims no leaseMs).
+      const oldClaims = JSON.stringify([{ queue: 'q', limit: 10, lease: 1000 }]);
+      await expect(admin(`SELECT ${S}.settle_and_claim($1::bigint, $2::jsonb, '[]', $3::jsonb)`, [T0, v4Config, oldClaims])).rejects.toThrow(/older than version 5/);
+      await expect(settleV4('b-claimed', { action: { type: 'nack', error: 'old' } })).rejects.toThrow(/older than version 5/);
       // The data, as version 4 left it.
       expect(await store.getJob('a-pending')).toMatchObject({ status: 'pending', dedupKey: 'key-1', payload: bytes('a-pending'), headers: { tenant: 'acme' } });
       expect(await store.getJob('b-claimed')).toMatchObject({ status: 'claimed', attempts: 1, claimedAt: T0, leaseExpiresAt: T0 + 30_000 });

@@ -10,7 +10,8 @@
 --   attempts 1..k, computed by the store from the one formula in its code; the last entry holds
 --   for every later attempt): no backoff formula here.
 -- Processes of an older version must be stopped before a schema is migrated to this one: they call
--- these functions with the payloads above in their old form.
+-- these functions with the payloads above in their old form (settle_one() and settle_and_claim()
+-- refuse those, see older_caller()).
 
 DROP FUNCTION {{S}}.claim(bigint, text, integer, bigint);
 DROP FUNCTION {{S}}.settle_batch(bigint, jsonb, jsonb);
@@ -37,6 +38,13 @@ BEGIN
     END IF;
   END IF;
 END $$;
+
+-- What settle_one() and settle_and_claim() raise (before touching anything) when called with a payload
+-- of an older version: no "retryDelays", or claims without "leaseMs". The error is transient to such a
+-- caller, which retries until it is replaced.
+CREATE FUNCTION {{S}}.older_caller() RETURNS text LANGUAGE sql IMMUTABLE AS $$
+  SELECT 'called with the payload of a schema older than version 5: stop the processes of older taquba-workflow versions'
+$$;
 
 -- The retry delay after the p_attempts-th attempt failed: entry p_attempts of the config's
 -- "retryDelays", the last entry beyond its end. Simple enough to be inlined where it is called.
@@ -89,6 +97,9 @@ DECLARE
   v_run bigint;
   v_enq jsonb;
 BEGIN
+  IF NOT p_cfg->'default' ? 'retryDelays' THEN
+    RAISE EXCEPTION '%', {{S}}.older_caller();
+  END IF;
   -- Lock only a claimed row: locking a pending one (stale token) would make a concurrent
   -- SKIP LOCKED claim miss a claimable job.
   SELECT * INTO j FROM {{S}}.jobs WHERE id = it->>'jobId' AND status = 'claimed' FOR UPDATE;
@@ -295,6 +306,9 @@ DECLARE
   v_con text;
   r record;
 BEGIN
+  IF NOT p_cfg->'default' ? 'retryDelays' OR EXISTS (SELECT 1 FROM jsonb_array_elements(p_claims) c WHERE NOT c ? 'leaseMs') THEN
+    RAISE EXCEPTION '%', {{S}}.older_caller();
+  END IF;
   IF jsonb_array_length(p_items) > 0 THEN
     BEGIN
       v_settled := {{S}}.settle_set(v_now, p_cfg, p_items);
