@@ -1,61 +1,100 @@
 /**
- * One statement per store operation. Multi-statement operations call the
- * PL/pgSQL functions of postgres-migrations.ts, so each is one round trip and
- * one transaction. Every value is a parameter; only the validated, quoted
- * schema name is spliced in. Statements are named, so each connection
- * prepares them once.
+ * One statement per store operation, with named parameters and a typed
+ * result row. Multi-statement operations call the PL/pgSQL functions of the
+ * migrations (sql/*.sql), so each is one round trip and one transaction.
+ * Every value is a parameter (`:name` in the text, sent as `$n`); only the
+ * validated, quoted schema name is spliced in. Statements are named, so
+ * each connection prepares them once.
  */
+import type { QueueStats } from '../../core/queue-store.js';
 import { quoteIdent } from './postgres-pool.js';
+import type { CancelJson, FlushJson, InsertJson, JobRow, PromoteJson, ReapJson, SettleJson } from './postgres-rows.js';
 
-export type StatementName =
-  | 'enqueue'
-  | 'claim'
-  | 'settleOne'
-  | 'settleAndClaim'
-  | 'renew'
-  | 'cancel'
-  | 'reap'
-  | 'promote'
-  | 'requeueDead'
-  | 'getJob'
-  | 'completion'
-  | 'deadJobs'
-  | 'deadJobsAfter'
-  | 'stats'
-  | 'listQueues'
-  | 'kvGet'
-  | 'kvDelete'
-  | 'kvDeleteIf';
+/** The `now` parameter: the injected clock's time, or null for "the database's clock". */
+type Now = number | null;
+
+/** Each statement's parameters, by name, and the row it returns. */
+export interface Statements {
+  enqueue: { params: { now: Now; jobs: string; kvWrites: string | null; single: boolean }; row: { result: InsertJson[] } };
+  claim: { params: { now: Now; queue: string; limit: number; leaseMs: number }; row: JobRow };
+  settleOne: { params: { now: Now; config: string; item: string }; row: { result: SettleJson } };
+  settleAndClaim: { params: { now: Now; config: string; items: string; claims: string }; row: { result: FlushJson } };
+  renew: { params: { now: Now; jobId: string; token: string; extendMs: number }; row: { lease_expires_at: string; cancel_requested: boolean } };
+  cancel: { params: { now: Now; jobId: string; effects: string | null }; row: { result: CancelJson } };
+  reap: { params: { now: Now; config: string }; row: { result: ReapJson } };
+  promote: { params: { now: Now }; row: { result: PromoteJson } };
+  requeueDead: { params: { jobId: string }; row: { queue: string } };
+  getJob: { params: { jobId: string }; row: JobRow };
+  completion: { params: { jobId: string; enqueuedAt: number }; row: { job: JobRow | null; removed: boolean } };
+  deadJobs: { params: { queue: string; limit: number }; row: JobRow };
+  deadJobsAfter: { params: { queue: string; limit: number; after: string }; row: JobRow };
+  stats: { params: { queue: string }; row: Record<keyof QueueStats, string> };
+  listQueues: { params: Record<string, never>; row: { queue: string } };
+  kvGet: { params: { key: string }; row: { value: Buffer } };
+  kvDelete: { params: { key: string }; row: never };
+  kvDeleteIf: { params: { key: string; value: Buffer }; row: never };
+}
+
+export type StatementName = keyof Statements;
+
+/** A statement ready to send: its text with `$n` placeholders and the parameter names in that order. */
+export interface PreparedText {
+  text: string;
+  params: readonly string[];
+}
 
 /** The `jobs` columns a `JobRecord` is made of (the carried reaper branch stays in the database). */
 const JOB_COLUMNS =
   'id, queue, payload, headers, status, attempts, max_attempts, priority, enqueued_at, claimed_at, lease_expires_at, run_at, last_error, dedup_key, completed_at, failed_at, cancel_requested, token';
 
-export function statements(schema: string): Record<StatementName, string> {
-  const S = quoteIdent(schema);
+function texts(S: string): Record<StatementName, string> {
   return {
-    enqueue: `SELECT ${S}.enqueue($1::bigint, $2::jsonb, $3::jsonb, $4::boolean) AS r`,
-    claim: `SELECT * FROM ${S}.claim_jobs($1::bigint, $2::text, $3::integer, $4::bigint)`,
-    settleOne: `SELECT ${S}.settle_one(${S}.now_ms($1::bigint), $2::jsonb, $3::jsonb) AS r`,
-    settleAndClaim: `SELECT ${S}.settle_and_claim($1::bigint, $2::jsonb, $3::jsonb, $4::jsonb) AS r`,
-    renew: `UPDATE ${S}.jobs SET lease_expires_at = ${S}.now_ms($1::bigint) + $4::bigint
-            WHERE id = $2 AND status = 'claimed' AND token = $3
+    enqueue: `SELECT ${S}.enqueue(:now::bigint, :jobs::jsonb, :kvWrites::jsonb, :single::boolean) AS result`,
+    claim: `SELECT * FROM ${S}.claim_jobs(:now::bigint, :queue::text, :limit::integer, :leaseMs::bigint)`,
+    settleOne: `SELECT ${S}.settle_one(${S}.now_ms(:now::bigint), :config::jsonb, :item::jsonb) AS result`,
+    settleAndClaim: `SELECT ${S}.settle_and_claim(:now::bigint, :config::jsonb, :items::jsonb, :claims::jsonb) AS result`,
+    renew: `UPDATE ${S}.jobs SET lease_expires_at = ${S}.now_ms(:now::bigint) + :extendMs::bigint
+            WHERE id = :jobId AND status = 'claimed' AND token = :token
             RETURNING lease_expires_at, cancel_requested`,
-    cancel: `SELECT ${S}.cancel($1::bigint, $2::text, $3::jsonb) AS r`,
-    reap: `SELECT ${S}.reap($1::bigint, $2::jsonb) AS r`,
-    promote: `SELECT ${S}.promote($1::bigint) AS r`,
-    requeueDead: `SELECT ${S}.requeue_dead($1::text) AS r`,
-    getJob: `SELECT ${JOB_COLUMNS} FROM ${S}.jobs WHERE id = $1`,
-    // One snapshot: the job row (if any) and whether the job enqueued at $2 was removed by a cancel.
-    completion: `SELECT (SELECT to_jsonb(j) - 'reaper_dead_letter' FROM ${S}.jobs j WHERE j.id = $1) AS job,
-                 EXISTS (SELECT 1 FROM ${S}.removed_jobs r WHERE r.id = $1 AND r.enqueued_at = $2::bigint) AS removed`,
-    deadJobs: `SELECT ${JOB_COLUMNS} FROM ${S}.jobs WHERE queue = $1 AND status = 'dead' ORDER BY id LIMIT $2`,
-    deadJobsAfter: `SELECT ${JOB_COLUMNS} FROM ${S}.jobs WHERE queue = $1 AND status = 'dead' AND id > $3 ORDER BY id LIMIT $2`,
+    cancel: `SELECT ${S}.cancel(:now::bigint, :jobId::text, :effects::jsonb) AS result`,
+    reap: `SELECT ${S}.reap(:now::bigint, :config::jsonb) AS result`,
+    promote: `SELECT ${S}.promote(:now::bigint) AS result`,
+    requeueDead: `SELECT ${S}.requeue_dead(:jobId::text) AS queue`,
+    getJob: `SELECT ${JOB_COLUMNS} FROM ${S}.jobs WHERE id = :jobId`,
+    // One snapshot: the job row (if any) and whether the job enqueued at that time was removed by a cancel.
+    completion: `SELECT (SELECT to_jsonb(j) - 'reaper_dead_letter' FROM ${S}.jobs j WHERE j.id = :jobId) AS job,
+                 EXISTS (SELECT 1 FROM ${S}.removed_jobs r WHERE r.id = :jobId AND r.enqueued_at = :enqueuedAt::bigint) AS removed`,
+    deadJobs: `SELECT ${JOB_COLUMNS} FROM ${S}.jobs WHERE queue = :queue AND status = 'dead' ORDER BY id LIMIT :limit`,
+    deadJobsAfter: `SELECT ${JOB_COLUMNS} FROM ${S}.jobs WHERE queue = :queue AND status = 'dead' AND id > :after ORDER BY id LIMIT :limit`,
     stats: `SELECT coalesce(sum(pending), 0) AS pending, coalesce(sum(claimed), 0) AS claimed, coalesce(sum(scheduled), 0) AS scheduled,
-            coalesce(sum(dead), 0) AS dead, coalesce(sum(done), 0) AS done FROM ${S}.counters WHERE queue = $1`,
+            coalesce(sum(dead), 0) AS dead, coalesce(sum(done), 0) AS done FROM ${S}.counters WHERE queue = :queue`,
     listQueues: `SELECT DISTINCT queue FROM ${S}.counters`,
-    kvGet: `SELECT value FROM ${S}.kv WHERE key = $1`,
-    kvDelete: `DELETE FROM ${S}.kv WHERE key = $1`,
-    kvDeleteIf: `DELETE FROM ${S}.kv WHERE key = $1 AND value = $2`,
+    kvGet: `SELECT value FROM ${S}.kv WHERE key = :key`,
+    kvDelete: `DELETE FROM ${S}.kv WHERE key = :key`,
+    kvDeleteIf: `DELETE FROM ${S}.kv WHERE key = :key AND value = :value`,
   };
+}
+
+/** `:name` placeholders (not the `::type` of a cast) become `$1`, `$2`, ... in order of first use. */
+export function numberParams(named: string): PreparedText {
+  const params: string[] = [];
+  const text = named.replace(/(?<![:\w]):([A-Za-z]\w*)/g, (_match, name: string) => {
+    let index = params.indexOf(name);
+    if (index < 0) index = params.push(name) - 1;
+    return `$${index + 1}`;
+  });
+  return { text, params };
+}
+
+export function statements(schema: string): Record<StatementName, PreparedText> {
+  const named = texts(quoteIdent(schema));
+  return Object.fromEntries(Object.entries(named).map(([name, text]) => [name, numberParams(text)])) as Record<StatementName, PreparedText>;
+}
+
+/** The positional values of a statement's named parameters; a parameter left out is a bug, caught here. */
+export function paramValues(statement: PreparedText, params: Record<string, unknown>): unknown[] {
+  return statement.params.map((name) => {
+    if (!(name in params)) throw new Error(`statement parameter "${name}" missing`);
+    return params[name];
+  });
 }

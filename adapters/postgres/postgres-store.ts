@@ -1,13 +1,11 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { HOUSEKEEPING, SystemClock } from '../../core/clock.js';
-import type { Clock } from '../../core/clock.js';
+import { BaseQueueStore } from '../../core/base-store.js';
+import type { BatchItem, CompletionState } from '../../core/base-store.js';
 import { InvalidArgumentError, LeaseLostError, StoreClosedError } from '../../core/errors.js';
 import { copyHeaders } from '../../core/headers.js';
-import { LocalNotifications } from '../../core/local-notifications.js';
-import { compareIds, newId } from '../../core/ids.js';
-import { DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs, resolveQueueConfig } from '../../core/queue-config.js';
-import type { QueueConfig, StoreOptions } from '../../core/queue-config.js';
+import { newId } from '../../core/ids.js';
+import type { StoreOptions } from '../../core/queue-config.js';
 import type {
   CancelResult,
   Claim,
@@ -15,43 +13,28 @@ import type {
   CompletionResult,
   Effects,
   EnqueueOptions,
-  EnqueueRequest,
   EnqueueResult,
   JobRecord,
-  KvPrecondition,
   KvWrite,
   QueueStats,
-  QueueStore,
   ReapReport,
-  ReaperDeadLetterBranch,
   RenewResult,
   SettleResult,
   Settlement,
-  SettlementBranch,
-  StoreNotification,
 } from '../../core/queue-store.js';
-import {
-  checkEffects,
-  checkEnqueueOptions,
-  checkJobId,
-  checkKvKey,
-  checkKvWrites,
-  checkPayload,
-  checkPositiveInt,
-  checkQueueName,
-  checkSettlement,
-  checkTimeoutMs,
-} from '../../core/store-validation.js';
+import { checkJobId, checkKvKey, checkPositiveInt, checkQueueName } from '../../core/store-validation.js';
 import { SQLSTATE, mapError, mapOpenError, serverError } from './postgres-errors.js';
+import { FlushPipeline } from './postgres-flush.js';
+import type { FlushHost } from './postgres-flush.js';
 import { SCHEMA_VERSION, migrate } from './postgres-migrations.js';
 import { PostgresNotifier } from './postgres-notifier.js';
-import type { PgPoolLike, PgQueryResult } from './postgres-pool.js';
+import type { PgPoolLike } from './postgres-pool.js';
 import { SCHEMA_NAME_PATTERN } from './postgres-pool.js';
-import { base64, toRecord } from './postgres-rows.js';
-import type { JobRow } from './postgres-rows.js';
-import { statements } from './postgres-sql.js';
-import { checkStorableText, storableText } from './postgres-text.js';
-import type { StatementName } from './postgres-sql.js';
+import { WireEncoder, base64, findRepeatedId, parseNotification, queueConfigsJson, storedKvKey, toRecord } from './postgres-rows.js';
+import type { InsertJson, SettleJson } from './postgres-rows.js';
+import { paramValues, statements } from './postgres-sql.js';
+import type { PreparedText, StatementName, Statements } from './postgres-sql.js';
+import { checkStorableText } from './postgres-text.js';
 
 /** Options of `PostgresStore`: the common `StoreOptions` plus where the data lives. */
 export interface PostgresStoreOptions extends StoreOptions {
@@ -81,145 +64,54 @@ export interface PostgresStoreOptions extends StoreOptions {
   listen?: boolean;
 }
 
-interface JobJson {
-  /** Absent only in a carried branch's enqueue without a caller-chosen id: the database takes one when it applies. */
-  id?: string;
-  /** The caller chose the id (an id in use is then an error even on a dedup hit). */
-  own: boolean;
-  queue: string;
-  payload: string;
-  headers: string;
-  priority: number;
-  maxAttempts: number;
-  runAt?: number;
-  /** Resolved in SQL against the statement's `now` (the database's clock unless one is injected). */
-  delayMs?: number;
-  dedupKey?: string;
-  reaperDeadLetter?: ReaperBranchJson;
-}
-
-interface PreconditionJson {
-  key: string;
-  equals: string;
-}
-
-/** `ReaperDeadLetterBranch` as the `reaper_dead_letter` column keeps it: effects in the form settlements send them. */
-interface ReaperBranchJson {
-  precondition?: PreconditionJson;
-  effects?: EffectsJson;
-  ifCancelRequested?: EffectsJson;
-}
-
-interface EffectsJson {
-  enqueue?: JobJson[];
-  kvWrites?: Array<{ key: string; value: string }>;
-  kvDeletes?: string[];
-}
-
-interface InsertJson {
-  kind: 'new' | 'alreadyEnqueued';
-  id: string;
-  queue?: string;
-  runAt?: number;
-}
-
-interface SettleJson {
-  branch?: SettleResult['branch'];
-  status?: SettleResult['status'];
-  queue?: string;
-  runAt?: number | null;
-  enqueued?: InsertJson[];
-  error?: { code: string; message: string; detail: string | null; constraint: string | null };
-}
-
-interface SettleWaiter {
-  item: { jobId: string; token: string; settlement: unknown };
-  resolve: (result: SettleResult) => void;
-  reject: (error: unknown) => void;
-}
-
-interface ClaimWaiter {
-  item: { queue: string; limit: number; lease: number };
-  resolve: (claims: Claim[]) => void;
-  reject: (error: unknown) => void;
-}
-
-/**
- * The real `setImmediate`, taken at load: a flush deferred to the end of the
- * event-loop turn still runs when a test fakes timers afterwards.
- */
-const deferToEndOfTurn: (callback: () => void) => void = (() => {
-  const real = globalThis.setImmediate;
-  return typeof real === 'function' ? (callback: () => void) => void real(callback) : (callback: () => void) => setTimeout(callback, 0);
-})();
-
-const byJobId = (a: SettleWaiter, b: SettleWaiter): number => compareIds(a.item.jobId, b.item.jobId);
+/** How often a `waitForCompletion` looks for a completion committed by another process. */
+const COMPLETION_POLL_MS = 250;
 
 /**
  * `QueueStore` on PostgreSQL: many worker processes on many hosts share one
  * database. Claims use `FOR UPDATE SKIP LOCKED`; every multi-statement
  * operation is a single-round-trip SQL function, so it commits whole or not
  * at all; concurrent settlements from one process share a transaction (group
- * commit); LISTEN/NOTIFY wakes waiting workers and carries cancel requests
- * across processes. Times come from the injected clock when one is given (tests),
- * otherwise from the database's clock, so all hosts agree.
+ * commit, postgres-flush.ts); LISTEN/NOTIFY wakes waiting workers and carries
+ * cancel requests across processes. Times come from the injected clock when
+ * one is given (tests), otherwise from the database's clock, so all hosts agree.
  *
  * Call `open()` (or use `PostgresStore.open`) to migrate up front; otherwise
  * the first operation does it.
  */
-export class PostgresStore implements QueueStore {
+export class PostgresStore extends BaseQueueStore {
   /** The schema the tables live in. */
   readonly schema: string;
+  /** Counters for benchmarks and monitoring (see `FlushMetrics`). */
+  readonly metrics = { statements: 0, claimStatements: 0, settleTransactions: 0, settlements: 0, claimsWithSettlements: 0 };
   private readonly pool: PgPoolLike;
   private readonly ownsPool: boolean;
-  private readonly clock: Clock;
   private readonly injectedClock: boolean;
-  private readonly configs: QueueConfigs;
   private readonly configJson: string;
-  private readonly sql: Record<StatementName, string>;
+  private readonly encoder: WireEncoder;
+  private readonly sql: Record<StatementName, PreparedText>;
   private readonly names: Record<StatementName, string>;
   private readonly channel: string;
   private readonly notifier: PostgresNotifier | undefined;
-  private readonly background: boolean;
-  private readonly settleConcurrency: number;
-  private readonly maxSettleBatch: number;
+  private readonly flush: FlushPipeline;
+  /** Reaps and promotions whose timer fired while the last was still running: run once more after it. */
+  private readonly maintenanceRuns = { reap: rerunWhileBusy(), promote: rerunWhileBusy() };
   private opening: Promise<void> | undefined;
   private opened = false;
-  private closed = false;
-  private readonly notifications = new LocalNotifications();
-  private readonly completionWaiters = new Map<string, Set<(result: CompletionResult) => void>>();
-  private readonly timers = new Set<() => void>();
-  private wake: { at: number; cancel: () => void } | undefined;
-  private settleQueue: SettleWaiter[] = [];
-  private claimQueue: ClaimWaiter[] = [];
-  private flushesInFlight = 0;
-  /** Queues whose last claim came back full: their claims need not wait for settlements (see `pumpFlushes`). */
-  private readonly backlog = new Set<string>();
-  /** Reaps and promotions in flight: claims wait for them (see `pumpFlushes`). */
-  private maintenanceInFlight = 0;
-  /** Lease renewals waiting for the reaps and promotions in flight (see `renewLease`). */
-  private maintenanceWaiters: Array<() => void> = [];
-  private flushScheduled = false;
   private readonly inFlight = new Set<Promise<unknown>>();
-  /**
-   * Counters for benchmarks and monitoring: statements sent (each is one
-   * transaction), transactions of claims alone, transactions carrying
-   * settlements, the settlements committed in them, and the claims that rode
-   * in those same transactions.
-   */
-  readonly metrics = { statements: 0, claimStatements: 0, settleTransactions: 0, settlements: 0, claimsWithSettlements: 0 };
 
   constructor(options: PostgresStoreOptions) {
+    super(options);
     const schema = options.schema ?? 'taquba';
     if (typeof schema !== 'string' || !SCHEMA_NAME_PATTERN.test(schema)) {
       throw new InvalidArgumentError('schema', `expected an identifier matching ${String(SCHEMA_NAME_PATTERN)}, got ${JSON.stringify(schema)}`);
     }
     if (!options.pool && !options.connectionString) throw new InvalidArgumentError('options', 'give a connectionString or a pool');
     this.schema = schema;
-    this.settleConcurrency = options.settleConcurrency ?? 2;
-    this.maxSettleBatch = options.maxSettleBatch ?? 64;
-    checkPositiveInt('settleConcurrency', this.settleConcurrency);
-    checkPositiveInt('maxSettleBatch', this.maxSettleBatch);
+    const settleConcurrency = options.settleConcurrency ?? 2;
+    const maxSettleBatch = options.maxSettleBatch ?? 64;
+    checkPositiveInt('settleConcurrency', settleConcurrency);
+    checkPositiveInt('maxSettleBatch', maxSettleBatch);
     const maxConnections = options.maxConnections ?? 10;
     checkPositiveInt('maxConnections', maxConnections);
     // The LISTEN connection never returns to the pool: with one connection, every statement would wait forever.
@@ -230,11 +122,8 @@ export class PostgresStore implements QueueStore {
       throw new InvalidArgumentError(argument, `expected at least 2 connections with listen on (one is held by LISTEN), got ${size}; or pass listen: false`);
     }
     this.injectedClock = options.clock !== undefined;
-    this.clock = options.clock ?? new SystemClock();
-    this.configs = new QueueConfigs(options);
-    const queues: Record<string, QueueConfig> = Object.create(null) as Record<string, QueueConfig>;
-    for (const name of Object.keys(options.queueConfigs ?? {})) queues[name] = this.configs.get(name);
-    this.configJson = JSON.stringify({ default: resolveQueueConfig(options.defaultQueueConfig), queues });
+    this.configJson = queueConfigsJson(options, this.configs);
+    this.encoder = new WireEncoder(this.configs, () => newId(this.injectedClock ? this.clock.now() : Date.now()));
     this.sql = statements(schema);
     // Statement names are per connection, and a pool may serve stores of several schemas: the name carries the
     // schema as a short hash, so it stays unique within PostgreSQL's 63-byte limit whatever the schema's length.
@@ -253,11 +142,8 @@ export class PostgresStore implements QueueStore {
     }
     this.notifier =
       options.listen === false ? undefined : new PostgresNotifier(this.pool, this.channel, (payload) => this.onRemote(payload), () => this.onListenConnected());
-    this.background = options.backgroundMaintenance !== false;
-    if (this.background) {
-      this.every(options.reaperIntervalMs ?? DEFAULT_REAPER_INTERVAL_MS, () => this.reap());
-      this.every(options.promoteIntervalMs ?? DEFAULT_PROMOTE_INTERVAL_MS, () => this.promote());
-    }
+    this.flush = new FlushPipeline(this.flushHost(), settleConcurrency, maxSettleBatch);
+    this.startMaintenance();
   }
 
   /** Creates the store and applies migrations before returning. */
@@ -296,278 +182,6 @@ export class PostgresStore implements QueueStore {
     await this.opening;
   }
 
-  async enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
-    this.checkOpen();
-    checkQueueName(queue);
-    checkPayload(payload);
-    checkEnqueueOptions(options);
-    checkKvWrites(kvWrites);
-    for (const write of kvWrites ?? []) storedKvKey(write.key);
-    const job = this.jobJson({ queue, payload, options });
-    const kv = kvWrites && kvWrites.length > 0 ? kvWrites.map((w) => ({ key: w.key, value: base64(w.value), ifAbsent: w.ifAbsent === true })) : null;
-    let result: PgQueryResult;
-    try {
-      result = await this.query('enqueue', [this.now(), JSON.stringify([job]), kv === null ? null : JSON.stringify(kv), true]);
-    } catch (error) {
-      const e = serverError((error as { cause?: unknown }).cause);
-      if (e.code === SQLSTATE.kvConflict) return { kind: 'kvConflict', key: e.message };
-      throw error;
-    }
-    const inserted = (result.rows[0] as { r: InsertJson[] }).r;
-    return this.afterInserts(inserted)[0] as EnqueueResult;
-  }
-
-  async enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]> {
-    this.checkOpen();
-    checkQueueName(queue);
-    if (!Array.isArray(items)) throw new InvalidArgumentError('items', 'expected an array');
-    for (const item of items) {
-      checkPayload(item?.payload);
-      checkEnqueueOptions(item.options);
-    }
-    if (items.length === 0) return [];
-    checkDistinctIds(items.map((item) => item.options?.id));
-    const jobs = items.map((item) => this.jobJson({ queue, payload: item.payload, options: item.options }));
-    const result = await this.query('enqueue', [this.now(), JSON.stringify(jobs), null, false]);
-    return this.afterInserts((result.rows[0] as { r: InsertJson[] }).r);
-  }
-
-  async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
-    this.checkOpen();
-    checkStoredQueueName(queue);
-    if (options?.leaseMs !== undefined) checkPositiveInt('leaseMs', options.leaseMs);
-    const limit = options?.limit ?? 1;
-    checkPositiveInt('limit', limit);
-    const lease = options?.leaseMs ?? this.configs.get(queue).leaseDurationMs;
-    if (!this.opened) await this.open();
-    // Queued synchronously: a claim issued in the same event-loop turn as settlements shares their transaction.
-    return new Promise<Claim[]>((resolve, reject) => {
-      this.claimQueue.push({ item: { queue, limit: Math.min(limit, 2_147_483_647), lease }, resolve, reject });
-      this.scheduleFlush();
-    });
-  }
-
-  async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
-    this.checkOpen();
-    checkSettlement(settlement);
-    checkClaimRef(claim);
-    const item: SettleWaiter['item'] = { jobId: claim.jobId, token: claim.token, settlement: this.settlementJson(settlement) };
-    if (!this.opened) await this.open();
-    // Queued synchronously when open: settlements (and claims) of one event-loop turn share a transaction.
-    return new Promise<SettleResult>((resolve, reject) => {
-      this.settleQueue.push({ item, resolve, reject });
-      this.scheduleFlush();
-    });
-  }
-
-  async renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
-    this.checkOpen();
-    checkPositiveInt('extendMs', extendMs);
-    checkClaimRef(claim);
-    // A renewal issued after a reap was fired is committed after it, as in memory: an expired lease the
-    // reaper was told to move is not renewed from under it by a renewal that merely reached the database first.
-    const now = this.now();
-    if (this.maintenanceInFlight > 0) await new Promise<void>((resolve) => this.maintenanceWaiters.push(resolve));
-    const result = await this.query('renew', [now, claim.jobId, claim.token, extendMs]);
-    const row = result.rows[0] as { lease_expires_at: string; cancel_requested: boolean } | undefined;
-    if (!row) throw new LeaseLostError(claim.jobId);
-    return { leaseExpiresAt: Number(row.lease_expires_at), cancelRequested: row.cancel_requested };
-  }
-
-  async cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
-    this.checkOpen();
-    checkStoredJobId(jobId);
-    checkEffects(effects);
-    const result = await this.query('cancel', [this.now(), jobId, effects ? JSON.stringify(this.effectsJson(effects)) : null]);
-    const r = (result.rows[0] as { r: { outcome: CancelResult['outcome']; job?: JobRow; firstRequest?: boolean; enqueued?: InsertJson[] } }).r;
-    if (r.outcome === 'notFound') return { outcome: 'notFound' };
-    const job = toRecord(r.job as JobRow);
-    if (r.outcome === 'requested') {
-      this.notify(job.queue, { type: 'cancelRequested', queue: job.queue, jobId });
-      return { outcome: 'requested', job, firstRequest: r.firstRequest === true };
-    }
-    this.afterInserts(r.enqueued ?? []);
-    this.resolveCompletion(jobId, { kind: 'notFound' });
-    return { outcome: 'removed', job };
-  }
-
-  async reap(): Promise<ReapReport> {
-    this.checkOpen();
-    const result = await this.maintenance(this.query('reap', [this.now(), this.configJson]));
-    const r = (
-      result.rows[0] as {
-        r: { requeued: string[]; deadLettered: JobRow[]; effectsApplied: string[]; enqueued: InsertJson[]; doneSwept: number; deadSwept: number };
-      }
-    ).r;
-    const deadLettered = r.deadLettered.map(toRecord);
-    this.afterInserts(r.enqueued);
-    if (r.requeued.length > 0) for (const queue of this.notifications.queues()) this.notify(queue, { type: 'jobsAvailable', queue });
-    const byQueue = new Map<string, JobRecord[]>();
-    for (const job of deadLettered) {
-      const list = byQueue.get(job.queue) ?? [];
-      list.push(job);
-      byQueue.set(job.queue, list);
-      this.resolveCompletion(job.id, { kind: 'completed', job });
-    }
-    for (const [queue, jobs] of byQueue) this.notify(queue, { type: 'deadLettered', queue, jobs: jobs.map(cloneRecord) });
-    return { requeued: r.requeued, deadLettered, effectsApplied: r.effectsApplied, doneSwept: Number(r.doneSwept), deadSwept: Number(r.deadSwept) };
-  }
-
-  async promote(): Promise<number> {
-    this.checkOpen();
-    const result = await this.maintenance(this.query('promote', [this.now()]));
-    const r = (result.rows[0] as { r: { moved: number; queues: string[]; next: number | null } }).r;
-    for (const queue of r.queues) this.notify(queue, { type: 'jobsAvailable', queue });
-    if (r.next !== null) this.armWake(Number(r.next));
-    return Number(r.moved);
-  }
-
-  async requeueDead(jobId: string): Promise<void> {
-    this.checkOpen();
-    checkStoredJobId(jobId);
-    const result = await this.query('requeueDead', [jobId]);
-    const queue = (result.rows[0] as { r: string }).r;
-    this.notify(queue, { type: 'jobsAvailable', queue });
-  }
-
-  async getJob(jobId: string): Promise<JobRecord | undefined> {
-    this.checkOpen();
-    checkStoredJobId(jobId);
-    const result = await this.query('getJob', [jobId]);
-    const row = result.rows[0] as unknown as JobRow | undefined;
-    return row ? toRecord(row) : undefined;
-  }
-
-  async deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]> {
-    this.checkOpen();
-    checkStoredQueueName(queue);
-    const limit = options?.limit ?? 100;
-    checkPositiveInt('limit', limit);
-    if (options?.after !== undefined && typeof options.after !== 'string') throw new InvalidArgumentError('after', 'expected a job id string');
-    if (options?.after !== undefined) checkStorableText('after', options.after);
-    const result =
-      options?.after === undefined ? await this.query('deadJobs', [queue, limit]) : await this.query('deadJobsAfter', [queue, limit, options.after]);
-    return (result.rows as unknown as JobRow[]).map(toRecord);
-  }
-
-  async stats(queue: string): Promise<QueueStats> {
-    this.checkOpen();
-    checkStoredQueueName(queue);
-    const row = (await this.query('stats', [queue])).rows[0] as Record<keyof QueueStats, string>;
-    return { pending: Number(row.pending), claimed: Number(row.claimed), scheduled: Number(row.scheduled), dead: Number(row.dead), done: Number(row.done) };
-  }
-
-  async listQueues(): Promise<string[]> {
-    this.checkOpen();
-    const result = await this.query('listQueues', []);
-    return (result.rows as Array<{ queue: string }>).map((row) => row.queue).sort();
-  }
-
-  async waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult> {
-    this.checkOpen();
-    checkStoredJobId(jobId);
-    checkTimeoutMs(timeoutMs);
-    // The timeout runs from the call (not from the first read), so clock time moved meanwhile counts.
-    let timedOut = false;
-    let onTimeout: (() => void) | undefined;
-    const cancelTimeout = this.clock.setTimer(() => {
-      timedOut = true;
-      onTimeout?.();
-    }, timeoutMs);
-    let job: JobRecord | undefined;
-    try {
-      job = await this.getJob(jobId);
-    } catch (error) {
-      cancelTimeout();
-      throw error;
-    }
-    if (!job || job.status === 'done' || job.status === 'dead' || timedOut) cancelTimeout();
-    if (!job) return { kind: 'notFound' };
-    if (job.status === 'done' || job.status === 'dead') return { kind: 'completed', job };
-    if (timedOut) return { kind: 'timedOut' };
-    return new Promise((resolve) => {
-      let waiters = this.completionWaiters.get(jobId);
-      if (!waiters) this.completionWaiters.set(jobId, (waiters = new Set()));
-      const set = waiters;
-      let done = false;
-      let cancelPoll: () => void = () => undefined;
-      const finish = (result: CompletionResult): void => {
-        if (done) return;
-        done = true;
-        cancelTimeout();
-        cancelPoll();
-        set.delete(finish);
-        if (set.size === 0 && this.completionWaiters.get(jobId) === set) this.completionWaiters.delete(jobId);
-        resolve(result);
-      };
-      onTimeout = () => finish({ kind: 'timedOut' });
-      // Completions committed by other processes are seen by polling; local ones resolve at once. A row gone
-      // was acked, unless a cancel left its tombstone (the job named by id and enqueue time: ids may be reused).
-      const enqueuedAt = (job as JobRecord).enqueuedAt;
-      const poll = (): void => {
-        cancelPoll = this.clock.setTimer(() => {
-          this.query('completion', [jobId, enqueuedAt]).then(
-            (result) => {
-              const row = result.rows[0] as { job: JobRow | null; removed: boolean };
-              const current = row.job ? toRecord(row.job) : undefined;
-              if (!current || current.enqueuedAt !== enqueuedAt) finish(row.removed ? { kind: 'notFound' } : { kind: 'completed' });
-              else if (current.status === 'done' || current.status === 'dead') finish({ kind: 'completed', job: current });
-              else if (!done) poll();
-            },
-            () => {
-              if (!done && !this.closed) poll();
-            },
-          );
-        }, Math.min(250, Math.max(1, timeoutMs)));
-      };
-      poll();
-      set.add(finish);
-    });
-  }
-
-  async kvGet(key: string): Promise<Uint8Array | undefined> {
-    this.checkOpen();
-    checkStoredKvKey(key);
-    const row = (await this.query('kvGet', [key])).rows[0] as { value: Buffer } | undefined;
-    return row ? new Uint8Array(row.value) : undefined;
-  }
-
-  async kvDelete(key: string, options?: { ifValue?: Uint8Array }): Promise<boolean> {
-    this.checkOpen();
-    checkStoredKvKey(key);
-    if (options?.ifValue !== undefined) checkPayload(options.ifValue, 'ifValue');
-    const result =
-      options?.ifValue === undefined
-        ? await this.query('kvDelete', [key])
-        : await this.query('kvDeleteIf', [key, Buffer.from(options.ifValue.buffer, options.ifValue.byteOffset, options.ifValue.byteLength)]);
-    return (result.rowCount ?? 0) > 0;
-  }
-
-  subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void {
-    const unsubscribe = this.notifications.subscribe(queue, listener);
-    if (!this.closed) this.notifier?.start();
-    return unsubscribe;
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    for (const cancel of this.timers) cancel();
-    this.timers.clear();
-    this.wake?.cancel();
-    this.wake = undefined;
-    for (const waiter of this.settleQueue.splice(0)) waiter.reject(new StoreClosedError());
-    for (const waiter of this.claimQueue.splice(0)) waiter.reject(new StoreClosedError());
-    for (const [id, waiters] of this.completionWaiters) {
-      for (const finish of [...waiters]) finish({ kind: 'timedOut' });
-      this.completionWaiters.delete(id);
-    }
-    this.notifications.clear();
-    await this.notifier?.stop();
-    await Promise.allSettled([...this.inFlight]);
-    if (this.ownsPool) await this.pool.end().catch(() => undefined);
-  }
-
   /** Process-local diagnostics: the LISTEN connection's backend pid and how often it was re-established. */
   async listenStatus(): Promise<{ connected: boolean; backendPid: number | undefined; reconnects: number }> {
     return {
@@ -577,94 +191,239 @@ export class PostgresStore implements QueueStore {
     };
   }
 
-  // ---- internals -------------------------------------------------------
+  // ---- the primitives -------------------------------------------------------------------------
 
-  private checkOpen(): void {
-    if (this.closed) throw new StoreClosedError();
-  }
-
-  /** The `now` parameter: the injected clock's time, or null for "the database's clock". */
-  private now(): number | null {
-    return this.injectedClock ? this.clock.now() : null;
-  }
-
-  private async query(name: StatementName, values: unknown[]): Promise<PgQueryResult> {
-    if (!this.opened) await this.open();
-    this.checkOpen();
-    this.metrics.statements++;
-    const promise = this.pool.query({ name: this.names[name], text: this.sql[name], values });
-    this.inFlight.add(promise);
+  protected async _enqueue(queue: string, payload: Uint8Array, options: EnqueueOptions | undefined, kvWrites: KvWrite[] | undefined): Promise<EnqueueResult> {
+    for (const write of kvWrites ?? []) storedKvKey(write.key);
+    const job = this.encoder.job({ queue, payload, options });
+    const kv = kvWrites && kvWrites.length > 0 ? kvWrites.map((w) => ({ key: w.key, value: base64(w.value), ifAbsent: w.ifAbsent === true })) : null;
+    let inserted: InsertJson[];
     try {
-      return await promise;
+      inserted = (await this.one('enqueue', { now: this.now(), jobs: JSON.stringify([job]), kvWrites: kv && JSON.stringify(kv), single: true })).result;
     } catch (error) {
-      throw mapError(error, name);
-    } finally {
-      this.inFlight.delete(promise);
+      const e = serverError((error as { cause?: unknown }).cause);
+      if (e.code === SQLSTATE.kvConflict) return { kind: 'kvConflict', key: e.message };
+      throw error;
     }
+    return this.afterInserts(inserted)[0] as EnqueueResult;
+  }
+
+  protected async _enqueueBatch(queue: string, items: BatchItem[]): Promise<EnqueueResult[]> {
+    if (items.length === 0) return [];
+    // Ids repeated within one batch are rejected before anything is sent (a dedup hit does not excuse them).
+    const repeated = findRepeatedId(items.map((item) => item.options?.id));
+    if (repeated !== undefined) throw new InvalidArgumentError('id', `job id "${repeated}" is already in use`);
+    const jobs = items.map((item) => this.encoder.job({ queue, payload: item.payload, options: item.options }));
+    const row = await this.one('enqueue', { now: this.now(), jobs: JSON.stringify(jobs), kvWrites: null, single: false });
+    return this.afterInserts(row.result);
+  }
+
+  protected async _claim(queue: string, leaseMs: number, limit: number): Promise<Claim[]> {
+    if (!this.opened) await this.open();
+    return this.flush.claim(queue, leaseMs, limit);
+  }
+
+  protected async _settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+    checkClaimRef(claim);
+    const item = { jobId: claim.jobId, token: claim.token, settlement: this.encoder.settlement(settlement) };
+    if (!this.opened) await this.open();
+    return this.flush.settle(item);
+  }
+
+  protected async _renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
+    checkClaimRef(claim);
+    // A renewal issued after a reap was fired is committed after it, as in memory: an expired lease the
+    // reaper was told to move is not renewed from under it by a renewal that merely reached the database first.
+    const now = this.now();
+    await this.flush.maintenanceDone();
+    const [row] = await this.rows('renew', { now, jobId: claim.jobId, token: claim.token, extendMs });
+    if (!row) throw new LeaseLostError(claim.jobId);
+    return { leaseExpiresAt: Number(row.lease_expires_at), cancelRequested: row.cancel_requested };
+  }
+
+  protected async _cancel(jobId: string, effects: Effects | undefined): Promise<CancelResult> {
+    const encoded = effects ? JSON.stringify(this.encoder.effects(effects)) : null;
+    const { result } = await this.one('cancel', { now: this.now(), jobId, effects: encoded });
+    if (result.outcome === 'notFound') return { outcome: 'notFound' };
+    const job = toRecord(result.job);
+    if (result.outcome === 'requested') {
+      this.notify(job.queue, { type: 'cancelRequested', queue: job.queue, jobId });
+      return { outcome: 'requested', job, firstRequest: result.firstRequest };
+    }
+    this.afterInserts(result.enqueued ?? []);
+    this.completed(jobId, { kind: 'notFound' });
+    return { outcome: 'removed', job };
+  }
+
+  protected async _reap(): Promise<ReapReport> {
+    const { result } = await this.flush.maintenance(() => this.one('reap', { now: this.now(), config: this.configJson }));
+    const deadLettered = result.deadLettered.map(toRecord);
+    this.afterInserts(result.enqueued);
+    if (result.requeued.length > 0) for (const queue of this.notifications.queues()) this.notify(queue, { type: 'jobsAvailable', queue });
+    const byQueue = new Map<string, JobRecord[]>();
+    for (const job of deadLettered) {
+      const list = byQueue.get(job.queue) ?? [];
+      list.push(job);
+      byQueue.set(job.queue, list);
+      this.completed(job.id, { kind: 'completed', job });
+    }
+    for (const [queue, jobs] of byQueue) this.notify(queue, { type: 'deadLettered', queue, jobs: jobs.map(cloneRecord) });
+    return {
+      requeued: result.requeued,
+      deadLettered,
+      effectsApplied: result.effectsApplied,
+      doneSwept: Number(result.doneSwept),
+      deadSwept: Number(result.deadSwept),
+    };
+  }
+
+  protected async _promote(): Promise<number> {
+    const { result } = await this.flush.maintenance(() => this.one('promote', { now: this.now() }));
+    for (const queue of result.queues) this.notify(queue, { type: 'jobsAvailable', queue });
+    if (result.next !== null) this.wakeAt(Number(result.next));
+    return Number(result.moved);
+  }
+
+  protected async _requeueDead(jobId: string): Promise<void> {
+    const { queue } = await this.one('requeueDead', { jobId });
+    this.notify(queue, { type: 'jobsAvailable', queue });
+  }
+
+  protected async _getJob(jobId: string): Promise<JobRecord | undefined> {
+    const [row] = await this.rows('getJob', { jobId });
+    return row ? toRecord(row) : undefined;
+  }
+
+  protected async _deadJobs(queue: string, after: string | undefined, limit: number): Promise<JobRecord[]> {
+    if (after !== undefined && typeof after !== 'string') throw new InvalidArgumentError('after', 'expected a job id string');
+    if (after !== undefined) checkStorableText('after', after);
+    const rows = after === undefined ? await this.rows('deadJobs', { queue, limit }) : await this.rows('deadJobsAfter', { queue, limit, after });
+    return rows.map(toRecord);
+  }
+
+  protected async _stats(queue: string): Promise<QueueStats> {
+    const row = await this.one('stats', { queue });
+    return { pending: Number(row.pending), claimed: Number(row.claimed), scheduled: Number(row.scheduled), dead: Number(row.dead), done: Number(row.done) };
+  }
+
+  protected async _listQueues(): Promise<string[]> {
+    return (await this.rows('listQueues', {})).map((row) => row.queue).sort();
+  }
+
+  protected async _kvGet(key: string): Promise<Uint8Array | undefined> {
+    const [row] = await this.rows('kvGet', { key });
+    return row ? new Uint8Array(row.value) : undefined;
+  }
+
+  protected async _kvDelete(key: string, ifValue: Uint8Array | undefined): Promise<boolean> {
+    const result =
+      ifValue === undefined
+        ? await this.query('kvDelete', { key })
+        : await this.query('kvDeleteIf', { key, value: Buffer.from(ifValue.buffer, ifValue.byteOffset, ifValue.byteLength) });
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  protected async _completionState(jobId: string): Promise<CompletionState> {
+    const job = await this._getJob(jobId);
+    if (!job) return { done: { kind: 'notFound' } };
+    if (job.status === 'done' || job.status === 'dead') return { done: { kind: 'completed', job } };
+    return { live: job };
+  }
+
+  protected async _close(): Promise<void> {
+    this.flush.rejectQueued(new StoreClosedError());
+    await this.notifier?.stop();
+    await Promise.allSettled([...this.inFlight]);
+    if (this.ownsPool) await this.pool.end().catch(() => undefined);
+  }
+
+  // ---- hooks --------------------------------------------------------------------------------------
+
+  // The shared argument checks, plus what PostgreSQL can store (postgres-text.ts).
+  protected override checkJobIdArgument(jobId: unknown): asserts jobId is string {
+    checkJobId(jobId);
+    checkStorableText('job id', jobId);
+  }
+
+  protected override checkQueueArgument(queue: unknown): asserts queue is string {
+    checkQueueName(queue);
+    checkStorableText('queue name', queue);
+  }
+
+  protected override checkKvKeyArgument(key: unknown): asserts key is string {
+    checkKvKey(key);
+    storedKvKey(key);
+  }
+
+  /** A tick that comes while the previous run is still in flight runs again right after it, rather than being dropped. */
+  protected override maintain(task: 'reap' | 'promote'): void {
+    this.maintenanceRuns[task](() => (task === 'reap' ? this._reap() : this._promote()), () => this.isClosed);
   }
 
   /**
-   * `carried`: the job is enqueued by a reaper dead-letter, maybe long from now and more than once
-   * (after `requeueDead`), so without a caller-chosen id it gets one from the database when it applies.
+   * Completions committed by other processes are seen by polling; local ones resolve at once. A row gone
+   * was acked, unless a cancel left its tombstone (the job named by id and enqueue time: ids may be reused).
    */
-  private jobJson(request: EnqueueRequest, carried = false): JobJson {
-    const config = this.configs.get(request.queue);
-    const options = request.options;
-    checkStorableText('queue name', request.queue);
-    if (options?.id !== undefined) checkStorableText('id', options.id);
-    if (options?.dedupKey !== undefined) checkStorableText('dedupKey', options.dedupKey);
-    const job: JobJson = {
-      own: options?.id !== undefined,
-      queue: request.queue,
-      payload: base64(request.payload),
-      headers: JSON.stringify(copyHeaders(options?.headers)),
-      priority: options?.priority ?? config.defaultPriority,
-      maxAttempts: options?.maxAttempts ?? config.maxAttempts,
+  protected override watchCompletion(job: JobRecord, waiting: Promise<CompletionResult>): void {
+    let done = false;
+    let cancelPoll: () => void = () => undefined;
+    void waiting.then(() => {
+      done = true;
+      cancelPoll();
+    });
+    const poll = (): void => {
+      cancelPoll = this.clock.setTimer(() => {
+        this.one('completion', { jobId: job.id, enqueuedAt: job.enqueuedAt }).then(
+          (row) => {
+            const current = row.job ? toRecord(row.job) : undefined;
+            if (!current || current.enqueuedAt !== job.enqueuedAt) this.completed(job.id, row.removed ? { kind: 'notFound' } : { kind: 'completed' });
+            else if (current.status === 'done' || current.status === 'dead') this.completed(job.id, { kind: 'completed', job: current });
+            else if (!done) poll();
+          },
+          () => {
+            if (!done && !this.isClosed) poll();
+          },
+        );
+      }, COMPLETION_POLL_MS);
     };
-    if (options?.id !== undefined || !carried) job.id = options?.id ?? newId(this.injectedClock ? this.clock.now() : Date.now());
-    if (options?.runAt !== undefined) job.runAt = options.runAt;
-    if (options?.delayMs !== undefined) job.delayMs = options.delayMs;
-    if (options?.dedupKey !== undefined) job.dedupKey = options.dedupKey;
-    if (options?.reaperDeadLetter !== undefined) job.reaperDeadLetter = this.reaperBranchJson(options.reaperDeadLetter);
-    return job;
+    poll();
   }
 
-  private effectsJson(effects: Effects | undefined, carried = false): EffectsJson | undefined {
-    if (!effects) return undefined;
-    const out: EffectsJson = {};
-    if (effects.enqueue?.length) out.enqueue = effects.enqueue.map((request) => this.jobJson(request, carried));
-    if (effects.kvWrites?.length) out.kvWrites = effects.kvWrites.map((w) => ({ key: storedKvKey(w.key), value: base64(w.value) }));
-    if (effects.kvDeletes?.length) out.kvDeletes = effects.kvDeletes.map(storedKvKey);
-    return out;
+  protected override subscribersChanged(): void {
+    if (!this.isClosed && this.notifications.size > 0) this.notifier?.start();
   }
 
-  private reaperBranchJson(branch: ReaperDeadLetterBranch): ReaperBranchJson {
-    const out: ReaperBranchJson = {};
-    if (branch.precondition !== undefined) out.precondition = preconditionJson(branch.precondition);
-    if (branch.effects !== undefined) out.effects = this.effectsJson(branch.effects, true);
-    if (branch.ifCancelRequested !== undefined) out.ifCancelRequested = this.effectsJson(branch.ifCancelRequested, true);
-    return out;
+  // ---- internals ------------------------------------------------------------------------------------
+
+  private flushHost(): FlushHost {
+    return {
+      metrics: this.metrics,
+      configJson: this.configJson,
+      now: () => this.now(),
+      isClosed: () => this.isClosed,
+      settleOne: async (params) => (await this.one('settleOne', params)).result,
+      claimJobs: (params) => this.rows('claim', params),
+      settleAndClaim: async (params) => (await this.one('settleAndClaim', params)).result,
+      settled: (jobId, result) => this.settled(jobId, result),
+    };
   }
 
-  private branchJson(branch: SettlementBranch): unknown {
-    // Diagnostic text is made storable here (see postgres-text.ts), so one odd message cannot fail its flush.
-    const action =
-      branch.action.type === 'ack'
-        ? { type: 'ack' }
-        : branch.action.type === 'nack'
-          ? { type: 'nack', error: storableText(branch.action.error) }
-          : { type: 'deadLetter', reason: storableText(branch.action.reason) };
-    // An id repeated within the branch is an error if (and only if) the branch is applied: flagged for the SQL.
-    const repeatedId = findRepeatedId((branch.effects?.enqueue ?? []).map((request) => request.options?.id));
-    const effects = this.effectsJson(branch.effects);
-    return repeatedId === undefined ? { action, effects } : { action, effects, repeatedId };
+  /** A settlement committed: local wakeups, promotion timers and completions, then its result. */
+  private settled(jobId: string, result: Exclude<SettleJson, { error: unknown }>): SettleResult {
+    const queue = result.queue;
+    if (result.status === 'pending') this.notify(queue, { type: 'jobsAvailable', queue });
+    else if (result.status === 'scheduled' && result.runAt != null) this.wakeAt(Number(result.runAt));
+    else if (result.status === 'done' || result.status === 'dead') this.completedLocally(jobId, result.status);
+    return { branch: result.branch, status: result.status, enqueued: this.afterInserts(result.enqueued ?? []) };
   }
 
-  private settlementJson(settlement: Settlement): unknown {
-    const primary = this.branchJson(settlement) as Record<string, unknown>;
-    if (settlement.ifCancelRequested) primary.ifCancelRequested = this.branchJson(settlement.ifCancelRequested);
-    if (settlement.precondition) primary.precondition = preconditionJson(settlement.precondition);
-    return primary;
+  /** Waiters of a job settled here get its final record (when it was kept), read after the commit. */
+  private completedLocally(jobId: string, status: 'done' | 'dead'): void {
+    if (!this.completionWaiters.has(jobId)) return;
+    void this._getJob(jobId).then(
+      (job) => this.completed(jobId, job && (job.status === 'done' || job.status === 'dead') ? { kind: 'completed', job } : { kind: 'completed' }),
+      () => this.completed(jobId, status === 'done' ? { kind: 'completed' } : { kind: 'timedOut' }),
+    );
   }
 
   /** Local wakeups and precise promotion timers for freshly inserted jobs; strips the internal fields. */
@@ -672,164 +431,20 @@ export class PostgresStore implements QueueStore {
     return inserted.map((r) => {
       if (r.kind === 'new' && r.queue !== undefined) {
         if (r.runAt === undefined || r.runAt === null) this.notify(r.queue, { type: 'jobsAvailable', queue: r.queue });
-        else this.armWake(Number(r.runAt));
+        else this.wakeAt(Number(r.runAt));
       }
       return { kind: r.kind, id: r.id };
     });
   }
 
-  /**
-   * Group commit. Settlements and claims are queued and flushed at the end of
-   * the event-loop turn (so those issued together, a runtime's settlements
-   * and the claim for the slots they freed, share one transaction); at most
-   * `settleConcurrency` flushes are in flight. A flush runs its settlements
-   * (in job-id order) and then its claims, which so see the jobs those
-   * settlements enqueued. Claims wait until no flush is in flight (they would
-   * otherwise miss the jobs being committed), nor a reap or promotion, and
-   * settlements queued meanwhile wait with them, so claims are never starved.
-   *
-   * Except with a backlog: when the queue's last claim came back full, other
-   * jobs are waiting, so a claim needs nothing from the settlements in flight
-   * or queued; it goes at once in its own statement, and the settlements'
-   * transaction runs beside it instead of ahead of it (the runtime gets its
-   * next steps while the database commits the last ones).
-   */
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    deferToEndOfTurn(() => {
-      this.flushScheduled = false;
-      this.pumpFlushes();
-    });
-  }
-
-  private pumpFlushes(): void {
-    if (this.claimQueue.length > 0 && this.maintenanceInFlight === 0 && !this.closed) {
-      const waiting: ClaimWaiter[] = [];
-      for (const claim of this.claimQueue) {
-        if (this.backlog.has(claim.item.queue)) void this.runFlush([], [claim]);
-        else waiting.push(claim);
-      }
-      this.claimQueue = waiting;
-    }
-    while (this.flushesInFlight < this.settleConcurrency && !this.closed) {
-      const claimsWaiting = this.claimQueue.length > 0;
-      if (claimsWaiting ? this.flushesInFlight > 0 || this.maintenanceInFlight > 0 : this.settleQueue.length === 0) return;
-      // Id order: concurrent batches and the reaper then lock rows in one global order (no deadlocks).
-      const settles = this.settleQueue.splice(0, this.maxSettleBatch).sort(byJobId);
-      const claims = this.claimQueue.splice(0);
-      this.flushesInFlight++;
-      void this.runFlush(settles, claims).finally(() => {
-        this.flushesInFlight--;
-        // Deferred too: what the callers do with these results (settle more, claim again) joins the next flush.
-        if (this.settleQueue.length > 0 || this.claimQueue.length > 0) this.scheduleFlush();
-      });
-    }
-  }
-
-  /**
-   * A reap or promotion: claims issued while it runs wait for it, so they see
-   * the jobs it made claimable (a claim issued after the reaper fired finds
-   * the expired claims requeued, whichever connection answers first).
-   */
-  private async maintenance<T>(operation: Promise<T>): Promise<T> {
-    this.maintenanceInFlight++;
-    try {
-      return await operation;
-    } finally {
-      this.maintenanceInFlight--;
-      if (this.maintenanceInFlight === 0) {
-        for (const resume of this.maintenanceWaiters.splice(0)) resume();
-        if (this.claimQueue.length > 0) this.scheduleFlush();
-      }
-    }
-  }
-
-  private async runFlush(settles: SettleWaiter[], claims: ClaimWaiter[]): Promise<void> {
-    let settled: SettleJson[] = [];
-    let claimed: JobRow[][] = [];
-    try {
-      if (claims.length === 0 && settles.length === 1) {
-        const only = settles[0] as SettleWaiter;
-        const result = await this.query('settleOne', [this.now(), this.configJson, JSON.stringify(only.item)]);
-        settled = [(result.rows[0] as { r: SettleJson }).r];
-      } else if (settles.length === 0 && claims.length === 1) {
-        const { queue, limit, lease } = (claims[0] as ClaimWaiter).item;
-        const result = await this.query('claim', [this.now(), queue, limit, lease]);
-        claimed = [result.rows as unknown as JobRow[]];
-      } else {
-        const result = await this.query('settleAndClaim', [
-          this.now(),
-          this.configJson,
-          JSON.stringify(settles.map((w) => w.item)),
-          JSON.stringify(claims.map((w) => w.item)),
-        ]);
-        const r = (result.rows[0] as { r: { s: SettleJson[]; c: JobRow[][] } }).r;
-        settled = r.s;
-        claimed = r.c;
-      }
-    } catch (error) {
-      for (const waiter of settles) waiter.reject(error);
-      for (const waiter of claims) waiter.reject(error);
-      return;
-    }
-    if (settles.length > 0) {
-      this.metrics.settleTransactions++;
-      this.metrics.settlements += settles.length;
-      this.metrics.claimsWithSettlements += claims.length;
-    } else {
-      this.metrics.claimStatements++;
-    }
-    settles.forEach((waiter, index) => {
-      const r = settled[index] as SettleJson;
-      if (r.error) {
-        waiter.reject(mapError({ code: r.error.code, message: r.error.message, detail: r.error.detail, constraint: r.error.constraint }, 'settle'));
-        return;
-      }
-      const queue = r.queue as string;
-      if (r.status === 'pending') this.notify(queue, { type: 'jobsAvailable', queue });
-      else if (r.status === 'scheduled' && r.runAt != null) this.armWake(Number(r.runAt));
-      else if (r.status === 'done' || r.status === 'dead') this.completedLocally(waiter.item.jobId, r.status);
-      waiter.resolve({ branch: r.branch as SettleResult['branch'], status: r.status as SettleResult['status'], enqueued: this.afterInserts(r.enqueued ?? []) });
-    });
-    this.resolveClaims(claims, claimed);
-  }
-
-  private resolveClaims(claims: ClaimWaiter[], claimed: JobRow[][]): void {
-    claims.forEach((waiter, index) => {
-      const rows = claimed[index] ?? [];
-      if (rows.length === waiter.item.limit) this.backlog.add(waiter.item.queue);
-      else this.backlog.delete(waiter.item.queue);
-      const result = rows.map((row) => ({ jobId: row.id, token: row.token as string, job: toRecord(row) }));
-      result.sort((a, b) => a.job.priority - b.job.priority || compareIds(a.jobId, b.jobId));
-      waiter.resolve(result);
-    });
-  }
-
-  private completedLocally(jobId: string, status: 'done' | 'dead'): void {
-    if (!this.completionWaiters.has(jobId)) return;
-    void this.getJob(jobId).then(
-      (job) => this.resolveCompletion(jobId, job && (job.status === 'done' || job.status === 'dead') ? { kind: 'completed', job } : { kind: 'completed' }),
-      () => this.resolveCompletion(jobId, status === 'done' ? { kind: 'completed' } : { kind: 'timedOut' }),
-    );
-  }
-
-  private resolveCompletion(jobId: string, result: CompletionResult): void {
-    const waiters = this.completionWaiters.get(jobId);
-    if (!waiters) return;
-    for (const finish of [...waiters]) finish(result);
+  /** Wakes when the earliest known scheduled job falls due, so delays are not rounded up to the promote interval. */
+  private wakeAt(runAt: number): void {
+    this.armWake(runAt, () => this.maintain('promote'));
   }
 
   private onRemote(payload: string): void {
-    let message: { t?: string; q?: string; id?: string };
-    try {
-      message = JSON.parse(payload) as typeof message;
-    } catch {
-      return;
-    }
-    if (typeof message.q !== 'string') return;
-    if (message.t === 'j') this.notify(message.q, { type: 'jobsAvailable', queue: message.q });
-    else if (message.t === 'c' && typeof message.id === 'string') this.notify(message.q, { type: 'cancelRequested', queue: message.q, jobId: message.id });
+    const notification = parseNotification(payload);
+    if (notification) this.notify(notification.queue, notification);
   }
 
   /** After (re)connecting LISTEN, anything may have been missed: wake every subscribed queue. */
@@ -837,103 +452,66 @@ export class PostgresStore implements QueueStore {
     for (const queue of this.notifications.queues()) this.notify(queue, { type: 'jobsAvailable', queue });
   }
 
-  private notify(queue: string, notification: StoreNotification): void {
-    this.notifications.notify(queue, notification);
+  /** The `now` parameter: the injected clock's time, or null for "the database's clock". */
+  private now(): number | null {
+    return this.injectedClock ? this.clock.now() : null;
   }
 
-  /** Wakes when the earliest known scheduled job falls due, so delays are not rounded up to the promote interval. */
-  private armWake(runAt: number): void {
-    if (!this.background || this.closed) return;
-    if (this.wake && this.wake.at <= runAt) return;
-    this.wake?.cancel();
-    const delay = Math.max(0, runAt - (this.injectedClock ? this.clock.now() : Date.now()));
-    const cancel = this.clock.setTimer(() => {
-      this.wake = undefined;
-      if (!this.closed) void this.promote().catch(() => undefined);
-    }, delay, HOUSEKEEPING);
-    this.wake = { at: runAt, cancel };
+  private async query<N extends StatementName>(name: N, params: Statements[N]['params']): Promise<{ rows: Array<Statements[N]['row']>; rowCount: number | null }> {
+    if (!this.opened) await this.open();
+    this.checkOpen();
+    this.metrics.statements++;
+    const statement = this.sql[name];
+    const promise = this.pool.query({ name: this.names[name], text: statement.text, values: paramValues(statement, params) });
+    this.inFlight.add(promise);
+    try {
+      const result = await promise;
+      // The one place rows get their type: each statement's result row is declared in `Statements`.
+      return { rows: result.rows as Array<Statements[N]['row']>, rowCount: result.rowCount };
+    } catch (error) {
+      throw mapError(error, name);
+    } finally {
+      this.inFlight.delete(promise);
+    }
   }
 
-  /**
-   * Runs `task` every `intervalMs` of clock time. The timer is re-armed at
-   * once (a long clock jump fires it as often as memory's would); a tick that
-   * comes while the previous run is still in flight runs again right after it,
-   * with the time of that moment, rather than being dropped.
-   */
-  private every(intervalMs: number, task: () => Promise<unknown>): void {
-    checkPositiveInt('maintenance interval', intervalMs);
-    let cancel: () => void = () => undefined;
-    let running = false;
-    let again = false;
-    const run = (): void => {
-      if (running) {
-        again = true;
-        return;
-      }
-      running = true;
-      void task()
-        .catch(() => undefined)
-        .finally(() => {
-          running = false;
-          if (again && !this.closed) {
-            again = false;
-            run();
-          }
-        });
-    };
-    const tick = (): void => {
-      this.timers.delete(cancel);
-      if (this.closed) return;
-      cancel = this.clock.setTimer(tick, intervalMs, HOUSEKEEPING);
-      this.timers.add(cancel);
-      run();
-    };
-    cancel = this.clock.setTimer(tick, intervalMs, HOUSEKEEPING);
-    this.timers.add(cancel);
+  private async rows<N extends StatementName>(name: N, params: Statements[N]['params']): Promise<Array<Statements[N]['row']>> {
+    return (await this.query(name, params)).rows;
+  }
+
+  /** A statement that returns exactly one row (a function call, an aggregate). */
+  private async one<N extends StatementName>(name: N, params: Statements[N]['params']): Promise<Statements[N]['row']> {
+    const [row] = await this.rows(name, params);
+    if (row === undefined) throw new Error(`statement ${name} returned no row`);
+    return row;
   }
 }
 
-function findRepeatedId(ids: Array<string | undefined>): string | undefined {
-  const seen = new Set<string>();
-  for (const id of ids) {
-    if (id === undefined) continue;
-    if (seen.has(id)) return id;
-    seen.add(id);
-  }
-  return undefined;
-}
-
-/** Ids repeated within one batch are rejected before anything is sent (a dedup hit does not excuse them). */
-function checkDistinctIds(ids: Array<string | undefined>): void {
-  const repeated = findRepeatedId(ids);
-  if (repeated !== undefined) throw new InvalidArgumentError('id', `job id "${repeated}" is already in use`);
-}
-
-// The shared argument checks, plus what PostgreSQL can store (postgres-text.ts).
-
-function checkStoredJobId(jobId: unknown): asserts jobId is string {
-  checkJobId(jobId);
-  checkStorableText('job id', jobId);
-}
-
-function checkStoredQueueName(queue: unknown): asserts queue is string {
-  checkQueueName(queue);
-  checkStorableText('queue name', queue);
-}
-
-function checkStoredKvKey(key: unknown): asserts key is string {
-  checkKvKey(key);
-  storedKvKey(key);
-}
-
-/** A kv key the shared checks passed, once PostgreSQL can store it. */
-function storedKvKey(key: string): string {
-  checkStorableText('kv key', key);
-  return key;
-}
-
-function preconditionJson(precondition: KvPrecondition): PreconditionJson {
-  return { key: storedKvKey(precondition.key), equals: base64(precondition.equals) };
+/**
+ * A task run by a timer: a call while the previous run is still in flight
+ * runs it once more right after (with the time of that moment), unless the
+ * store stopped meanwhile. Failures are left to the next tick.
+ */
+function rerunWhileBusy(): (task: () => Promise<unknown>, stopped: () => boolean) => void {
+  let running = false;
+  let again = false;
+  const run = (task: () => Promise<unknown>, stopped: () => boolean): void => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    void task()
+      .catch(() => undefined)
+      .finally(() => {
+        running = false;
+        if (again && !stopped()) {
+          again = false;
+          run(task, stopped);
+        }
+      });
+  };
+  return run;
 }
 
 /** A claim this store could never have issued is not held: `LEASE_LOST`, as for any other. */

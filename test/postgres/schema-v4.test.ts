@@ -108,8 +108,8 @@ describe.skipIf(!available)('PostgresStore schema version 4', () => {
       // Its id was taken by the database when the effects applied: a ULID.
       expect(outcome?.job).toMatchObject({ queue: 'r', payload: bytes('outcome'), enqueuedAt: T0 + 2010 });
       expect(outcome?.jobId).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
-      // Version 3 was the one before this one.
-      expect(MIGRATIONS.length).toBe(4);
+      // Version 3 is older than this one (version 4 came after it, version 5 after that).
+      expect(MIGRATIONS.length).toBeGreaterThan(3);
     } finally {
       await store.close();
     }
