@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryStore } from '../adapters/memory/index.js';
 import { SqliteStore } from '../adapters/sqlite/index.js';
-import { ModelStore } from '../conformance/model.js';
+import { ModelStore } from '../conformance/model/index.js';
 import type { ConformanceOptions, StoreContext } from '../conformance/options.js';
 import { checkWorkflowProperties } from '../conformance/workflow-suite.js';
 import type { QueueStore } from '../core/queue-store.js';
