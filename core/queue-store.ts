@@ -315,7 +315,11 @@ export interface QueueStore {
    * delivery). A job whose cancel flag is set stays claimable; the flag is
    * reported in the record. Scheduled jobs are not claimable until promoted.
    * Never returns a job twice to concurrent callers. Returns `[]` when
-   * nothing is claimable.
+   * nothing is claimable. Concurrent claims may pass over jobs another
+   * claim in flight is taking (as `FOR UPDATE SKIP LOCKED` does), so one of
+   * them can come back short, or with a later job than a serial claim would
+   * take, while the others take the rest; a job no claim takes is never
+   * passed over.
    */
   claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]>;
 

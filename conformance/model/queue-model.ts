@@ -203,14 +203,22 @@ export class QueueModel {
   }
 
   /** Returns the claims with the model's tokens (`t1`, `t2`, ...). */
-  claim(now: number, queue: string, options?: { leaseMs?: number; limit?: number }): Claim[] {
+  /**
+   * `skip`: jobs a concurrent claim is taking, which this claim passes over
+   * as `FOR UPDATE SKIP LOCKED` does (used when replaying concurrent claims).
+   */
+  claim(now: number, queue: string, options?: { leaseMs?: number; limit?: number; skip?: ReadonlySet<string> }): Claim[] {
     checkQueueName(queue);
     if (options?.leaseMs !== undefined) checkPositiveInt('leaseMs', options.leaseMs);
     const limit = options?.limit ?? 1;
     checkPositiveInt('limit', limit);
     return this.transaction((state) => {
       const lease = options?.leaseMs ?? this.configs.get(queue).leaseDurationMs;
-      const chosen = state.jobs.filter((job) => job.queue === queue && job.status === 'pending').sort(claimOrder).slice(0, limit);
+      const skip = options?.skip;
+      const chosen = state.jobs
+        .filter((job) => job.queue === queue && job.status === 'pending' && !skip?.has(job.id))
+        .sort(claimOrder)
+        .slice(0, limit);
       return chosen.map((job) => {
         job.status = 'claimed';
         job.attempts += 1;
