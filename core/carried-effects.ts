@@ -115,11 +115,124 @@ function branchFromJson(json: Json): ReaperDeadLetterBranch {
   return branch;
 }
 
-/** Text form of a reaper branch (JSON, byte arrays as base64), for stores that keep it in a column. */
+/**
+ * Text form of a reaper branch, for stores that keep it in a column. Every
+ * step job carries one, so it is kept small: JSON of `[2, strings, tree]`,
+ * where each string of the branch (keys, queue names, dedup keys, header
+ * values) stands once in `strings` and the tree refers to it by index, and
+ * byte arrays that are UTF-8 text are kept as text (by index too), others
+ * as base64 strings. The first form (a plain object, every byte array in
+ * base64) is still read.
+ */
 export function encodeReaperBranch(branch: ReaperDeadLetterBranch): string {
-  return JSON.stringify(branchToJson(branch));
+  const table = new StringTable();
+  return JSON.stringify([COMPACT_FORMAT, table.strings, compactBranch(branch, table)]);
 }
 
 export function decodeReaperBranch(text: string): ReaperDeadLetterBranch {
-  return branchFromJson(JSON.parse(text) as Json);
+  const parsed = JSON.parse(text) as unknown;
+  if (!Array.isArray(parsed)) return branchFromJson(parsed as Json);
+  const [format, strings, tree] = parsed as [number, string[], Json];
+  if (format !== COMPACT_FORMAT) throw new TypeError(`unknown reaper branch format ${String(format)}`);
+  return expandBranch(tree, strings);
+}
+
+const COMPACT_FORMAT = 2;
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const utf8Encoder = new TextEncoder();
+
+/** Distinct strings in first-seen order. */
+class StringTable {
+  readonly strings: string[] = [];
+  private readonly index = new Map<string, number>();
+
+  ref(text: string): number {
+    let i = this.index.get(text);
+    if (i === undefined) {
+      i = this.strings.push(text) - 1;
+      this.index.set(text, i);
+    }
+    return i;
+  }
+
+  /** Bytes: the index of their text when they are UTF-8, else their base64. */
+  bytes(value: Uint8Array): number | string {
+    let text: string;
+    try {
+      text = utf8.decode(value);
+    } catch {
+      return base64(value);
+    }
+    return this.ref(text);
+  }
+}
+
+function compactBranch(branch: ReaperDeadLetterBranch, t: StringTable): Json {
+  const out: Json = {};
+  if (branch.precondition) out.p = [t.ref(branch.precondition.key), t.bytes(branch.precondition.equals)];
+  if (branch.effects) out.e = compactEffects(branch.effects, t);
+  if (branch.ifCancelRequested) out.c = compactEffects(branch.ifCancelRequested, t);
+  return out;
+}
+
+function compactEffects(effects: Effects, t: StringTable): Json {
+  const out: Json = {};
+  if (effects.enqueue) out.enqueue = effects.enqueue.map((r) => [t.ref(r.queue), t.bytes(r.payload), r.options === undefined ? null : compactOptions(r.options, t)]);
+  if (effects.kvWrites) out.kvWrites = effects.kvWrites.map((w) => [t.ref(w.key), t.bytes(w.value), w.ifAbsent === true]);
+  if (effects.kvDeletes) out.kvDeletes = effects.kvDeletes.map((key) => t.ref(key));
+  return out;
+}
+
+function compactOptions(options: EnqueueOptions, t: StringTable): Json {
+  const { headers, dedupKey, id, reaperDeadLetter, ...rest } = options;
+  const out: Json = rest;
+  if (id !== undefined) out.id = t.ref(id);
+  if (dedupKey !== undefined) out.dedupKey = t.ref(dedupKey);
+  if (headers !== undefined) out.headers = Object.keys(headers).map((key) => [t.ref(key), t.ref(headers[key] as string)]);
+  if (reaperDeadLetter !== undefined) out.reaperDeadLetter = compactBranch(reaperDeadLetter, t);
+  return out;
+}
+
+function expandBranch(tree: Json, strings: string[]): ReaperDeadLetterBranch {
+  const text = (i: unknown): string => {
+    const value = strings[i as number];
+    if (typeof value !== 'string') throw new TypeError(`reaper branch refers to string ${String(i)} of ${strings.length}`);
+    return value;
+  };
+  const bytes = (v: unknown): Uint8Array => (typeof v === 'number' ? utf8Encoder.encode(text(v)) : fromBase64(v));
+  const effects = (json: Json): Effects => {
+    const out: Effects = {};
+    if (json.enqueue) {
+      out.enqueue = (json.enqueue as Array<[number, unknown, Json | null]>).map(([queue, payload, options]) => ({ queue: text(queue), payload: bytes(payload), options: options === null ? undefined : expandOptions(options) }));
+    }
+    if (json.kvWrites) {
+      out.kvWrites = (json.kvWrites as Array<[number, unknown, boolean]>).map(([key, value, ifAbsent]) => (ifAbsent ? { key: text(key), value: bytes(value), ifAbsent } : { key: text(key), value: bytes(value) }));
+    }
+    if (json.kvDeletes) out.kvDeletes = (json.kvDeletes as number[]).map(text);
+    return out;
+  };
+  const expandOptions = (json: Json): EnqueueOptions => {
+    const { headers, dedupKey, id, reaperDeadLetter, ...rest } = json;
+    const options = rest as EnqueueOptions;
+    if (id !== undefined) options.id = text(id);
+    if (dedupKey !== undefined) options.dedupKey = text(dedupKey);
+    if (headers !== undefined) {
+      const map = copyHeaders(undefined);
+      for (const [key, value] of headers as Array<[number, number]>) map[text(key)] = text(value);
+      options.headers = map;
+    }
+    if (reaperDeadLetter !== undefined) options.reaperDeadLetter = expandTree(reaperDeadLetter as Json);
+    return options;
+  };
+  const expandTree = (json: Json): ReaperDeadLetterBranch => {
+    const branch: ReaperDeadLetterBranch = {};
+    if (json.p) {
+      const [key, equals] = json.p as [number, unknown];
+      branch.precondition = { key: text(key), equals: bytes(equals) };
+    }
+    if (json.e) branch.effects = effects(json.e as Json);
+    if (json.c) branch.ifCancelRequested = effects(json.c as Json);
+    return branch;
+  };
+  return expandTree(tree);
 }

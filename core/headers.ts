@@ -36,6 +36,11 @@ export function parseHeadersJson(json: string): Headers {
   return copyHeaders(JSON.parse(json) as Headers);
 }
 
+/** Reserved step-job header carrying the run id. */
+export const HEADER_RUN_ID = 'workflow.run_id';
+/** Reserved step-job header carrying the zero-based step number. */
+export const HEADER_STEP = 'workflow.step';
+
 /** Header keys the runtime owns: a submitter's headers never start with it. */
 export const RESERVED_HEADER_PREFIX = 'workflow.';
 

@@ -7,7 +7,7 @@
  * commit. The store's own `maxAttempts` of the notification job then counts
  * only deliveries that never settled (a crash while the hook ran).
  */
-import { userHeaders } from './headers.js';
+import { copyHeaders } from './headers.js';
 import { retryDelayMs } from './queue-config.js';
 import type { Headers, Settlement } from './queue-store.js';
 import { checkNonNegativeInt, checkPositiveInt } from './store-validation.js';
@@ -64,8 +64,8 @@ export function hookFailureSettlement(
   if (attempt >= policy.maxAttempts) {
     return { action: { type: 'deadLetter', reason: `hook failed ${attempt} times; last error: ${error}` } };
   }
-  // The run's own headers stay with the notification (a reaper's outcome keeps them there).
-  const headers = userHeaders(notification.headers);
+  // The notification's headers stay with it (a reaper's notice keeps its outcome there); only the attempt moves on.
+  const headers = copyHeaders(notification.headers);
   headers[HEADER_HOOK_ATTEMPT] = String(attempt + 1);
   const delayMs = hookRetryDelayMs(policy, attempt);
   return {

@@ -8,7 +8,7 @@
  * Both are deleted by the settlement (or cancel) that ends the run.
  */
 import { createHash } from 'node:crypto';
-import { parseHeadersJson, userHeaders } from './headers.js';
+import { HEADER_RUN_ID, HEADER_STEP, copyHeaders, parseHeadersJson, userHeaders } from './headers.js';
 import type { Headers } from './queue-store.js';
 import type { RunOutcome } from './outcomes.js';
 
@@ -58,39 +58,59 @@ export function sha256Hex(input: Uint8Array): string {
   return createHash('sha256').update(input).digest('hex');
 }
 
-/**
- * Payload of an outcome-notification job. `endedByReaper` marks the outcome
- * of a run the reaper's commit ended (no runtime reported that end). With
- * `headersInJob` the run's headers are left out: the notification job carries
- * them as its own headers (every step job carries a reaper outcome, so it is
- * kept small and cheap to make).
- */
-export function encodeOutcome(outcome: RunOutcome, endedByReaper = false, headersInJob = false): Uint8Array {
-  const { result, headers, ...rest } = outcome;
+/** Payload of an outcome-notification job (a runtime's commit; the reaper's notices are `reapedNoticeHeaders`). */
+export function encodeOutcome(outcome: RunOutcome): Uint8Array {
+  const { result, ...rest } = outcome;
   const fields: Record<string, unknown> = rest;
-  if (!headersInJob) fields.headers = headers;
   if (result !== undefined) fields.result = Buffer.from(result).toString('base64');
-  if (endedByReaper) fields.endedByReaper = true;
   return encodeShortString(JSON.stringify(fields));
+}
+
+function decodeReapedNotice(headers: Headers): { outcome: RunOutcome; endedByReaper: boolean } {
+  const runId = headers[HEADER_RUN_ID];
+  const step = Number(headers[HEADER_STEP]);
+  const how = headers[HEADER_REAPED];
+  if (runId === undefined || !Number.isSafeInteger(step) || (how !== 'failed' && how !== 'cancelled')) throw new TypeError('malformed reaper notice headers');
+  const base = { runId, headers: userHeaders(headers), finalStep: step };
+  return { outcome: how === 'cancelled' ? { ...base, status: 'cancelled' } : { ...base, status: 'failed', error: 'lease expired' }, endedByReaper: true };
 }
 
 export function decodeOutcome(bytes: Uint8Array, jobHeaders?: Headers): RunOutcome {
   return decodeNotification(bytes, jobHeaders).outcome;
 }
 
+/** Header of a reaper's notification: `failed` (lease expired) or `cancelled`. */
+export const HEADER_REAPED = 'workflow.reaped';
+
 /**
- * An outcome-notification job's payload: the outcome, and whether the reaper
- * ended the run. A payload without headers takes the job's own (its
- * `workflow.*` keys left out).
+ * The payload of a reaper's notification: empty, as its headers carry the
+ * outcome (run id, step, how it ended, the run's own headers). Every step
+ * job carries two of these for its reaper, so they cost no encoding.
  */
-export function decodeNotification(bytes: Uint8Array, jobHeaders?: Headers): { outcome: RunOutcome; endedByReaper: boolean } {
-  const raw = JSON.parse(decoder.decode(bytes)) as Omit<RunOutcome, 'result' | 'headers'> & { result?: string; headers?: unknown; endedByReaper?: boolean };
-  const { result, headers, endedByReaper, ...rest } = raw;
-  const runHeaders = headers === undefined ? userHeaders(jobHeaders ?? {}) : parseHeadersJson(JSON.stringify(headers));
-  const outcome: RunOutcome = { ...rest, headers: runHeaders, ...(result === undefined ? {} : { result: new Uint8Array(Buffer.from(result, 'base64')) }) };
-  return { outcome, endedByReaper: endedByReaper === true };
+export const REAPED_NOTICE_PAYLOAD: Uint8Array = new Uint8Array(0);
+
+/** Headers of the notification for a run the reaper ends on `step`. */
+export function reapedNoticeHeaders(runId: string, runHeaders: Headers, step: number, cancelled: boolean): Headers {
+  const headers = copyHeaders(runHeaders);
+  headers[HEADER_RUN_ID] = runId;
+  headers[HEADER_STEP] = String(step);
+  headers[HEADER_REAPED] = cancelled ? 'cancelled' : 'failed';
+  return headers;
 }
 
+/**
+ * An outcome-notification job: the outcome, and whether the reaper ended
+ * the run. A reaper's notice (empty payload) is read from the job's headers.
+ * (Notices committed by earlier versions carry the outcome in the payload,
+ * with `endedByReaper`.)
+ */
+export function decodeNotification(bytes: Uint8Array, jobHeaders?: Headers): { outcome: RunOutcome; endedByReaper: boolean } {
+  if (bytes.length === 0 && jobHeaders !== undefined && Object.hasOwn(jobHeaders, HEADER_REAPED)) return decodeReapedNotice(jobHeaders);
+  const raw = JSON.parse(decoder.decode(bytes)) as Omit<RunOutcome, 'result'> & { result?: string; endedByReaper?: boolean };
+  const { result, headers, endedByReaper, ...rest } = raw;
+  const outcome: RunOutcome = { ...rest, headers: parseHeadersJson(JSON.stringify(headers)), ...(result === undefined ? {} : { result: new Uint8Array(Buffer.from(result, 'base64')) }) };
+  return { outcome, endedByReaper: endedByReaper === true };
+}
 
 /** Dedup key of the notification for a run that ended on `jobId`: at most one live notification per ending. */
 export function outcomeDedupKey(jobId: string): string {

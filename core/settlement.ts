@@ -16,18 +16,13 @@
  * | any of the above, cancel flagged   | ack + delete run records        | cancelled, no error |
  *   (except a runner-issued cancel, whose reason wins)
  */
-import { RESERVED_HEADER_PREFIX, createHeaders } from './headers.js';
-import { encodeOutcome, encodeRecord, outcomeDedupKey } from './run-records.js';
+import { HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX, createHeaders } from './headers.js';
+import { REAPED_NOTICE_PAYLOAD, encodeOutcome, encodeRecord, outcomeDedupKey, reapedNoticeHeaders } from './run-records.js';
 import { describeFailure } from './outcomes.js';
 import type { RunOutcome, RunnerResult } from './outcomes.js';
 import type { Effects, EnqueueOptions, Headers, KvPrecondition, ReaperDeadLetterBranch, SettleAction, Settlement, SettlementBranch } from './queue-store.js';
 
-/** Reserved step-job header carrying the run id. */
-export const HEADER_RUN_ID = 'workflow.run_id';
-/** Reserved step-job header carrying the zero-based step number. */
-export const HEADER_STEP = 'workflow.step';
-/** Prefix the runtime owns on step-job headers. */
-export { RESERVED_HEADER_PREFIX };
+export { HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX };
 
 /** Dedup key of a run's step: two live jobs for one `(run, step)` never exist at once. */
 export function stepDedupKey(runId: string, step: number): string {
@@ -87,11 +82,6 @@ export function cursorPrecondition(keys: StepFacts['keys'], jobId: string, step:
   return { key: keys.cursor, equals: cursorValue(jobId, step) };
 }
 
-/** The outcome of a run whose step the reaper dead-letters (lease expired on the last attempt). */
-export function reapedOutcome(runId: string, userHeaders: Headers, step: number, cancelled: boolean): RunOutcome {
-  return cancelled ? { runId, status: 'cancelled', headers: userHeaders, finalStep: step } : { runId, status: 'failed', error: 'lease expired', headers: userHeaders, finalStep: step };
-}
-
 /**
  * What a step job carries for the reaper: if its lease expires on its last
  * attempt while the run's cursor still names it, the reaper's commit ends the
@@ -104,13 +94,13 @@ export function reaperBranch(
   step: number,
   cursor: Uint8Array = cursorValue(jobId, step),
 ): ReaperDeadLetterBranch {
-  // Every step job carries this, so both branches share what they can, and the run's headers go as the
-  // notification's own headers (stores copy them; no encoding) instead of inside its payload.
+  // Every step job carries this, so it is kept small and cheap to make: both branches share what they can,
+  // and the notification is an empty payload whose headers say it all (see `reapedNoticeHeaders`).
   const kvDeletes = [facts.keys.identity, facts.keys.cursor];
-  const options: EnqueueOptions = { dedupKey: outcomeDedupKey(jobId), headers: facts.userHeaders };
+  const dedupKey = outcomeDedupKey(jobId);
   const ending = (cancelled: boolean): Effects => ({
     kvDeletes,
-    enqueue: [{ queue: facts.reapedOutcomeQueue, payload: encodeOutcome(reapedOutcome(facts.runId, facts.userHeaders, step, cancelled), true, true), options }],
+    enqueue: [{ queue: facts.reapedOutcomeQueue, payload: REAPED_NOTICE_PAYLOAD, options: { dedupKey, headers: reapedNoticeHeaders(facts.runId, facts.userHeaders, step, cancelled) } }],
   });
   return { precondition: { key: facts.keys.cursor, equals: cursor }, effects: ending(false), ifCancelRequested: ending(true) };
 }

@@ -125,11 +125,11 @@ describe('decideSettlement', () => {
     ] as const) {
       expect(effects.kvDeletes).toEqual([keys.identity, keys.cursor]);
       expect(effects.enqueue).toHaveLength(1);
-      // The run's headers ride as the notification job's own headers, not in its payload.
-      expect(effects.enqueue![0]).toMatchObject({ queue: 'q.outcomes', options: { dedupKey: 'outcome:NEXT', headers: { tenant: 'acme' } } });
+      // A notice with an empty payload: its headers carry the outcome and the run's own headers.
+      expect(effects.enqueue![0]).toMatchObject({ queue: 'q.outcomes', options: { dedupKey: 'outcome:NEXT', headers: { tenant: 'acme', 'workflow.run_id': 'run-1', 'workflow.step': '5' } } });
       const { payload, options } = effects.enqueue![0]!;
+      expect(payload).toHaveLength(0);
       expect(decodeNotification(payload, options!.headers)).toEqual({ outcome, endedByReaper: true });
-      expect(decodeNotification(payload).outcome.headers).toEqual({});
     }
   });
 
