@@ -353,7 +353,7 @@ const exampleChecks: ConformanceCheck[] = [
           for (const claim of await store.claim('d', { limit: 10 })) await store.settle(claim, { action: { type: 'deadLetter', reason: 'x' } });
           const paged: string[] = [];
           let after: string | undefined;
-          for (let page = await store.deadJobs('d', { limit: 2 }); page.length > 0; page = await store.deadJobs('d', { after, limit: 2 })) {
+          for (let page = await store.deadJobs('d', { limit: 2 }); page.length > 0; page = await store.deadJobs('d', after === undefined ? { limit: 2 } : { after, limit: 2 })) {
             paged.push(...page.map((job) => job.id));
             after = page[page.length - 1]?.id;
           }

@@ -426,7 +426,7 @@ const runArb: fc.Arbitrary<RunScript> = fc
     maxAttempts: fc.integer({ min: 1, max: 3 }),
     cancelAfterStarts: fc.option(fc.nat(6), { nil: undefined, freq: 2 }),
   })
-  .map((r) => (r.cancelAfterStarts === undefined ? { steps: r.steps, maxAttempts: r.maxAttempts } : r));
+  .map(({ steps, maxAttempts, cancelAfterStarts }) => (cancelAfterStarts === undefined ? { steps, maxAttempts } : { steps, maxAttempts, cancelAfterStarts }));
 
 /** A random scenario. `mode` picks the hazards; `all` mixes them. */
 export function workflowScenarioArb(mode: 'plain' | 'faults' | 'zombie' | 'all' = 'all'): fc.Arbitrary<WorkflowScenario> {

@@ -167,7 +167,6 @@ const RUN_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 const MAX_STORE_BACKOFF_MS = 5_000;
 /** Cap of the backoff between settlement retries (also a sixth of the lease, whichever is shorter). */
 const MAX_SETTLE_BACKOFF_MS = 1_000;
-const STORE_RETRIES = 10;
 const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
 /** With durable delivery, hooks may hold at most this share of the slots, and are claimed first: neither starves the other. */
 const HOOK_SLOT_SHARE = 4;
@@ -847,19 +846,6 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     } finally {
       this.keeper.release(leased);
       this.releaseSlot(loop, true);
-    }
-  }
-
-  /** Retries transient store errors with backoff (reporting each); rethrows the last one, or a permanent one. */
-  private async retryTransient<T>(operation: string, fn: () => Promise<T>, ids: { runId?: string; jobId?: string } = {}): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await fn();
-      } catch (error) {
-        this.emit('storeError', { operation, error, ...ids });
-        if (!isTransientError(error) || attempt + 1 >= STORE_RETRIES) throw error;
-        await sleepOn(this.clock, Math.min(MAX_STORE_BACKOFF_MS, 20 * 2 ** attempt));
-      }
     }
   }
 

@@ -131,7 +131,7 @@ export class MemoryStore extends BaseQueueStore {
     for (const write of kvWrites ?? []) {
       if (write.ifAbsent && this.kv.has(write.key)) return { kind: 'kvConflict', key: write.key };
     }
-    this.checkNewIds([{ queue, payload, options }]);
+    this.checkNewIds([options === undefined ? { queue, payload } : { queue, payload, options }]);
     const result = this.insertJob(queue, payload, options);
     this.applyKvWrites(kvWrites);
     return result;

@@ -289,8 +289,10 @@ export class WireEncoder {
   private reaperBranch(branch: ReaperDeadLetterBranch): ReaperBranchJson {
     const out: ReaperBranchJson = {};
     if (branch.precondition !== undefined) out.precondition = preconditionJson(branch.precondition);
-    if (branch.effects !== undefined) out.effects = this.effects(branch.effects, true);
-    if (branch.ifCancelRequested !== undefined) out.ifCancelRequested = this.effects(branch.ifCancelRequested, true);
+    const effects = this.effects(branch.effects, true);
+    if (effects !== undefined) out.effects = effects;
+    const ifCancelRequested = this.effects(branch.ifCancelRequested, true);
+    if (ifCancelRequested !== undefined) out.ifCancelRequested = ifCancelRequested;
     return out;
   }
 

@@ -195,7 +195,7 @@ export class PostgresStore extends BaseQueueStore {
 
   protected async _enqueue(queue: string, payload: Uint8Array, options: EnqueueOptions | undefined, kvWrites: KvWrite[] | undefined): Promise<EnqueueResult> {
     for (const write of kvWrites ?? []) storedKvKey(write.key);
-    const job = this.encoder.job({ queue, payload, options });
+    const job = this.encoder.job(options === undefined ? { queue, payload } : { queue, payload, options });
     const kv = kvWrites && kvWrites.length > 0 ? kvWrites.map((w) => ({ key: w.key, value: base64(w.value), ifAbsent: w.ifAbsent === true })) : null;
     let inserted: InsertJson[];
     try {
@@ -213,7 +213,7 @@ export class PostgresStore extends BaseQueueStore {
     // Ids repeated within one batch are rejected before anything is sent (a dedup hit does not excuse them).
     const repeated = findRepeatedId(items.map((item) => item.options?.id));
     if (repeated !== undefined) throw new InvalidArgumentError('id', `job id "${repeated}" is already in use`);
-    const jobs = items.map((item) => this.encoder.job({ queue, payload: item.payload, options: item.options }));
+    const jobs = items.map(({ payload, options }) => this.encoder.job(options === undefined ? { queue, payload } : { queue, payload, options }));
     const row = await this.one('enqueue', { now: this.now(), jobs: JSON.stringify(jobs), kvWrites: null, single: false });
     return this.afterInserts(row.result);
   }

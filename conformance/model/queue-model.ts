@@ -182,7 +182,7 @@ export class QueueModel {
       if (holder) return { kind: 'alreadyEnqueued', id: holder.id };
       const conflict = (kvWrites ?? []).find((write) => write.ifAbsent === true && state.kv.has(write.key));
       if (conflict) return { kind: 'kvConflict', key: conflict.key };
-      this.checkNewIds(state, [{ queue, payload, options }]);
+      this.checkNewIds(state, [options === undefined ? { queue, payload } : { queue, payload, options }]);
       const result = this.insert(state, events, now, queue, payload, options);
       for (const write of kvWrites ?? []) state.kv.set(write.key, write.value.slice());
       return result;

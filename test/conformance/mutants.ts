@@ -139,7 +139,8 @@ class PriorityRewritingStore extends ForwardingStore {
     return { ...options, priority: this.sortKey(priority, ++this.seq) };
   }
 
-  private remember(results: EnqueueResult[], requests: Array<{ queue: string; options?: EnqueueOptions }>): void {
+  // `options` as the caller passed it: absent or `undefined` alike.
+  private remember(results: EnqueueResult[], requests: Array<{ queue: string; options?: EnqueueOptions | undefined }>): void {
     results.forEach((result, i) => {
       const request = requests[i];
       if (result.kind === 'new' && request) this.requested.set(result.id, request.options?.priority ?? this.defaults(request.queue).defaultPriority);

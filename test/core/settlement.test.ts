@@ -20,6 +20,7 @@ function facts(overrides: Partial<StepFacts> = {}): StepFacts {
     keys,
     nextJobId: 'NEXT',
     maxPayloadBytes: 1024,
+    outcomeQueue: undefined,
     reapedOutcomeQueue: 'q.outcomes',
     jobId: 'JOB',
     ...overrides,

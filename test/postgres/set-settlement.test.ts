@@ -47,7 +47,7 @@ function scenario(seed: number): Scenario {
   const shared = g.chance(0.4); // settlements that touch the same keys and ids
   let counter = 0;
   // Keys of their own (seeded, so deleting or overwriting one shows) keep items apart; shared keys make them interact.
-  const effects = (jobId: string): SettlementBranch['effects'] => {
+  const effects = (jobId: string): NonNullable<SettlementBranch['effects']> => {
     const out: NonNullable<SettlementBranch['effects']> = {};
     if (g.chance(0.7)) {
       out.enqueue = Array.from({ length: 1 + g.int(2) }, () => {
