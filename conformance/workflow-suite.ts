@@ -223,8 +223,10 @@ async function driveScenario(scenario: WorkflowScenario, clock: ManualClock, gua
       () => (settled = true),
       () => (settled = true),
     );
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- changed by another task while this one awaits
     for (let i = 0; !settled; i++) {
       await drain();
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- changed by another task while this one awaits
       if (settled) break;
       if (i > 3000) throw new ConformanceError('a runtime did not stop (run() never resolved after abort)');
       const next = clock.nextTimerAt();

@@ -88,6 +88,7 @@ function branchToJson(branch: ReaperDeadLetterBranch): Json {
 }
 
 function effectsFromJson(json: Json | undefined): Effects | undefined {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the text comes from a store column
   if (json === undefined || json === null) return undefined;
   const effects: Effects = {};
   const enqueue = json.enqueue as Json[] | undefined;

@@ -293,7 +293,9 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
 
   constructor(options: WorkflowRuntimeOptions) {
     super();
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!options || typeof options !== 'object') throw new InvalidArgumentError('runtime options', 'expected an object');
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!options.store) throw new InvalidArgumentError('store', 'a QueueStore is required');
     if (options.runner !== undefined && typeof options.runner !== 'function') throw new InvalidArgumentError('runner', 'expected a function (step) => StepOutcome');
     if (options.hook !== undefined && typeof options.hook !== 'function') throw new InvalidArgumentError('hook', 'expected a function');
@@ -308,6 +310,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     checkPositiveInt('pollIntervalMs', this.pollIntervalMs);
     this.clock = options.clock ?? new SystemClock();
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (options.hookDelivery !== undefined && options.hookDelivery !== 'inProcess' && options.hookDelivery !== 'durable') {
       throw new InvalidArgumentError('hookDelivery', `expected "inProcess" or "durable", got ${describe(options.hookDelivery)}`);
     }
@@ -540,6 +543,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       this.pollTimer = undefined;
       this.running = false;
     }
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- a caught value may be anything, rethrown as it was
     if (fatal !== undefined) throw fatal;
   }
 
@@ -789,6 +793,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         if (loop.abandoned || this.clock.now() + backoff >= leased.leaseExpiresAt) throw error; // the lease ran out: the reaper re-delivers
         this.emit('storeError', { operation: 'settle', error, ...(runId === undefined ? {} : { runId }), jobId: leased.jobId });
         await sleepOn(this.clock, backoff);
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- changed by another task while this one awaits
         if (loop.abandoned) throw error;
         pending = this.settleOnce(leased.claim, current.settlement);
       }
@@ -857,6 +862,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
    * the stored bytes and their hash come from one copy taken here.
    */
   private checkSpec(spec: RunSpec): { runId: string; headers: Headers; input: Uint8Array } {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!spec || typeof spec !== 'object') throw new InvalidArgumentError('run spec', `expected an object, got ${describe(spec)}`);
     if (!(spec.input instanceof Uint8Array)) throw new InvalidArgumentError('input', `expected a Uint8Array, got ${describe(spec.input)}`);
     let input: Uint8Array;

@@ -323,6 +323,7 @@ export function parseNotification(payload: string): StoreNotification | undefine
   } catch {
     return undefined;
   }
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a NOTIFY payload is parsed JSON from the wire
   if (message === null || typeof message !== 'object' || typeof message.queue !== 'string') return undefined;
   if (message.type === 'jobsAvailable') return { type: 'jobsAvailable', queue: message.queue };
   if (message.type === 'cancelRequested' && typeof message.jobId === 'string') return { type: 'cancelRequested', queue: message.queue, jobId: message.jobId };

@@ -134,7 +134,7 @@ export class PostgresStore extends BaseQueueStore {
       this.pool = options.pool;
       this.ownsPool = false;
     } else {
-      this.pool = new pg.Pool({ connectionString: options.connectionString, max: maxConnections }) as unknown as PgPoolLike;
+      this.pool = new pg.Pool({ connectionString: options.connectionString, max: maxConnections });
       this.ownsPool = true;
       // An idle pooled connection whose backend dies emits 'error' on the pool; unhandled, it would crash the process.
       // (A pool passed in is the caller's to guard, as pg's documentation asks.)
@@ -516,6 +516,7 @@ function rerunWhileBusy(): (task: () => Promise<unknown>, stopped: () => boolean
 
 /** A claim this store could never have issued is not held: `LEASE_LOST`, as for any other. */
 function checkClaimRef(claim: ClaimRef): void {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
   if (typeof claim?.jobId !== 'string' || typeof claim.token !== 'string') throw new LeaseLostError(String(claim?.jobId));
   try {
     checkStorableText('job id', claim.jobId);

@@ -37,8 +37,7 @@ const baseOptionFields = {
 /** `runAt` and `delayMs` exclude each other. */
 const oneTiming = (spec: OptionSpec): OptionSpec => {
   if (spec.runAtOffset === undefined || spec.delayMs === undefined) return spec;
-  const { delayMs, ...rest } = spec;
-  void delayMs;
+  const { delayMs: _delayMs, ...rest } = spec;
   return rest;
 };
 const baseOptionSpecArb: fc.Arbitrary<OptionSpec> = fc.record(baseOptionFields, { requiredKeys: [] }).map((r) => oneTiming(definedOnly<OptionSpec>(r)));
@@ -72,7 +71,7 @@ export const effectsArb: fc.Arbitrary<EffectsSpec> = fc.record({
 });
 
 const actionArb: fc.Arbitrary<SettleAction> = fc.oneof(
-  { weight: 3, arbitrary: fc.constant({ type: 'ack' } as SettleAction) },
+  { weight: 3, arbitrary: fc.constant({ type: 'ack' }) },
   { weight: 3, arbitrary: fc.constantFrom<SettleAction>({ type: 'nack', error: 'e1' }, { type: 'nack', error: 'e2' }) },
   { weight: 1, arbitrary: fc.constant<SettleAction>({ type: 'deadLetter', reason: 'r1' }) },
 );

@@ -210,7 +210,9 @@ export class MapStore extends BaseQueueStore {
   }
 
   private owned(claim: ClaimRef): Job {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     const job = typeof claim?.jobId === 'string' ? this.jobs.get(claim.jobId) : undefined;
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!job || job.status !== 'claimed' || job.token === undefined || job.token !== claim.token) throw new LeaseLostError(String(claim?.jobId));
     return job;
   }

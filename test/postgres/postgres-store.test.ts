@@ -168,7 +168,7 @@ describe.skipIf(!available)('PostgresStore', () => {
       const store = await open({ clock: new ManualClock() });
       const ids = (await store.enqueueBatch('q', [1000, 5, 1000, 5, 7].map((priority, i) => ({ payload: bytes(String(i)), options: { priority } })))).map((r) => (r as { id: string }).id);
       const [a, b, c] = await Promise.all([store.claim('q', { limit: 2 }), store.claim('q', { limit: 2 }), store.claim('q', { limit: 2 })]);
-      const all = [...a!, ...b!, ...c!];
+      const all = [...a, ...b, ...c];
       expect(new Set(all.map((x) => x.jobId)).size).toBe(5);
       const sequential = await open({ clock: new ManualClock() });
       await sequential.enqueueBatch('q', [1000, 5, 1000, 5, 7].map((priority, i) => ({ payload: bytes(String(i)), options: { priority } })));
