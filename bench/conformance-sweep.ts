@@ -50,7 +50,8 @@ function storeOptions(): Pick<ConformanceOptions, 'createStore' | 'destroyStore'
         createStore: (ctx: StoreContext) => new SqliteStore({ path: join(tmpdir(), `tq-sweep-${process.pid}-${fileSeq++}.db`), ...ctx }),
         destroyStore: async (store: QueueStore) => {
           await store.close();
-          const path = (store as SqliteStore).path;
+          if (!(store instanceof SqliteStore)) throw new TypeError('expected the SqliteStore this sweep created');
+          const path = store.path;
           for (const file of [path, `${path}-wal`, `${path}-shm`]) rmSync(file, { force: true });
         },
       };

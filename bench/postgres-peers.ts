@@ -182,12 +182,12 @@ async function pgBoss(options: PeerOptions): Promise<PeerResult> {
     const start = performance.now();
     for (let i = 0; i < workers; i++) {
       await boss.work<ChainPayload>('chain', { batchSize, pollingIntervalSeconds: 0.5 }, async (jobs) => {
-        await Promise.all(jobs.map(({ data }) => (data.step + 1 < steps ? boss.send('chain', { chain: data.chain, step: data.step + 1 }) : null)));
+        await Promise.all(jobs.filter(({ data }) => data.step + 1 < steps).map(({ data }) => boss.send('chain', { chain: data.chain, step: data.step + 1 })));
       });
     }
     // Completed jobs stay in the job table (no supervisor archives them), so count them.
     const count = async (): Promise<number> => {
-      if (bossError !== undefined) throw bossError instanceof Error ? bossError : new Error(String(bossError));
+      if (bossError !== undefined) throw bossError instanceof Error ? bossError : new Error('pg-boss reported a non-Error', { cause: bossError });
       const r = await counter.query<{ n: string }>(`SELECT count(*) AS n FROM "${schema}".job WHERE name = 'chain' AND state = 'completed'`);
       return Number(r.rows[0]?.n ?? 0);
     };

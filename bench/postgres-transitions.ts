@@ -152,9 +152,10 @@ async function main(): Promise<void> {
   const admin = new pg.Client({ connectionString: URL_ });
   await admin.connect();
   await admin.query(`CREATE SCHEMA "${rawSchema}"`);
-  const settings = await admin.query(`SELECT current_setting('synchronous_commit') AS sc, current_setting('fsync') AS fsync, version() AS v`);
+  const settings = await admin.query<{ sc: string; fsync: string; v: string }>(`SELECT current_setting('synchronous_commit') AS sc, current_setting('fsync') AS fsync, version() AS v`);
   await admin.end();
-  console.log(`PostgreSQL: ${String(settings.rows[0].v).split(' on ')[0]}, synchronous_commit=${settings.rows[0].sc}, fsync=${settings.rows[0].fsync}`);
+  const setting = settings.rows[0]!;
+  console.log(`PostgreSQL: ${setting.v.split(' on ')[0] ?? ''}, synchronous_commit=${setting.sc}, fsync=${setting.fsync}`);
   const raw1 = await rawCommits(1, seconds, rawSchema);
   const raw10 = await rawCommits(10, seconds, rawSchema);
   await dropSchema(rawSchema);

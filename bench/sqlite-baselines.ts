@@ -295,7 +295,7 @@ function timedStatements(sql: ReturnType<typeof prepareStatements>, spentNs: Rec
       (...params: unknown[]): unknown => {
         const t0 = process.hrtime.bigint();
         try {
-          return (original[method] as (...p: unknown[]) => unknown).apply(original, params);
+          return original[method](...params);
         } finally {
           spentNs[part] = (spentNs[part] ?? 0n) + (process.hrtime.bigint() - t0);
         }

@@ -116,6 +116,7 @@ export class StoreGuard {
    */
   explain(error: unknown): unknown {
     if (this.failure) return this.failure;
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a caught value may be anything
     if ((error as { code?: unknown })?.code === 'TIMER_STORM') {
       const message = (error as Error).message;
       return new ConformanceError(`timer storm in the store's timers (latest store call: store.${this.latest ?? '(none)'}):\n  ${message}`, { cause: error });
@@ -158,7 +159,7 @@ function withinDeadline<T>(text: string, promise: PromiseLike<T>, timeoutMs: num
       },
       (error: unknown) => {
         clearTimeout(timer);
-        reject(error as Error);
+        reject(error);
       },
     );
   });
@@ -239,6 +240,7 @@ export async function runChecks(groups: ConformanceGroup[], options: Conformance
     }
   }
   if (failures.length > 0) {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a caught value may be anything
     const summary = failures.map((f) => `- ${f.name}: ${String((f.error as Error)?.message ?? f.error).split('\n').slice(0, 4).join('\n    ')}`).join('\n');
     throw new AggregateError(
       failures.map((f) => f.error),

@@ -168,7 +168,7 @@ function* permutations(n: number): Generator<number[]> {
     for (let i = k; i < n; i++) {
       [order[k], order[i]] = [order[i] as number, order[k] as number];
       yield* go(k + 1);
-      [order[k], order[i]] = [order[i] as number, order[k] as number];
+      [order[k], order[i]] = [order[i] as number, order[k]];
     }
   }
   yield* go(0);

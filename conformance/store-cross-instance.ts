@@ -170,7 +170,7 @@ const waitChecks: ConformanceCheck[] = [
         await stillWaiting('nack through instance 0, wait on instance 1', clock, waiting);
         const claims = await (a as QueueStore).claim('retry');
         assert(`the retried job is claimable again, got ${canonical(claims.map((c) => c.jobId))}`, claims.length === 1 && claims[0]?.jobId === first.jobId);
-        await (a as QueueStore).settle(claims[0] as { jobId: string; token: string }, { action: { type: 'ack' } });
+        await (a as QueueStore).settle(claims[0], { action: { type: 'ack' } });
         const result = await settled('ack of the retry through instance 0, wait on instance 1', clock, waiting);
         assertEqual('waitForCompletion (instance 1) after the retry was acked', result.kind, 'completed');
       }),

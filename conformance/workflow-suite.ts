@@ -223,8 +223,10 @@ async function driveScenario(scenario: WorkflowScenario, clock: ManualClock, gua
       () => (settled = true),
       () => (settled = true),
     );
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- changed by another task while this one awaits
     for (let i = 0; !settled; i++) {
       await drain();
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- changed by another task while this one awaits
       if (settled) break;
       if (i > 3000) throw new ConformanceError('a runtime did not stop (run() never resolved after abort)');
       const next = clock.nextTimerAt();
@@ -426,7 +428,7 @@ const runArb: fc.Arbitrary<RunScript> = fc
     maxAttempts: fc.integer({ min: 1, max: 3 }),
     cancelAfterStarts: fc.option(fc.nat(6), { nil: undefined, freq: 2 }),
   })
-  .map((r) => (r.cancelAfterStarts === undefined ? { steps: r.steps, maxAttempts: r.maxAttempts } : r));
+  .map(({ steps, maxAttempts, cancelAfterStarts }) => (cancelAfterStarts === undefined ? { steps, maxAttempts } : { steps, maxAttempts, cancelAfterStarts }));
 
 /** A random scenario. `mode` picks the hazards; `all` mixes them. */
 export function workflowScenarioArb(mode: 'plain' | 'faults' | 'zombie' | 'all' = 'all'): fc.Arbitrary<WorkflowScenario> {

@@ -73,6 +73,7 @@ export abstract class BaseQueueStore implements QueueStore {
   private closed = false;
 
   constructor(options: StoreOptions = {}) {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options', 'expected an object');
     this.reaperIntervalMs = options.reaperIntervalMs ?? DEFAULT_REAPER_INTERVAL_MS;
     this.promoteIntervalMs = options.promoteIntervalMs ?? DEFAULT_PROMOTE_INTERVAL_MS;
@@ -222,6 +223,7 @@ export abstract class BaseQueueStore implements QueueStore {
     this.checkQueueArgument(queue);
     if (!Array.isArray(items)) throw new InvalidArgumentError('items', 'expected an array');
     for (const item of items) {
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
       checkPayload(item?.payload);
       checkEnqueueOptions(item.options);
     }

@@ -20,17 +20,24 @@ function copyOptions(options: EnqueueOptions | undefined): EnqueueOptions | unde
   return copy;
 }
 
+export function copyEffects(effects: Effects): Effects;
+export function copyEffects(effects: Effects | undefined): Effects | undefined;
 export function copyEffects(effects: Effects | undefined): Effects | undefined {
   if (effects === undefined) return undefined;
   const copy: Effects = {};
-  if (effects.enqueue) copy.enqueue = effects.enqueue.map((r) => ({ queue: r.queue, payload: r.payload.slice(), options: copyOptions(r.options) }));
+  if (effects.enqueue) {
+    copy.enqueue = effects.enqueue.map((r) => {
+      const options = copyOptions(r.options);
+      return options === undefined ? { queue: r.queue, payload: r.payload.slice() } : { queue: r.queue, payload: r.payload.slice(), options };
+    });
+  }
   if (effects.kvWrites) copy.kvWrites = effects.kvWrites.map((w) => ({ ...w, value: w.value.slice() }));
   if (effects.kvDeletes) copy.kvDeletes = [...effects.kvDeletes];
   return copy;
 }
 
-function copyPrecondition(precondition: KvPrecondition | undefined): KvPrecondition | undefined {
-  return precondition === undefined ? undefined : { key: precondition.key, equals: precondition.equals.slice() };
+function copyPrecondition(precondition: KvPrecondition): KvPrecondition {
+  return { key: precondition.key, equals: precondition.equals.slice() };
 }
 
 export function copyReaperBranch(branch: ReaperDeadLetterBranch): ReaperDeadLetterBranch {
@@ -81,13 +88,15 @@ function branchToJson(branch: ReaperDeadLetterBranch): Json {
 }
 
 function effectsFromJson(json: Json | undefined): Effects | undefined {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the text comes from a store column
   if (json === undefined || json === null) return undefined;
   const effects: Effects = {};
   const enqueue = json.enqueue as Json[] | undefined;
   if (enqueue) {
     effects.enqueue = enqueue.map((r) => {
       const options = r.options as Json | undefined;
-      return { queue: r.queue as string, payload: fromBase64(r.payload), options: options && optionsFromJson(options) };
+      const request = { queue: r.queue as string, payload: fromBase64(r.payload) };
+      return options ? { ...request, options: optionsFromJson(options) } : request;
     });
   }
   const writes = json.kvWrites as Json[] | undefined;

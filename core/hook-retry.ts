@@ -31,6 +31,7 @@ export const HEADER_HOOK_ATTEMPT = 'workflow.hook_attempt';
 
 /** The policy with defaults filled in; bad values throw `InvalidArgumentError`. */
 export function resolveHookRetry(partial: Partial<HookRetryPolicy> | undefined): HookRetryPolicy {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
   if (partial !== undefined && (partial === null || typeof partial !== 'object')) throw new InvalidArgumentError('hookRetry', 'expected an object');
   const policy = { ...DEFAULT_HOOK_RETRY, ...partial };
   checkPositiveInt('hookRetry.maxAttempts', policy.maxAttempts);

@@ -1,3 +1,10 @@
+/**
+ * `taquba-workflow`: what an application uses (the runtime, outcomes and
+ * errors, clocks, queue settings, the store contract's types). What only a
+ * store adapter needs (argument checks, queue config resolution, ids,
+ * headers, records, carried effects, `BaseQueueStore`) is in
+ * `taquba-workflow/store-kit`.
+ */
 export { WorkflowRuntime, DEFAULT_LIMITS, SettlementUncertainError } from './runtime.js';
 export type { RunSpec, SubmitResult, RunState, RunStatus, RuntimeLimits, WorkflowRuntimeOptions, RuntimeEvents } from './runtime.js';
 export { StepOutcome, StepError, noopHook, describeFailure, toRunnerResult, checkDueTime } from './outcomes.js';
@@ -11,10 +18,7 @@ export type { RunIdentity, RunCursor } from './run-records.js';
 export { SystemClock, ManualClock, sleep, HOUSEKEEPING, DEFAULT_MAX_TIMERS_PER_INSTANT } from './clock.js';
 export type { Clock, TimerOptions, ManualClockOptions } from './clock.js';
 export * from './errors.js';
-export { Priority, DEFAULT_QUEUE_CONFIG, DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS, QueueConfigs, resolveQueueConfig, retryDelayMs } from './queue-config.js';
+export { Priority, DEFAULT_QUEUE_CONFIG, DEFAULT_PROMOTE_INTERVAL_MS, DEFAULT_REAPER_INTERVAL_MS } from './queue-config.js';
 export type { QueueConfig, StoreOptions } from './queue-config.js';
 export { KV_VALUE_MAX_BYTES } from './queue-store.js';
 export type * from './queue-store.js';
-export * as storeValidation from './store-validation.js';
-export { copyHeaders, createHeaders, headerBytes, parseHeadersJson } from './headers.js';
-export { newId, compareIds } from './ids.js';

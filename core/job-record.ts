@@ -2,8 +2,12 @@ import type { JobRecord } from './queue-store.js';
 
 type Optional = 'claimedAt' | 'leaseExpiresAt' | 'runAt' | 'lastError' | 'dedupKey' | 'completedAt' | 'failedAt';
 
-/** A job's fields as a store holds them: optional ones may be `undefined` or `null` (SQL). */
-export type JobFields = Omit<JobRecord, Optional> & { [K in Optional]?: JobRecord[K] | null };
+/**
+ * A job's fields as a store holds them: optional ones may be absent, `undefined`
+ * (a store's in-memory slot for a field it does not have) or `null` (SQL); the
+ * record built from them leaves all three out.
+ */
+export type JobFields = Omit<JobRecord, Optional> & { [K in Optional]?: JobRecord[K] | null | undefined };
 
 /**
  * The public record every adapter hands out: absent optional fields are

@@ -125,6 +125,7 @@ export function toRunnerResult(value: unknown): RunnerResult {
   const outcome = value as StepOutcome | undefined;
   let kind: unknown;
   try {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a runner returns whatever it returns
     kind = outcome !== null && typeof outcome === 'object' ? outcome.kind : undefined;
   } catch {
     kind = undefined; // a throwing getter: as malformed as a missing kind
@@ -187,9 +188,10 @@ function describeValue(value: unknown, kind: unknown): string {
  */
 export function describeFailure(error: unknown): { message: string; permanent: boolean } {
   try {
-    if (error instanceof WorkflowError) return { message: String(error.message), permanent: error.isPermanent === true };
+    if (error instanceof WorkflowError) return { message: String(error.message), permanent: error.isPermanent };
     if (error instanceof Error) return { message: String(error.message), permanent: false };
     if (error === undefined || error === null) return { message: `runner threw ${String(error)}`, permanent: false };
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a thrown non-Error is described as String() shows it
     return { message: String(error), permanent: false };
   } catch {
     return { message: `runner threw a value that cannot be described (${safeTypeName(error)})`, permanent: false };

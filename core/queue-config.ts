@@ -96,7 +96,7 @@ export class QueueConfigs {
   /** True when some queue keeps done jobs (`keepDoneJobsMs` set); an ack then may not simply delete. */
   readonly anyKeepsDoneJobs: boolean;
 
-  constructor(private readonly options: Pick<StoreOptions, 'defaultQueueConfig' | 'queueConfigs'>) {
+  constructor(options: Pick<StoreOptions, 'defaultQueueConfig' | 'queueConfigs'>) {
     this.base = resolveQueueConfig(options.defaultQueueConfig);
     for (const [name, layer] of Object.entries(options.queueConfigs ?? {})) {
       this.cache.set(name, resolveQueueConfig(options.defaultQueueConfig, layer));

@@ -167,7 +167,6 @@ const RUN_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 const MAX_STORE_BACKOFF_MS = 5_000;
 /** Cap of the backoff between settlement retries (also a sixth of the lease, whichever is shorter). */
 const MAX_SETTLE_BACKOFF_MS = 1_000;
-const STORE_RETRIES = 10;
 const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
 /** With durable delivery, hooks may hold at most this share of the slots, and are claimed first: neither starves the other. */
 const HOOK_SLOT_SHARE = 4;
@@ -294,7 +293,9 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
 
   constructor(options: WorkflowRuntimeOptions) {
     super();
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!options || typeof options !== 'object') throw new InvalidArgumentError('runtime options', 'expected an object');
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!options.store) throw new InvalidArgumentError('store', 'a QueueStore is required');
     if (options.runner !== undefined && typeof options.runner !== 'function') throw new InvalidArgumentError('runner', 'expected a function (step) => StepOutcome');
     if (options.hook !== undefined && typeof options.hook !== 'function') throw new InvalidArgumentError('hook', 'expected a function');
@@ -309,6 +310,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     checkPositiveInt('pollIntervalMs', this.pollIntervalMs);
     this.clock = options.clock ?? new SystemClock();
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (options.hookDelivery !== undefined && options.hookDelivery !== 'inProcess' && options.hookDelivery !== 'durable') {
       throw new InvalidArgumentError('hookDelivery', `expected "inProcess" or "durable", got ${describe(options.hookDelivery)}`);
     }
@@ -541,6 +543,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       this.pollTimer = undefined;
       this.running = false;
     }
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- a caught value may be anything, rethrown as it was
     if (fatal !== undefined) throw fatal;
   }
 
@@ -790,6 +793,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         if (loop.abandoned || this.clock.now() + backoff >= leased.leaseExpiresAt) throw error; // the lease ran out: the reaper re-delivers
         this.emit('storeError', { operation: 'settle', error, ...(runId === undefined ? {} : { runId }), jobId: leased.jobId });
         await sleepOn(this.clock, backoff);
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- changed by another task while this one awaits
         if (loop.abandoned) throw error;
         pending = this.settleOnce(leased.claim, current.settlement);
       }
@@ -850,19 +854,6 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     }
   }
 
-  /** Retries transient store errors with backoff (reporting each); rethrows the last one, or a permanent one. */
-  private async retryTransient<T>(operation: string, fn: () => Promise<T>, ids: { runId?: string; jobId?: string } = {}): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await fn();
-      } catch (error) {
-        this.emit('storeError', { operation, error, ...ids });
-        if (!isTransientError(error) || attempt + 1 >= STORE_RETRIES) throw error;
-        await sleepOn(this.clock, Math.min(MAX_STORE_BACKOFF_MS, 20 * 2 ** attempt));
-      }
-    }
-  }
-
   // ---- input checks ----------------------------------------------------------
 
   /**
@@ -871,6 +862,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
    * the stored bytes and their hash come from one copy taken here.
    */
   private checkSpec(spec: RunSpec): { runId: string; headers: Headers; input: Uint8Array } {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!spec || typeof spec !== 'object') throw new InvalidArgumentError('run spec', `expected an object, got ${describe(spec)}`);
     if (!(spec.input instanceof Uint8Array)) throw new InvalidArgumentError('input', `expected a Uint8Array, got ${describe(spec.input)}`);
     let input: Uint8Array;

@@ -44,8 +44,11 @@ export interface StepFacts {
   nextJobId: string;
   /** Largest payload a continue may carry. */
   maxPayloadBytes: number;
-  /** Durable hook delivery: terminal branches also enqueue the outcome on this queue. */
-  outcomeQueue?: string;
+  /**
+   * Durable hook delivery: terminal branches also enqueue the outcome on this queue.
+   * `undefined` (no durable delivery) is written out: the facts are built in one shape on every step.
+   */
+  outcomeQueue: string | undefined;
   /** Where the outcome of a run the reaper ends goes (whatever the hook delivery). */
   reapedOutcomeQueue: string;
   /** Id of the job being settled (names the outcome notification; the cursor must name it). */

@@ -30,6 +30,6 @@ export { STALE_BRANCH, copyEffects, copyReaperBranch, reaperEffects, encodeReape
 export { compareIds, newId } from './ids.js';
 export { jobRecord } from './job-record.js';
 export type { JobFields } from './job-record.js';
-export { copyHeaders, createHeaders, parseHeadersJson } from './headers.js';
+export { copyHeaders, createHeaders, headerBytes, parseHeadersJson } from './headers.js';
 export { CompletionWaiters, LocalNotifications } from './local-notifications.js';
 export { HOUSEKEEPING } from './clock.js';

@@ -88,6 +88,7 @@ export function checkEnqueueOptions(options: EnqueueOptions | undefined): void {
 }
 
 function checkReaperBranch(branch: ReaperDeadLetterBranch): void {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
   if (branch === null || typeof branch !== 'object') throw new InvalidArgumentError('reaperDeadLetter', `expected an object, got ${describe(branch)}`);
   checkPrecondition(branch.precondition);
   checkEffects(branch.effects);
@@ -96,6 +97,7 @@ function checkReaperBranch(branch: ReaperDeadLetterBranch): void {
 
 export function checkPrecondition(precondition: KvPrecondition | undefined): void {
   if (precondition === undefined) return;
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
   if (precondition === null || typeof precondition !== 'object') throw new InvalidArgumentError('precondition', `expected an object, got ${describe(precondition)}`);
   checkKvKey(precondition.key);
   checkPayload(precondition.equals, 'precondition value');
@@ -127,6 +129,7 @@ export function checkEffects(effects: Effects | undefined): void {
 }
 
 function checkAction(action: SettleAction): void {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
   switch (action?.type) {
     case 'ack':
       return;
@@ -158,7 +161,8 @@ export function describe(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
   if (typeof value !== 'object') return typeof value;
   try {
-    return `an object (${(value as object).constructor?.name ?? 'null prototype'})`;
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- an object may have no constructor (Object.create(null), proxies)
+    return `an object (${(value).constructor?.name ?? 'null prototype'})`;
   } catch {
     return 'an object';
   }

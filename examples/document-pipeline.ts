@@ -92,7 +92,7 @@ async function main(): Promise<void> {
     hook: (outcome) => {
       outcomes.push(outcome);
       appendFileSync(RESULTS_PATH, `${JSON.stringify({ runId: outcome.runId, status: outcome.status })}\n`);
-      const detail = outcome.status === 'succeeded' ? parse<{ summary: string }>(outcome.result!).summary : outcome.error;
+      const detail = outcome.status === 'succeeded' && outcome.result !== undefined ? parse<{ summary: string }>(outcome.result).summary : outcome.error;
       console.log(`  ✔ ${outcome.runId} ${outcome.status} after step ${outcome.finalStep}: ${detail}   [${done.size + outcomes.length}/${total} done]`);
       if (done.size + outcomes.length >= total) finished();
     },
@@ -143,6 +143,7 @@ async function main(): Promise<void> {
 
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   const byStatus = (status: string): number => outcomes.filter((o) => o.status === status).length;
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by the SIGINT handler
   if (interrupted) {
     console.log(`stopped after ${seconds} s: ${outcomes.length} runs finished this time. Run the same command again to resume.`);
     return;

@@ -105,6 +105,7 @@ class Environment implements TestEnvironment {
   private resumed: Promise<void> = Promise.resolve();
 
   constructor(options: TestEnvironmentOptions) {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!options || typeof options.runner !== 'function') throw new InvalidArgumentError('runner', 'expected a function (step) => StepOutcome');
     const queueName = options.queueName ?? 'workflow-steps';
     this.maxSteps = positive('maxSteps', options.maxSteps ?? DEFAULT_MAX_STEPS);
@@ -183,6 +184,7 @@ class Environment implements TestEnvironment {
     try {
       for (;;) {
         await this.world.quiesce();
+        // eslint-disable-next-line @typescript-eslint/only-throw-error -- a caught value may be anything, rethrown as it was
         if (this.workerError !== undefined) throw this.workerError;
         const jobs = await this.world.liveJobs();
         const next = this.world.nextEventAt(jobs);

@@ -26,6 +26,7 @@ export interface StoreInterceptor {
   /** Throw to fail the call without it landing. */
   before?(op: StoreOp, args: unknown[]): BeforeDecision;
   /** After the call landed: throw to hide a committed result, or return `'hang'`. */
+  // eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- a hook may return nothing
   after?(op: StoreOp, args: unknown[], result: unknown, mark: string | undefined): void | 'hang' | Promise<void | 'hang'>;
   /** The call landed but its caller will never see the answer (the view was detached meanwhile). */
   unanswered?(op: StoreOp, args: unknown[], result: unknown): void;
@@ -74,10 +75,12 @@ export class InterceptingStore implements QueueStore {
       result = await invoke();
     } catch (error) {
       await this.interceptor.failed?.(op, args, error, mark);
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- changed by another task while this one awaits
       if (this.detached) return hang();
       throw error;
     }
     const after = await this.interceptor.after?.(op, args, result, mark);
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- changed by another task while this one awaits
     if (after === 'hang' || this.detached) {
       this.interceptor.unanswered?.(op, args, result);
       return hang();

@@ -250,6 +250,7 @@ class Simulation {
   private workerError: unknown;
 
   constructor(private readonly options: SimulationOptions) {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!options || typeof options.runner !== 'function') throw new InvalidArgumentError('runner', 'expected a function (step) => StepOutcome');
     if (!Array.isArray(options.runs)) throw new InvalidArgumentError('runs', 'expected an array of { input }');
     if (typeof options.seed !== 'number' || !Number.isSafeInteger(options.seed)) throw new InvalidArgumentError('seed', `expected an integer, got ${String(options.seed)}`);
@@ -277,6 +278,7 @@ class Simulation {
     let drainUntil: number | undefined;
     for (;;) {
       await this.world.quiesce();
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- a caught value may be anything, rethrown as it was
       if (this.workerError !== undefined) throw this.workerError;
       if (await this.releaseSuspended()) continue;
       if (this.restartNeeded) {
@@ -538,6 +540,7 @@ class Simulation {
     }
     this.world.endDelivery(delivery, outcome);
     await this.boundary('runnerEnd', worker, step);
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a worker dies while its call is in flight
     if (worker.dead) return never();
     if (outcome.ok) return outcome.value;
     throw outcome.error;
@@ -628,7 +631,7 @@ class Simulation {
     const commit = this.terminal.get(runId)?.[0];
     // No runtime commit seen: the reaper's commit ended the run, and its hook goes through a notification job.
     if (this.outcomeQueue !== undefined || commit === undefined) return this.deadNotifications.get(runId);
-    return this.lostHooks.get(runId) ?? (commit?.hidden ? `the ${commit.how} that ended it committed, but its caller saw an error or died` : undefined);
+    return this.lostHooks.get(runId) ?? (commit.hidden ? `the ${commit.how} that ended it committed, but its caller saw an error or died` : undefined);
   }
 
   // ---- invariants ------------------------------------------------------------------------

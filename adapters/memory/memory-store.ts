@@ -131,7 +131,7 @@ export class MemoryStore extends BaseQueueStore {
     for (const write of kvWrites ?? []) {
       if (write.ifAbsent && this.kv.has(write.key)) return { kind: 'kvConflict', key: write.key };
     }
-    this.checkNewIds([{ queue, payload, options }]);
+    this.checkNewIds([options === undefined ? { queue, payload } : { queue, payload, options }]);
     const result = this.insertJob(queue, payload, options);
     this.applyKvWrites(kvWrites);
     return result;
@@ -177,8 +177,9 @@ export class MemoryStore extends BaseQueueStore {
   protected async _settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
     const job = this.ownedJob(claim);
     const stale = settlement.precondition !== undefined && !this.holds(settlement.precondition);
-    const useCancel = !stale && job.cancelRequested && settlement.ifCancelRequested !== undefined;
-    const branch = stale ? STALE_BRANCH : useCancel ? settlement.ifCancelRequested! : settlement;
+    const cancelBranch = !stale && job.cancelRequested ? settlement.ifCancelRequested : undefined;
+    const useCancel = cancelBranch !== undefined;
+    const branch = stale ? STALE_BRANCH : (cancelBranch ?? settlement);
     this.checkNewIds(branch.effects?.enqueue ?? []);
     const state = this.queueState(job.queue);
     const config = this.configs.get(job.queue);
@@ -370,8 +371,10 @@ export class MemoryStore extends BaseQueueStore {
   }
 
   private ownedJob(claim: ClaimRef): StoredJob {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     const job = typeof claim?.jobId === 'string' ? this.jobs.get(claim.jobId) : undefined;
     if (!job || job.status !== 'claimed' || job.token === undefined || job.token !== claim.token) {
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
       throw new LeaseLostError(String(claim?.jobId));
     }
     return job;

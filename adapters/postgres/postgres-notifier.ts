@@ -115,6 +115,7 @@ export class PostgresNotifier {
       this.retry = undefined;
       void this.connect();
     }, delay);
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- timers without unref() (fake clocks, other runtimes)
     this.retry.unref?.();
   }
 }

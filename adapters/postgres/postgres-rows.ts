@@ -289,8 +289,10 @@ export class WireEncoder {
   private reaperBranch(branch: ReaperDeadLetterBranch): ReaperBranchJson {
     const out: ReaperBranchJson = {};
     if (branch.precondition !== undefined) out.precondition = preconditionJson(branch.precondition);
-    if (branch.effects !== undefined) out.effects = this.effects(branch.effects, true);
-    if (branch.ifCancelRequested !== undefined) out.ifCancelRequested = this.effects(branch.ifCancelRequested, true);
+    const effects = this.effects(branch.effects, true);
+    if (effects !== undefined) out.effects = effects;
+    const ifCancelRequested = this.effects(branch.ifCancelRequested, true);
+    if (ifCancelRequested !== undefined) out.ifCancelRequested = ifCancelRequested;
     return out;
   }
 
@@ -321,6 +323,7 @@ export function parseNotification(payload: string): StoreNotification | undefine
   } catch {
     return undefined;
   }
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a NOTIFY payload is parsed JSON from the wire
   if (message === null || typeof message !== 'object' || typeof message.queue !== 'string') return undefined;
   if (message.type === 'jobsAvailable') return { type: 'jobsAvailable', queue: message.queue };
   if (message.type === 'cancelRequested' && typeof message.jobId === 'string') return { type: 'cancelRequested', queue: message.queue, jobId: message.jobId };

@@ -134,7 +134,7 @@ export class PostgresStore extends BaseQueueStore {
       this.pool = options.pool;
       this.ownsPool = false;
     } else {
-      this.pool = new pg.Pool({ connectionString: options.connectionString, max: maxConnections }) as unknown as PgPoolLike;
+      this.pool = new pg.Pool({ connectionString: options.connectionString, max: maxConnections });
       this.ownsPool = true;
       // An idle pooled connection whose backend dies emits 'error' on the pool; unhandled, it would crash the process.
       // (A pool passed in is the caller's to guard, as pg's documentation asks.)
@@ -195,7 +195,7 @@ export class PostgresStore extends BaseQueueStore {
 
   protected async _enqueue(queue: string, payload: Uint8Array, options: EnqueueOptions | undefined, kvWrites: KvWrite[] | undefined): Promise<EnqueueResult> {
     for (const write of kvWrites ?? []) storedKvKey(write.key);
-    const job = this.encoder.job({ queue, payload, options });
+    const job = this.encoder.job(options === undefined ? { queue, payload } : { queue, payload, options });
     const kv = kvWrites && kvWrites.length > 0 ? kvWrites.map((w) => ({ key: w.key, value: base64(w.value), ifAbsent: w.ifAbsent === true })) : null;
     let inserted: InsertJson[];
     try {
@@ -213,7 +213,7 @@ export class PostgresStore extends BaseQueueStore {
     // Ids repeated within one batch are rejected before anything is sent (a dedup hit does not excuse them).
     const repeated = findRepeatedId(items.map((item) => item.options?.id));
     if (repeated !== undefined) throw new InvalidArgumentError('id', `job id "${repeated}" is already in use`);
-    const jobs = items.map((item) => this.encoder.job({ queue, payload: item.payload, options: item.options }));
+    const jobs = items.map(({ payload, options }) => this.encoder.job(options === undefined ? { queue, payload } : { queue, payload, options }));
     const row = await this.one('enqueue', { now: this.now(), jobs: JSON.stringify(jobs), kvWrites: null, single: false });
     return this.afterInserts(row.result);
   }
@@ -516,6 +516,7 @@ function rerunWhileBusy(): (task: () => Promise<unknown>, stopped: () => boolean
 
 /** A claim this store could never have issued is not held: `LEASE_LOST`, as for any other. */
 function checkClaimRef(claim: ClaimRef): void {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
   if (typeof claim?.jobId !== 'string' || typeof claim.token !== 'string') throw new LeaseLostError(String(claim?.jobId));
   try {
     checkStorableText('job id', claim.jobId);

@@ -117,6 +117,7 @@ export class ChangePoll {
         this.cancelTimer = undefined;
         if (!this.host.wanted()) return;
         this.poll();
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- update() may have cleared the timer
         if (!this.cancelTimer) this.update();
       };
       this.cancelTimer = this.clock.setTimer(tick, this.intervalMs, HOUSEKEEPING);

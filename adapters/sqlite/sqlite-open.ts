@@ -63,6 +63,7 @@ export type SqliteSettings = Required<Pick<SqliteStoreOptions, 'path' | 'synchro
 
 /** The options object itself, checked before the base store reads it. */
 export function checkOptionsObject(options: SqliteStoreOptions): SqliteStoreOptions {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
   if (!options || typeof options !== 'object') throw new InvalidArgumentError('options', `expected an object, got ${describe(options)}`);
   return options;
 }

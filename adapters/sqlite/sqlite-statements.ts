@@ -7,7 +7,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { CANCELLED_CLAIM_COLUMNS, CLAIM_COLUMNS, DELETED_COLUMNS, JOB_COLUMNS, OWNER_COLUMNS, REQUEUED_COLUMNS } from './sqlite-rows.js';
 
 /** A prepared statement taking positional or named parameters. */
-export type Stmt = BetterSqlite3.Statement<unknown[]>;
+export type Stmt = BetterSqlite3.Statement;
 
 export function prepareStatements(db: BetterSqlite3.Database): Record<StatementName, Stmt> {
   const p = (sql: string): Stmt => db.prepare(sql);

@@ -172,7 +172,9 @@ export class SqliteStore extends BaseQueueStore {
   /** `settle` when whichever branch applies acks and done jobs are not kept: the owned row goes either way. */
   private settleByDelete(claim: ClaimRef, settlement: Settlement): SettleResult {
     const deleted =
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
       typeof claim?.jobId === 'string' && typeof claim.token === 'string' ? (this.sql.deleteOwned.get(claim.jobId, claim.token) as DeletedRow | undefined) : undefined;
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!deleted) throw new LeaseLostError(String(claim?.jobId));
     const queue = deleted.queue;
     const { taken, branch } = this.branchOf(settlement, deleted.cancel_requested !== 0);
@@ -416,7 +418,9 @@ export class SqliteStore extends BaseQueueStore {
   }
 
   private owned(claim: ClaimRef): OwnerRow {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     const row = typeof claim?.jobId === 'string' ? (this.sql.owner.get(claim.jobId) as OwnerRow | undefined) : undefined;
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!row || row.status !== 'claimed' || row.claim_token === null || row.claim_token !== claim.token) throw new LeaseLostError(String(claim?.jobId));
     return row;
   }
@@ -484,6 +488,7 @@ export class SqliteStore extends BaseQueueStore {
       );
     } catch (error) {
       // The constraints decide (two lookups fewer than checking first); a failed statement is undone alone.
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a caught value may be anything
       const code = (error as { code?: unknown })?.code;
       if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw idInUse(id);
       if (code === 'SQLITE_CONSTRAINT_UNIQUE' && dedupKey !== undefined) {

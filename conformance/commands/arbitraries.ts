@@ -11,6 +11,13 @@ import type { ClaimPick, JobPick } from './world.js';
 export const maybe = <T>(arb: fc.Arbitrary<T>, weightOfNone = 2): fc.Arbitrary<T | undefined> =>
   fc.oneof({ weight: weightOfNone, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: arb });
 
+/** `fc.record` sets the keys it leaves out to `undefined`; specs leave them out (the contract's optional fields are absent). */
+function definedOnly<T extends object>(record: { [K in keyof T]?: T[K] | undefined }): T {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(record)) if (value !== undefined) out[key] = value;
+  return out as T;
+}
+
 export const queueArb = fc.constantFrom(...QUEUES);
 export const payloadArb = fc.uint8Array({ maxLength: 3, max: 9 });
 
@@ -30,11 +37,10 @@ const baseOptionFields = {
 /** `runAt` and `delayMs` exclude each other. */
 const oneTiming = (spec: OptionSpec): OptionSpec => {
   if (spec.runAtOffset === undefined || spec.delayMs === undefined) return spec;
-  const { delayMs, ...rest } = spec;
-  void delayMs;
+  const { delayMs: _delayMs, ...rest } = spec;
   return rest;
 };
-const baseOptionSpecArb: fc.Arbitrary<OptionSpec> = fc.record(baseOptionFields, { requiredKeys: [] }).map(oneTiming);
+const baseOptionSpecArb: fc.Arbitrary<OptionSpec> = fc.record(baseOptionFields, { requiredKeys: [] }).map((r) => oneTiming(definedOnly<OptionSpec>(r)));
 
 export const kvWriteArb: fc.Arbitrary<KvWrite> = fc
   .record({ key: fc.constantFrom(...KV_KEYS), value: kvValueArb, ifAbsent: fc.boolean() })
@@ -53,8 +59,8 @@ const reaperEffectsArb: fc.Arbitrary<EffectsSpec> = fc.record({
 const reaperSpecArb: fc.Arbitrary<ReaperSpec> = fc.record(
   { precondition: maybe(preconditionArb, 1), effects: maybe(reaperEffectsArb, 1), ifCancelRequested: maybe(reaperEffectsArb, 1) },
   { requiredKeys: [] },
-);
-export const optionSpecArb: fc.Arbitrary<OptionSpec> = fc.record({ ...baseOptionFields, reaper: maybe(reaperSpecArb, 3) }, { requiredKeys: [] }).map(oneTiming);
+).map((r) => definedOnly<ReaperSpec>(r));
+export const optionSpecArb: fc.Arbitrary<OptionSpec> = fc.record({ ...baseOptionFields, reaper: maybe(reaperSpecArb, 3) }, { requiredKeys: [] }).map((r) => oneTiming(definedOnly<OptionSpec>(r)));
 
 export const enqueueSpecArb: fc.Arbitrary<EnqueueSpec> = fc.record({ queue: queueArb, payload: payloadArb, options: optionSpecArb });
 
@@ -65,13 +71,13 @@ export const effectsArb: fc.Arbitrary<EffectsSpec> = fc.record({
 });
 
 const actionArb: fc.Arbitrary<SettleAction> = fc.oneof(
-  { weight: 3, arbitrary: fc.constant({ type: 'ack' } as SettleAction) },
+  { weight: 3, arbitrary: fc.constant({ type: 'ack' }) },
   { weight: 3, arbitrary: fc.constantFrom<SettleAction>({ type: 'nack', error: 'e1' }, { type: 'nack', error: 'e2' }) },
   { weight: 1, arbitrary: fc.constant<SettleAction>({ type: 'deadLetter', reason: 'r1' }) },
 );
 export const branchArb: fc.Arbitrary<BranchSpec> = fc
   .record({ action: actionArb, effects: maybe(effectsArb, 1) })
-  .map((b) => (b.effects ? b : { action: b.action }));
+  .map(({ action, effects }) => (effects ? { action, effects } : { action }));
 
 export const statusPickArb = (...statuses: Array<JobRecord['status']>): fc.Arbitrary<JobPick> =>
   fc.record({ status: fc.constantFrom(...statuses), index: fc.nat(10) });

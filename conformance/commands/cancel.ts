@@ -15,7 +15,7 @@ export class CancelCommand implements StoreCommand {
   async run(world: StoreWorld): Promise<void> {
     const id = world.target(this.pick);
     const effects = buildEffects(this.effects, world.clock.now());
-    const { expected, actual } = await both(
+    await both(
       world,
       `${this.toString()} [job ${id}]`,
       (now) => world.model.cancel(now, id, effects),
@@ -23,8 +23,6 @@ export class CancelCommand implements StoreCommand {
       (result) => (result.outcome === 'notFound' ? result : { ...result, job: world.record(result.job) }),
     );
     // A removal's effects may enqueue jobs: they have supplied ids only (generated ids would need the results).
-    void expected;
-    void actual;
     world.trackSuppliedIds();
     await world.checkState(this.toString());
   }

@@ -12,7 +12,7 @@ export class SettleCommand implements StoreCommand {
     readonly pick: ClaimPick,
     readonly primary: BranchSpec,
     readonly ifCancelRequested: BranchSpec | undefined,
-    readonly precondition: PreconditionSpec | undefined = undefined,
+    readonly precondition?: PreconditionSpec,
   ) {}
   check = (world: Readonly<StoreWorld>): boolean => world.claims.length > 0;
   async run(world: StoreWorld): Promise<void> {

@@ -182,7 +182,7 @@ export class QueueModel {
       if (holder) return { kind: 'alreadyEnqueued', id: holder.id };
       const conflict = (kvWrites ?? []).find((write) => write.ifAbsent === true && state.kv.has(write.key));
       if (conflict) return { kind: 'kvConflict', key: conflict.key };
-      this.checkNewIds(state, [{ queue, payload, options }]);
+      this.checkNewIds(state, [options === undefined ? { queue, payload } : { queue, payload, options }]);
       const result = this.insert(state, events, now, queue, payload, options);
       for (const write of kvWrites ?? []) state.kv.set(write.key, write.value.slice());
       return result;
@@ -193,6 +193,7 @@ export class QueueModel {
     checkQueueName(queue);
     if (!Array.isArray(items)) throw new InvalidArgumentError('items', 'expected an array');
     for (const item of items) {
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
       checkPayload(item?.payload);
       checkEnqueueOptions(item.options);
     }
@@ -232,7 +233,9 @@ export class QueueModel {
   }
 
   private owned(state: ModelState, claim: ClaimRef): ModelJob {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     const job = typeof claim?.jobId === 'string' ? this.find(state, claim.jobId) : undefined;
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!job || job.status !== 'claimed' || job.token === undefined || job.token !== claim.token) throw new LeaseLostError(String(claim?.jobId));
     return job;
   }

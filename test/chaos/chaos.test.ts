@@ -72,14 +72,14 @@ function start(script: string, args: object, name: string): Proc {
   const child = spawn(process.execPath, ['--import', 'tsx', script, JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'pipe'] });
   const proc: Proc = { name, child, pid: child.pid as number, exited: Promise.resolve(null), alive: true, lines: new Set(), stderr: '' };
   let buffer = '';
-  child.stdout!.on('data', (chunk: Buffer) => {
+  child.stdout.on('data', (chunk: Buffer) => {
     buffer += chunk.toString();
     for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
       proc.lines.add(buffer.slice(0, nl));
       buffer = buffer.slice(nl + 1);
     }
   });
-  child.stderr!.on('data', (chunk: Buffer) => (proc.stderr = (proc.stderr + chunk.toString()).slice(-4_000)));
+  child.stderr.on('data', (chunk: Buffer) => (proc.stderr = (proc.stderr + chunk.toString()).slice(-4_000)));
   proc.exited = new Promise((resolve) =>
     child.on('exit', (code) => {
       proc.alive = false;

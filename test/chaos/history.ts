@@ -224,7 +224,7 @@ export function checkHistory(logs: ParsedLogs, final: FinalState): Verdict {
   const ackOf = new Map<string, HistoryEvent>();
   for (const s of settles) if (s.q === 'outcomes' && s.action === 'ack') ackOf.set(`${s.pid}/${s.job}/${s.attempts}`, s);
   const paired = new Set<HistoryEvent>();
-  const describeDelivery = (d: { hook: HistoryEvent; claim?: HistoryEvent; ack?: HistoryEvent }): string => {
+  const describeDelivery = (d: { hook: HistoryEvent; claim: HistoryEvent | undefined; ack: HistoryEvent | undefined }): string => {
     const where = `pid ${d.hook.pid} at ${d.hook.t}`;
     if (!d.claim) return `${where} (no claim logged)`;
     const next = claimByAttempt.get(`${d.claim.job}/${Number(d.claim.attempts) + 1}`);

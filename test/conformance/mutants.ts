@@ -139,7 +139,8 @@ class PriorityRewritingStore extends ForwardingStore {
     return { ...options, priority: this.sortKey(priority, ++this.seq) };
   }
 
-  private remember(results: EnqueueResult[], requests: Array<{ queue: string; options?: EnqueueOptions }>): void {
+  // `options` as the caller passed it: absent or `undefined` alike.
+  private remember(results: EnqueueResult[], requests: Array<{ queue: string; options?: EnqueueOptions | undefined }>): void {
     results.forEach((result, i) => {
       const request = requests[i];
       if (result.kind === 'new' && request) this.requested.set(result.id, request.options?.priority ?? this.defaults(request.queue).defaultPriority);
@@ -284,7 +285,10 @@ const STORE_METHODS = new Set(['enqueue', 'enqueueBatch', 'claim', 'settle', 're
 /** Drops the notifications `keep` refuses, on one instance. */
 function filterNotifications<T extends CallTrackingStore>(store: T, keep: (n: StoreNotification, store: T) => boolean): T {
   const subscribe = store.subscribe.bind(store);
-  store.subscribe = (queue, listener) => subscribe(queue, (n) => void (keep(n, store) && listener(n)));
+  store.subscribe = (queue, listener) =>
+    subscribe(queue, (n) => {
+      if (keep(n, store)) listener(n);
+    });
   return store;
 }
 
@@ -335,8 +339,7 @@ class CompletesOnRetry extends MemoryInstance {
 class DropsReaperEffects extends MemoryInstance {
   private strip(options: EnqueueOptions | undefined): EnqueueOptions | undefined {
     if (options?.reaperDeadLetter === undefined) return options;
-    const { reaperDeadLetter, ...rest } = options;
-    void reaperDeadLetter;
+    const { reaperDeadLetter: _reaperDeadLetter, ...rest } = options;
     return rest;
   }
   private stripEffects(effects: Effects | undefined): Effects | undefined {
@@ -393,7 +396,7 @@ const memory = (ctx: StoreContext, overrides: Partial<QueueConfig> = {}): Memory
 
 function configOf(ctx: StoreContext): (queue: string) => QueueConfig {
   const defaults: QueueConfig = { maxAttempts: 3, leaseDurationMs: 30_000, defaultPriority: 1000, retryBackoffBaseMs: 1000, retryBackoffMaxMs: 300_000, keepDoneJobsMs: undefined, deadRetentionMs: 7 * 86_400_000 };
-  return (queue) => ({ ...defaults, ...ctx.defaultQueueConfig, ...ctx.queueConfigs?.[queue] }) as QueueConfig;
+  return (queue) => ({ ...defaults, ...ctx.defaultQueueConfig, ...ctx.queueConfigs?.[queue] });
 }
 
 export const MUTANTS: Mutant[] = [

@@ -65,7 +65,7 @@ describe('durable hook delivery', () => {
         return new Promise(() => undefined); // the process dies here
       },
     });
-    const dyingWorker = startWorker(dying);
+    startWorker(dying); // never stopped: its process dies in the hook
     const { runId } = await dying.submit({ input: bytes('x'), headers: { t: '1' } });
     await eventually(() => hookEntered);
     expect(await dying.status(runId), 'the run itself has ended').toBeUndefined();
@@ -76,7 +76,6 @@ describe('durable hook delivery', () => {
     clock.advance(35_000); // the notification's lease expires and it is re-delivered
     expect(await hook.next()).toEqual({ runId, status: 'succeeded', result: bytes('ok'), headers: { t: '1' }, finalStep: 0 });
     await survivorWorker.stop();
-    void dyingWorker;
   });
 
   it('cancel of a pending run delivers its outcome through the notification queue', async () => {
@@ -106,6 +105,6 @@ describe('durable hook delivery', () => {
 
   it('rejects an unknown delivery mode', () => {
     const { store } = freshStore();
-    expect(() => new WorkflowRuntime({ store, runner: never, hookDelivery: 'carrier-pigeon' as never })).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => new WorkflowRuntime({ store, runner: never, hookDelivery: 'carrier-pigeon' as never })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
   });
 });

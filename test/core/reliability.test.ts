@@ -107,8 +107,8 @@ describe('step timeouts', () => {
 
   it('rejects a bad stepTimeoutMs or shutdownGraceMs', () => {
     const { store } = freshStore();
-    expect(() => new WorkflowRuntime({ store, runner: never, stepTimeoutMs: 0 })).toThrowError(InvalidArgumentError);
-    expect(() => new WorkflowRuntime({ store, runner: never, shutdownGraceMs: -1 })).toThrowError(InvalidArgumentError);
+    expect(() => new WorkflowRuntime({ store, runner: never, stepTimeoutMs: 0 })).toThrow(InvalidArgumentError);
+    expect(() => new WorkflowRuntime({ store, runner: never, shutdownGraceMs: -1 })).toThrow(InvalidArgumentError);
   });
 });
 
@@ -448,10 +448,10 @@ describe('submit snapshots its input and headers', () => {
 
   it('a queue name the stores would refuse is refused by the constructor', () => {
     const { store } = freshStore();
-    expect(() => new WorkflowRuntime({ store, runner: never, queueName: 'q'.repeat(257) })).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
-    expect(() => new WorkflowRuntime({ store, runner: never, queueName: '' })).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => new WorkflowRuntime({ store, runner: never, queueName: 'q'.repeat(257) })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => new WorkflowRuntime({ store, runner: never, queueName: '' })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     // The notification queue's name (`<queueName>.outcomes`, used with either hook delivery) must be valid too.
-    expect(() => new WorkflowRuntime({ store, runner: never, queueName: 'q'.repeat(248) })).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => new WorkflowRuntime({ store, runner: never, queueName: 'q'.repeat(248) })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     expect(() => new WorkflowRuntime({ store, runner: never, queueName: 'q'.repeat(247), hookDelivery: 'durable' })).not.toThrow();
   });
 });
@@ -560,7 +560,7 @@ describe('durable hook delivery', () => {
 
   it('rejects a bad hookRetry', () => {
     const { store } = freshStore();
-    expect(() => new WorkflowRuntime({ store, runner: never, hookRetry: { maxAttempts: 0 } })).toThrowError(InvalidArgumentError);
+    expect(() => new WorkflowRuntime({ store, runner: never, hookRetry: { maxAttempts: 0 } })).toThrow(InvalidArgumentError);
   });
 });
 

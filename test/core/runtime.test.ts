@@ -313,7 +313,7 @@ describe('submit', () => {
     expect(settled.filter((s) => s.status === 'fulfilled' && s.value.newlySubmitted)).toHaveLength(1);
     const rejected = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected');
     expect(rejected).toHaveLength(2);
-    for (const r of rejected) expect(r.reason.code).toBe('INPUT_MISMATCH');
+    for (const r of rejected) expect((r.reason as { code?: unknown }).code).toBe('INPUT_MISMATCH');
   });
 
   it('submits of different run ids do not serialise behind one another', async () => {
@@ -395,7 +395,7 @@ describe('submit', () => {
 describe('runtime options', () => {
   it.each([0, -1, 1.5, Number.NaN])('maxConcurrentSteps %s is rejected', (n) => {
     const { store } = freshStore();
-    expect(() => new WorkflowRuntime({ store, runner: never, maxConcurrentSteps: n })).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => new WorkflowRuntime({ store, runner: never, maxConcurrentSteps: n })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
   });
 
   it('a runner is optional for submit, status and cancel; run() without one is refused', async () => {
@@ -405,7 +405,7 @@ describe('runtime options', () => {
     expect(await client.status(runId)).toMatchObject({ state: 'pending' });
     expect(await client.cancel(runId)).toBe(true);
     await expect(client.run(new AbortController().signal)).rejects.toMatchObject({ code: 'RUNNER_REQUIRED' });
-    expect(() => new WorkflowRuntime({ store, runner: 'x' as never })).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => new WorkflowRuntime({ store, runner: 'x' as never })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
   });
 
   it('only one worker loop per runtime', async () => {

@@ -20,6 +20,7 @@ function facts(overrides: Partial<StepFacts> = {}): StepFacts {
     keys,
     nextJobId: 'NEXT',
     maxPayloadBytes: 1024,
+    outcomeQueue: undefined,
     reapedOutcomeQueue: 'q.outcomes',
     jobId: 'JOB',
     ...overrides,
@@ -60,7 +61,7 @@ const rows: Row[] = [
 
 describe('decideSettlement', () => {
   for (const row of rows) {
-    it(`${row.name}`, () => {
+    it(row.name, () => {
       const decision = decideSettlement(facts({ attempts: row.attempts ?? 1 }), row.result);
       expect(decision.settlement.action).toEqual(row.action);
       expect(decision.primaryOutcome).toEqual(row.endsRun);
@@ -149,11 +150,11 @@ describe('decideSettlement', () => {
 
 describe('StepOutcome builders', () => {
   it.each([-1, Number.NaN, Number.POSITIVE_INFINITY, 1.5])('continueAfter rejects delay %s with INVALID_ARGUMENT', (delay) => {
-    expect(() => StepOutcome.continueAfter(bytes('x'), delay)).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => StepOutcome.continueAfter(bytes('x'), delay)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
   });
 
   it('rejects non-bytes payloads', () => {
-    expect(() => StepOutcome.continue('text' as unknown as Uint8Array)).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => StepOutcome.continue('text' as unknown as Uint8Array)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
   });
 
   it('StepError carries its kind', () => {

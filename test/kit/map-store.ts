@@ -11,10 +11,10 @@ import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostErr
 import type { CancelResult, Claim, ClaimRef, Effects, EnqueueOptions, EnqueueRequest, EnqueueResult, JobRecord, JobStatus, KvPrecondition, KvWrite } from '../../core/index.js';
 import type { QueueStats, ReaperDeadLetterBranch, ReapReport, RenewResult, SettleResult, Settlement, StoreOptions } from '../../core/index.js';
 import { BaseQueueStore, STALE_BRANCH, bytesEqual, compareIds, copyHeaders, copyReaperBranch, enqueueDueAt, jobRecord, newId, reaperEffects, retryDelayMs } from '../../core/store-kit.js';
-import type { BatchItem, CompletionState } from '../../core/store-kit.js';
+import type { BatchItem, CompletionState, JobFields } from '../../core/store-kit.js';
 
 /** A job as kept: the public fields (unset ones `undefined`), the current claim token, the effects it carries for the reaper. */
-interface Job extends JobRecord { token?: string; reaperDeadLetter?: ReaperDeadLetterBranch }
+interface Job extends JobFields { token?: string | undefined; reaperDeadLetter?: ReaperDeadLetterBranch | undefined }
 
 /** A detached public record (`jobRecord` drops the unset fields). */
 const toRecord = (job: Job): JobRecord => jobRecord(job, job.payload.slice(), copyHeaders(job.headers));
@@ -40,7 +40,7 @@ export class MapStore extends BaseQueueStore {
     if (holder) return { kind: 'alreadyEnqueued', id: holder.id };
     const conflict = kvWrites?.find((write) => write.ifAbsent && this.kv.has(write.key));
     if (conflict) return { kind: 'kvConflict', key: conflict.key };
-    this.checkNewIds([{ queue, payload, options }]);
+    this.checkNewIds([options === undefined ? { queue, payload } : { queue, payload, options }]);
     const result = this.insert(queue, payload, options);
     this.writeKv(kvWrites);
     return result;
@@ -210,7 +210,9 @@ export class MapStore extends BaseQueueStore {
   }
 
   private owned(claim: ClaimRef): Job {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     const job = typeof claim?.jobId === 'string' ? this.jobs.get(claim.jobId) : undefined;
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!job || job.status !== 'claimed' || job.token === undefined || job.token !== claim.token) throw new LeaseLostError(String(claim?.jobId));
     return job;
   }

@@ -49,7 +49,7 @@ function spawnWorker(url: string, schema: string, leaseMs: number, maxDelayMs: n
   let buffer = '';
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
-  child.stdout!.on('data', (chunk: Buffer) => {
+  child.stdout.on('data', (chunk: Buffer) => {
     buffer += chunk.toString();
     let newline: number;
     while ((newline = buffer.indexOf('\n')) >= 0) {
@@ -62,7 +62,7 @@ function spawnWorker(url: string, schema: string, leaseMs: number, maxDelayMs: n
     }
   });
   let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) =>
     child.on('exit', (code) => {
       if (code !== 0 && code !== null && stderr) console.error(`worker ${child.pid} exited ${code}: ${stderr.slice(0, 2000)}`);
@@ -186,6 +186,7 @@ async function runScenario(scenario: Scenario): Promise<Figures> {
   let cancelled = 0;
   let finished = false;
   const canceller = (async () => {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- changed by another task while this one awaits
     while (!finished && toCancel.size > 0) {
       for (const id of [...toCancel]) {
         const status = await control.status(id).catch(() => undefined);

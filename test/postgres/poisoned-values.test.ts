@@ -49,7 +49,7 @@ async function flushWith(store: PostgresStore, bad: Settlement): Promise<{ good:
   return {
     good: goodSettled,
     bad: badSettled[0] as PromiseSettledResult<unknown>,
-    claimed: claimSettled[0] as PromiseSettledResult<Claim[]>,
+    claimed: claimSettled[0],
     badJob: badClaim.jobId,
     statements: store.metrics.statements - before.statements,
   };

@@ -19,10 +19,12 @@ const text = (b: Uint8Array | undefined): string | undefined => (b === undefined
 const schemas = new Set<string>();
 const stores = new Set<PostgresStore>();
 
-async function open(options: Partial<PostgresStoreOptions> = {}): Promise<PostgresStore> {
+/** `connectionString: undefined` opens without the default connection string (a store on a caller's pool). */
+async function open(options: Omit<Partial<PostgresStoreOptions>, 'connectionString'> & { connectionString?: string | undefined } = {}): Promise<PostgresStore> {
   const schema = options.schema ?? freshSchemaName();
   schemas.add(schema);
-  const store = await PostgresStore.open({ connectionString: PG_URL, schema, backgroundMaintenance: false, maxConnections: 4, ...options });
+  const { connectionString, ...rest } = { connectionString: PG_URL, ...options };
+  const store = await PostgresStore.open({ schema, backgroundMaintenance: false, maxConnections: 4, ...rest, ...(connectionString === undefined ? {} : { connectionString }) });
   stores.add(store);
   return store;
 }
@@ -166,7 +168,7 @@ describe.skipIf(!available)('PostgresStore', () => {
       const store = await open({ clock: new ManualClock() });
       const ids = (await store.enqueueBatch('q', [1000, 5, 1000, 5, 7].map((priority, i) => ({ payload: bytes(String(i)), options: { priority } })))).map((r) => (r as { id: string }).id);
       const [a, b, c] = await Promise.all([store.claim('q', { limit: 2 }), store.claim('q', { limit: 2 }), store.claim('q', { limit: 2 })]);
-      const all = [...a!, ...b!, ...c!];
+      const all = [...a, ...b, ...c];
       expect(new Set(all.map((x) => x.jobId)).size).toBe(5);
       const sequential = await open({ clock: new ManualClock() });
       await sequential.enqueueBatch('q', [1000, 5, 1000, 5, 7].map((priority, i) => ({ payload: bytes(String(i)), options: { priority } })));
@@ -226,7 +228,7 @@ describe.skipIf(!available)('PostgresStore', () => {
       const claims = await store.claim('q', { limit: 20 });
       const before = { ...store.metrics };
       const results = await Promise.allSettled([
-        ...claims.map((claim, i) => store.settle(claim, { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'next', payload: bytes(String(i)), options: { id: i === 3 ? 'keep' : undefined } }] } })),
+        ...claims.map((claim, i) => store.settle(claim, { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'next', payload: bytes(String(i)), options: i === 3 ? { id: 'keep' } : {} }] } })),
         store.settle({ jobId: claims[1]!.jobId, token: 'stale' }, { action: { type: 'ack' } }),
       ]);
       expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(19);

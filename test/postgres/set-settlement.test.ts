@@ -47,7 +47,7 @@ function scenario(seed: number): Scenario {
   const shared = g.chance(0.4); // settlements that touch the same keys and ids
   let counter = 0;
   // Keys of their own (seeded, so deleting or overwriting one shows) keep items apart; shared keys make them interact.
-  const effects = (jobId: string): SettlementBranch['effects'] => {
+  const effects = (jobId: string): NonNullable<SettlementBranch['effects']> => {
     const out: NonNullable<SettlementBranch['effects']> = {};
     if (g.chance(0.7)) {
       out.enqueue = Array.from({ length: 1 + g.int(2) }, () => {
@@ -113,7 +113,7 @@ async function play(s: Scenario, batched: boolean): Promise<unknown> {
     // The batch settles in job-id order (stable): the sequential run uses the same order.
     const ordered = s.items.map((item, index) => ({ item, index })).sort((a, b) => (a.item.jobId < b.item.jobId ? -1 : a.item.jobId > b.item.jobId ? 1 : a.index - b.index));
     const ref = (item: Scenario['items'][number]): ClaimRef => ({ jobId: item.jobId, token: item.stale ? 'stale' : (tokens.get(item.jobId) ?? 'none') });
-    const outcome = (p: Promise<unknown>): Promise<unknown> => p.then((ok) => ({ ok }), (error: { code?: string }) => ({ error: error.code ?? String(error) }));
+    const outcome = (p: Promise<unknown>): Promise<unknown> => p.then((ok) => ({ ok }), (error: unknown) => ({ error: (error as { code?: string }).code ?? String(error) }));
     const results: unknown[] = [];
     if (batched) {
       // Issued in one event-loop turn: one flush, settled as a set.

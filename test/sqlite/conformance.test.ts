@@ -25,7 +25,8 @@ function removeFiles(path: string): void {
 
 async function destroyStore(store: QueueStore): Promise<void> {
   await store.close();
-  removeFiles((store as SqliteStore).path);
+  if (!(store instanceof SqliteStore)) throw new TypeError('expected the SqliteStore createStore made');
+  removeFiles(store.path);
 }
 
 /** Several instances on one fresh file; a short change poll keeps the suite's bounded waits short. */
@@ -42,7 +43,7 @@ async function destroyStores(stores: QueueStore[]): Promise<void> {
   if (first) removeFiles(first.path);
 }
 
-function storeOptions(name: string, extra: Extra = {}): ConformanceOptions<QueueStore> {
+function storeOptions(name: string, extra: Extra = {}): ConformanceOptions {
   return { name, createStore: createStore(extra), destroyStore, createStores: createStores(extra), destroyStores, crossProcessNotifications: true };
 }
 

@@ -37,11 +37,11 @@ interface ChildEnd {
 function startChild(dir: string): { child: ChildProcess; opened: Promise<boolean>; exit: Promise<ChildEnd>; stderr: () => string } {
   const child = spawn(process.execPath, ['--import', 'tsx', worker, dir, String(RUNS)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exit = new Promise<ChildEnd>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
   const opened = new Promise<boolean>((resolve) => {
     let out = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       out += chunk.toString();
       if (out.includes('opened\n')) resolve(true);
     });

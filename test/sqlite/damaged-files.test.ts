@@ -95,6 +95,7 @@ describe('a database file with corrupted pages', () => {
     const raw = openStore({ path, backgroundMaintenance: false });
     const errors: Failure[] = [];
     for (let i = 0; i < 50 && errors.length === 0; i++) {
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- errors is filled by the callbacks inside the loop
       for (let j = 0; j < 100 && errors.length === 0; j += 7) {
         await raw.getJob(`job-${String(i).padStart(2, '0')}-${j}`).catch((e: unknown) => errors.push(e as Failure));
       }

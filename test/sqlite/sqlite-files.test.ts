@@ -173,9 +173,9 @@ describe('bad files: a typed error naming the file, nothing damaged', () => {
     }
   });
 
-  it('opening an existing file while another connection writes does not wait for it', () => {
+  it('opening an existing file while another connection writes does not wait for it', async () => {
     const path = tempDbPath();
-    new SqliteStore({ path, backgroundMaintenance: false }).close();
+    await new SqliteStore({ path, backgroundMaintenance: false }).close();
     const other = new Database(path);
     other.exec('BEGIN IMMEDIATE');
     try {

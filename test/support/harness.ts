@@ -1,5 +1,5 @@
 import { ManualClock } from '../../core/clock.js';
-import type { RunOutcome, TerminalHook } from '../../core/outcomes.js';
+import type { RunOutcome } from '../../core/outcomes.js';
 import type { WorkflowRuntime } from '../../core/runtime.js';
 import { MemoryStore } from '../../adapters/memory/index.js';
 import type { MemoryStoreOptions } from '../../adapters/memory/index.js';
@@ -24,7 +24,7 @@ export class OutcomeChannel {
   private waiters: Array<(o: RunOutcome) => void> = [];
   private read = 0;
 
-  readonly hook: TerminalHook = (outcome) => {
+  readonly hook = (outcome: RunOutcome): void => {
     this.received.push(outcome);
     const waiter = this.waiters.shift();
     if (waiter) {

@@ -493,8 +493,8 @@ export function describeStoreUnitTests(name: string, open: (options: StoreOption
     }
 
     it('unknown queue config settings and bad values are rejected at construction', () => {
-      expect(() => open({ defaultQueueConfig: { maxAttemps: 3 } as never })).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
-      expect(() => open({ queueConfigs: { q: { leaseDurationMs: -1 } } })).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+      expect(() => open({ defaultQueueConfig: { maxAttemps: 3 } as never })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+      expect(() => open({ queueConfigs: { q: { leaseDurationMs: -1 } } })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     });
   });
   });
