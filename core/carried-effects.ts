@@ -212,7 +212,9 @@ function expandBranch(tree: Json, strings: string[]): ReaperDeadLetterBranch {
   const effects = (json: Json): Effects => {
     const out: Effects = {};
     if (json.enqueue) {
-      out.enqueue = (json.enqueue as Array<[number, unknown, Json | null]>).map(([queue, payload, options]) => ({ queue: text(queue), payload: bytes(payload), options: options === null ? undefined : expandOptions(options) }));
+      out.enqueue = (json.enqueue as Array<[number, unknown, Json | null]>).map(([queue, payload, options]) =>
+        options === null ? { queue: text(queue), payload: bytes(payload) } : { queue: text(queue), payload: bytes(payload), options: expandOptions(options) },
+      );
     }
     if (json.kvWrites) {
       out.kvWrites = (json.kvWrites as Array<[number, unknown, boolean]>).map(([key, value, ifAbsent]) => (ifAbsent ? { key: text(key), value: bytes(value), ifAbsent } : { key: text(key), value: bytes(value) }));
