@@ -77,7 +77,11 @@ for (const mutant of mutants) {
     cells.push(`${cell.caught}/${cell.runs} (${Math.round((100 * cell.caught) / cell.runs)}%, ${cell.seconds.toFixed(1)}s)`);
     for (const [check, n] of cell.by) by.set(check, (by.get(check) ?? 0) + n);
   }
-  const caughtBy = [...by].sort((a, b) => b[1] - a[1]).map(([check, n]) => `${check} (${n})`).join('; ') || '-';
+  const caughtBy =
+    [...by]
+      .sort((a, b) => b[1] - a[1])
+      .map(([check, n]) => `${check} (${n})`)
+      .join('; ') || '-';
   rows.push([mutant.name, ...cells, caughtBy]);
   console.error(`measured ${mutant.name}`);
 }

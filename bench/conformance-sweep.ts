@@ -74,6 +74,8 @@ for (let seed = from; seed < from + seeds; seed++) {
     console.log(`${storeKind}: ${done}/${seeds} seeds, ${failures.length} failed, ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
   }
 }
-console.log(`${storeKind} "${mode}": seeds ${from}..${from + seeds - 1} at ${numRuns} runs (x0.4 scenarios each): ${failures.length} failed in ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
+console.log(
+  `${storeKind} "${mode}": seeds ${from}..${from + seeds - 1} at ${numRuns} runs (x0.4 scenarios each): ${failures.length} failed in ${((Date.now() - startedAt) / 1000).toFixed(1)} s`,
+);
 for (const f of failures) console.log(`  seed ${f.seed}: ${f.message}`);
 process.exitCode = failures.length > 0 ? 1 : 0;

@@ -32,7 +32,10 @@ async function measure(size: number, rounds: number, admin: pg.Client): Promise<
   try {
     const payload = new Uint8Array(64);
     for (let done = 0; done < size; done += 1000) {
-      await store.enqueueBatch('q', Array.from({ length: Math.min(1000, size - done) }, () => ({ payload })));
+      await store.enqueueBatch(
+        'q',
+        Array.from({ length: Math.min(1000, size - done) }, () => ({ payload })),
+      );
     }
     if (process.env.BENCH_JOBS_RELOPTIONS) await admin.query(`ALTER TABLE "${schema}".jobs SET (${process.env.BENCH_JOBS_RELOPTIONS})`);
     await admin.query(`VACUUM ANALYZE "${schema}".jobs`);
@@ -44,7 +47,9 @@ async function measure(size: number, rounds: number, admin: pg.Client): Promise<
       await Promise.all(claims.map((c) => store.settle(c, { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'q', payload }] } })));
     }
     latencies.sort((a, b) => a - b);
-    const dead = await admin.query(`SELECT n_live_tup, n_dead_tup, autovacuum_count FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'jobs'`, [schema]);
+    const dead = await admin.query(`SELECT n_live_tup, n_dead_tup, autovacuum_count FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'jobs'`, [
+      schema,
+    ]);
     await admin.query('BEGIN');
     const plan = await admin.query(
       `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT id FROM "${schema}".jobs WHERE queue = 'q' AND status = 'pending' ORDER BY priority, id LIMIT ${LIMIT} FOR UPDATE SKIP LOCKED`,

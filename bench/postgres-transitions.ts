@@ -104,7 +104,8 @@ async function multiProcess(workers: number, runs: number, steps: number): Promi
   const store = await PostgresStore.open({ connectionString: URL_, schema, backgroundMaintenance: false, listen: false });
   const runtime = new WorkflowRuntime({ store, runner: () => StepOutcome.succeed(new Uint8Array()) });
   const input = new Uint8Array(64);
-  for (let i = 0; i < runs; i += 100) await Promise.all(Array.from({ length: Math.min(100, runs - i) }, (_, k) => runtime.submit({ runId: `b-${i + k}`, input })));
+  for (let i = 0; i < runs; i += 100)
+    await Promise.all(Array.from({ length: Math.min(100, runs - i) }, (_, k) => runtime.submit({ runId: `b-${i + k}`, input })));
   const self = fileURLToPath(import.meta.url);
   const children = Array.from({ length: workers }, () => {
     const child = spawn(process.execPath, ['--import', 'tsx', self, '--child', schema, String(runs * steps)], {
@@ -152,7 +153,9 @@ async function main(): Promise<void> {
   const admin = new pg.Client({ connectionString: URL_ });
   await admin.connect();
   await admin.query(`CREATE SCHEMA "${rawSchema}"`);
-  const settings = await admin.query<{ sc: string; fsync: string; v: string }>(`SELECT current_setting('synchronous_commit') AS sc, current_setting('fsync') AS fsync, version() AS v`);
+  const settings = await admin.query<{ sc: string; fsync: string; v: string }>(
+    `SELECT current_setting('synchronous_commit') AS sc, current_setting('fsync') AS fsync, version() AS v`,
+  );
   await admin.end();
   const setting = settings.rows[0]!;
   console.log(`PostgreSQL: ${setting.v.split(' on ')[0] ?? ''}, synchronous_commit=${setting.sc}, fsync=${setting.fsync}`);
@@ -191,7 +194,10 @@ async function main(): Promise<void> {
   if (!process.argv.includes('--peers')) return;
   const peers = await measurePeers({ url: URL_, runs, steps, timeoutSeconds: 120, log: (line) => console.log(line) });
   for (const peer of peers) console.log(formatPeer(peer));
-  const fastest = peers.reduce<(typeof peers)[number] | undefined>((best, p) => (p.perSecond !== undefined && !p.timedOut && (best?.perSecond ?? 0) < p.perSecond ? p : best), undefined);
+  const fastest = peers.reduce<(typeof peers)[number] | undefined>(
+    (best, p) => (p.perSecond !== undefined && !p.timedOut && (best?.perSecond ?? 0) < p.perSecond ? p : best),
+    undefined,
+  );
   if (fastest?.perSecond === undefined) return;
   console.log(`${`ratio 1 process / fastest peer (${fastest.name})`.padEnd(48)} ${(single.perSecond / fastest.perSecond).toFixed(2).padStart(8)}`);
   console.log(`${`ratio ${workers} processes / fastest peer`.padEnd(48)} ${(multi.perSecond / fastest.perSecond).toFixed(2).padStart(8)}`);

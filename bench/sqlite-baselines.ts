@@ -117,7 +117,10 @@ export async function plainjobChainTps(options: { synchronous?: SqliteSynchronou
         },
       },
     );
-    queue.addMany('chain', Array.from({ length: runs }, (_, run) => ({ run, step: 0 })));
+    queue.addMany(
+      'chain',
+      Array.from({ length: runs }, (_, run) => ({ run, step: 0 })),
+    );
     const start = performance.now();
     const running = worker.start();
     await allDone;
@@ -147,13 +150,22 @@ export async function sqliteStoreChainTps(
   const claimBatch = options.claimBatch ?? 16;
   const { dir, cleanup } = tempDir();
   const groupCommit = options.groupCommit ?? true;
-  const store = new SqliteStore({ path: join(dir, 'store.db'), synchronous, backgroundMaintenance: false, groupCommit, ...(options.walAutocheckpointPages === undefined ? {} : { walAutocheckpointPages: options.walAutocheckpointPages }) });
+  const store = new SqliteStore({
+    path: join(dir, 'store.db'),
+    synchronous,
+    backgroundMaintenance: false,
+    groupCommit,
+    ...(options.walAutocheckpointPages === undefined ? {} : { walAutocheckpointPages: options.walAutocheckpointPages }),
+  });
   try {
     const queue = 'chain';
     const encoder = new TextEncoder();
     await store.enqueueBatch(
       queue,
-      Array.from({ length: runs }, (_, run) => ({ payload: encoder.encode('{"step":0}'), options: { headers: { run: String(run), step: '0' }, dedupKey: `run:${run}:0` } })),
+      Array.from({ length: runs }, (_, run) => ({
+        payload: encoder.encode('{"step":0}'),
+        options: { headers: { run: String(run), step: '0' }, dedupKey: `run:${run}:0` },
+      })),
     );
     const latencies: number[] = [];
     let transitions = 0;
@@ -172,7 +184,9 @@ export async function sqliteStoreChainTps(
             effects:
               next < steps
                 ? {
-                    enqueue: [{ queue, payload: encoder.encode(`{"step":${next}}`), options: { headers: { run, step: String(next) }, dedupKey: `run:${run}:${next}` } }],
+                    enqueue: [
+                      { queue, payload: encoder.encode(`{"step":${next}}`), options: { headers: { run, step: String(next) }, dedupKey: `run:${run}:${next}` } },
+                    ],
                     kvWrites: [{ key: `cursor/${run}`, value: encoder.encode(`{"step":${next}}`) }],
                   }
                 : { kvDeletes: [`cursor/${run}`] },
@@ -209,7 +223,9 @@ export async function sqliteStoreChainTps(
  * store code around them, `batch` transitions per transaction as group
  * commit makes them. What SQLite itself costs per transition here.
  */
-export function bareTransitionSqlTps(options: { synchronous?: SqliteSynchronous; runs?: number; steps?: number; batch?: number; split?: boolean } = {}): BaselineResult & { splitUs?: Record<string, number> } {
+export function bareTransitionSqlTps(
+  options: { synchronous?: SqliteSynchronous; runs?: number; steps?: number; batch?: number; split?: boolean } = {},
+): BaselineResult & { splitUs?: Record<string, number> } {
   const synchronous = options.synchronous ?? 'NORMAL';
   const runs = options.runs ?? 1_000;
   const steps = options.steps ?? 10;
@@ -229,7 +245,19 @@ export function bareTransitionSqlTps(options: { synchronous?: SqliteSynchronous;
     const insert = (id: string, run: number, step: number): void => {
       // The branch the runtime makes for every step job, encoded as the store keeps it.
       const reaper = encodeReaperBranch(reaperBranch({ runId: `r${run}`, userHeaders: {}, keys: keys(run), reapedOutcomeQueue: 'chain.outcomes' }, id, step));
-      sql.insertJob.run(id, 'chain', 'pending', payload, JSON.stringify({ 'workflow.run_id': `r${run}`, 'workflow.step': String(step) }), 3, 1000, Date.now(), null, `run:r${run}:${step}`, reaper);
+      sql.insertJob.run(
+        id,
+        'chain',
+        'pending',
+        payload,
+        JSON.stringify({ 'workflow.run_id': `r${run}`, 'workflow.step': String(step) }),
+        3,
+        1000,
+        Date.now(),
+        null,
+        `run:r${run}:${step}`,
+        reaper,
+      );
     };
     db.transaction(() => {
       sql.ensureQueue.run('chain');
@@ -268,7 +296,12 @@ export function bareTransitionSqlTps(options: { synchronous?: SqliteSynchronous;
     }
     const elapsedMs = performance.now() - start;
     db.close();
-    const result = { name: `bare transition SQL (${runs} x ${steps}, ${batch} per transaction, WAL, ${synchronous})`, perSecond: (transitions / elapsedMs) * 1000, operations: transitions, elapsedMs };
+    const result = {
+      name: `bare transition SQL (${runs} x ${steps}, ${batch} per transaction, WAL, ${synchronous})`,
+      perSecond: (transitions / elapsedMs) * 1000,
+      operations: transitions,
+      elapsedMs,
+    };
     if (!options.split) return result;
     const perTransitionUs = (ns: bigint): number => Number(ns) / 1000 / transitions;
     const statementsNs = Object.values(spentNs).reduce((a, b) => a + b, 0n);
@@ -286,7 +319,14 @@ export function bareTransitionSqlTps(options: { synchronous?: SqliteSynchronous;
  * its name (claim, own-delete, next-insert, cursor, counters); the others as they are.
  */
 function timedStatements(sql: ReturnType<typeof prepareStatements>, spentNs: Record<string, bigint>): ReturnType<typeof prepareStatements> {
-  const parts = { claim: 'claim', deleteOwned: 'delete settled job', insertJob: 'insert next job', kvUpsert: 'cursor write', kvDelete: 'cursor write', addCounts: 'counters' } as const;
+  const parts = {
+    claim: 'claim',
+    deleteOwned: 'delete settled job',
+    insertJob: 'insert next job',
+    kvUpsert: 'cursor write',
+    kvDelete: 'cursor write',
+    addCounts: 'counters',
+  } as const;
   const timed = { ...sql };
   for (const [statement, part] of Object.entries(parts) as Array<[keyof typeof parts, string]>) {
     const original = sql[statement];
@@ -327,7 +367,11 @@ async function main(): Promise<void> {
   const plain = await plainjobChainTps({ synchronous, runs, steps });
   if (plain.skipped) console.log(`${plain.name}: skipped: ${plain.skipped}`);
   else console.log(`${plain.name}: ${fmt(plain.perSecond)} transitions/s (${plain.operations} in ${fmt(plain.elapsedMs)} ms)`);
-  for (const [claimBatch, groupCommit] of [[1, false], [16, false], [16, true]] as const) {
+  for (const [claimBatch, groupCommit] of [
+    [1, false],
+    [16, false],
+    [16, true],
+  ] as const) {
     const store = await sqliteStoreChainTps({ synchronous, runs, steps, claimBatch, groupCommit });
     console.log(
       `${store.name}: ${fmt(store.perSecond)} transitions/s (${store.operations} in ${fmt(store.elapsedMs)} ms; settle p50 ${store.p50Ms.toFixed(3)} ms, p99 ${store.p99Ms.toFixed(3)} ms); ` +

@@ -82,11 +82,20 @@ export interface TransitionResult {
 }
 
 function median(values: number[]): number {
-  return percentile([...values].sort((a, b) => a - b), 50);
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    50,
+  );
 }
 
 /** Drives `runs` x `steps` transitions through a WorkflowRuntime on `store`. */
-export async function measureTransitions(store: QueueStore, runs: number, steps: number, concurrency: number, onProgress?: (done: number) => void): Promise<TransitionResult> {
+export async function measureTransitions(
+  store: QueueStore,
+  runs: number,
+  steps: number,
+  concurrency: number,
+  onProgress?: (done: number) => void,
+): Promise<TransitionResult> {
   const total = runs * steps;
   let ended = 0;
   let settled = 0;
@@ -121,7 +130,14 @@ export async function measureTransitions(store: QueueStore, runs: number, steps:
   controller.abort();
   await worker;
   latencies.sort((a, b) => a - b);
-  return { transitions: total, seconds, perSecond: total / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), latenciesMs: latencies };
+  return {
+    transitions: total,
+    seconds,
+    perSecond: total / seconds,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    latenciesMs: latencies,
+  };
 }
 
 /** Heap bytes per pending run: `runs` submitted, none claimed. Needs --expose-gc for exact figures. */
@@ -172,8 +188,12 @@ function printSqliteBaselines(rounds: Round[], oursPerSecond: number): void {
   const raw = median(rounds.map((r) => r.rawTps ?? Number.NaN));
   console.log(`raw sqlite write tx/s    ${raw.toFixed(0)}  (better-sqlite3, one-row BEGIN IMMEDIATE/COMMIT, WAL, synchronous=${sqliteSynchronous}; median)`);
   console.log(`ratio runtime/raw        ${median(rounds.map((r) => r.ours.perSecond / (r.rawTps ?? Number.NaN))).toFixed(3)}  (median of per-round ratios)`);
-  console.log(`bare transition SQL/s    ${median(rounds.map((r) => r.bareSqlTps ?? Number.NaN)).toFixed(0)}  (the store's statements alone, same batch size; median; its ratio to raw ${median(rounds.map((r) => (r.bareSqlTps ?? Number.NaN) / (r.rawTps ?? Number.NaN))).toFixed(3)})`);
-  console.log(`ratio runtime/bare SQL   ${median(rounds.map((r) => r.ours.perSecond / (r.bareSqlTps ?? Number.NaN))).toFixed(3)}  (median of per-round ratios)`);
+  console.log(
+    `bare transition SQL/s    ${median(rounds.map((r) => r.bareSqlTps ?? Number.NaN)).toFixed(0)}  (the store's statements alone, same batch size; median; its ratio to raw ${median(rounds.map((r) => (r.bareSqlTps ?? Number.NaN) / (r.rawTps ?? Number.NaN))).toFixed(3)})`,
+  );
+  console.log(
+    `ratio runtime/bare SQL   ${median(rounds.map((r) => r.ours.perSecond / (r.bareSqlTps ?? Number.NaN))).toFixed(3)}  (median of per-round ratios)`,
+  );
   const skipped = rounds.find((r) => r.plainjob && 'skipped' in r.plainjob)?.plainjob as { skipped: string } | undefined;
   if (skipped) {
     console.log(`plainjob chain           skipped: ${skipped.skipped}`);
@@ -181,7 +201,9 @@ function printSqliteBaselines(rounds: Round[], oursPerSecond: number): void {
   }
   const plain = rounds.map((r) => (r.plainjob as { perSecond: number }).perSecond);
   console.log(`plainjob chain/s         ${median(plain).toFixed(0)}  (each job enqueues the next; median)`);
-  console.log(`ratio runtime/plainjob   ${median(rounds.map((r, i) => r.ours.perSecond / (plain[i] as number))).toFixed(2)}  (median of per-round ratios; ours ${oursPerSecond.toFixed(0)}/s)`);
+  console.log(
+    `ratio runtime/plainjob   ${median(rounds.map((r, i) => r.ours.perSecond / (plain[i] as number))).toFixed(2)}  (median of per-round ratios; ours ${oursPerSecond.toFixed(0)}/s)`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -199,20 +221,29 @@ async function main(): Promise<void> {
   }
   // The header names the first round's store (no store is opened just for it).
   const header = (label: string): void =>
-    console.log(`step transitions on ${label}: ${args.runs} runs x ${args.steps} steps, maxConcurrentSteps ${args.concurrency}, ${args.warmup} warm-up + ${args.repeat} measured rounds, each on a fresh store`);
+    console.log(
+      `step transitions on ${label}: ${args.runs} runs x ${args.steps} steps, maxConcurrentSteps ${args.concurrency}, ${args.warmup} warm-up + ${args.repeat} measured rounds, each on a fresh store`,
+    );
   const rounds: Round[] = [];
   for (let i = 0; i < args.warmup + args.repeat; i++) {
     const round = await measureRound(args, i === 0 ? header : undefined);
     const warm = i < args.warmup;
     if (!warm) rounds.push(round);
-    const extra = round.rawTps === undefined ? '' : `, raw ${round.rawTps.toFixed(0)} tx/s, bare SQL ${round.bareSqlTps?.toFixed(0)}/s, plainjob ${'perSecond' in (round.plainjob ?? {}) ? (round.plainjob as { perSecond: number }).perSecond.toFixed(0) + '/s' : 'skipped'}`;
-    process.stderr.write(`  round ${i + 1}/${args.warmup + args.repeat}${warm ? ' (warm-up, discarded)' : ''}: ${round.ours.perSecond.toFixed(0)} transitions/s${extra}\n`);
+    const extra =
+      round.rawTps === undefined
+        ? ''
+        : `, raw ${round.rawTps.toFixed(0)} tx/s, bare SQL ${round.bareSqlTps?.toFixed(0)}/s, plainjob ${'perSecond' in (round.plainjob ?? {}) ? (round.plainjob as { perSecond: number }).perSecond.toFixed(0) + '/s' : 'skipped'}`;
+    process.stderr.write(
+      `  round ${i + 1}/${args.warmup + args.repeat}${warm ? ' (warm-up, discarded)' : ''}: ${round.ours.perSecond.toFixed(0)} transitions/s${extra}\n`,
+    );
   }
   const perSecond = median(rounds.map((r) => r.ours.perSecond));
   const latencies = rounds.flatMap((r) => r.ours.latenciesMs).sort((a, b) => a - b);
   const transitions = args.runs * args.steps;
   const baseline = await promiseHops(transitions);
-  console.log(`transitions/s            ${perSecond.toFixed(0)}  (median of ${rounds.length} rounds of ${transitions}; min ${Math.min(...rounds.map((r) => r.ours.perSecond)).toFixed(0)}, max ${Math.max(...rounds.map((r) => r.ours.perSecond)).toFixed(0)})`);
+  console.log(
+    `transitions/s            ${perSecond.toFixed(0)}  (median of ${rounds.length} rounds of ${transitions}; min ${Math.min(...rounds.map((r) => r.ours.perSecond)).toFixed(0)}, max ${Math.max(...rounds.map((r) => r.ours.perSecond)).toFixed(0)})`,
+  );
   console.log(`p50 claim-to-commit      ${percentile(latencies, 50).toFixed(3)} ms`);
   console.log(`p99 claim-to-commit      ${percentile(latencies, 99).toFixed(3)} ms`);
   console.log(`baseline promise hops/s  ${baseline.toFixed(0)}  (same count, no store)`);

@@ -132,7 +132,10 @@ export class StoreGuard {
         .catch(() => undefined);
       return;
     }
-    await this.within('destroyStore(store)', Promise.resolve().then(() => destroy(this.options, this.inner)));
+    await this.within(
+      'destroyStore(store)',
+      Promise.resolve().then(() => destroy(this.options, this.inner)),
+    );
   }
 }
 
@@ -148,7 +151,9 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 function withinDeadline<T>(text: string, promise: PromiseLike<T>, timeoutMs: number, onTimeout: (error: ConformanceError) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => {
-      const error = new ConformanceError(`store call ${text} never settled: no result and no error after ${timeoutMs} ms of wall time (every store call must resolve or reject)`);
+      const error = new ConformanceError(
+        `store call ${text} never settled: no result and no error after ${timeoutMs} ms of wall time (every store call must resolve or reject)`,
+      );
       onTimeout(error);
       reject(error);
     }, timeoutMs);
@@ -174,7 +179,12 @@ export async function withGuardedStore<T>(options: ConformanceOptions, ctx: Stor
   const known = hungStores.get(options.createStore);
   if (known) throw new ConformanceError(`createStore not attempted: an earlier store call never settled (${known.message})`);
   const timeoutMs = options.storeCallTimeoutMs ?? DEFAULT_STORE_CALL_TIMEOUT_MS;
-  const raw = await withinDeadline('createStore(ctx)', Promise.resolve().then(() => options.createStore(ctx)), timeoutMs, (error) => hungStores.set(options.createStore, error));
+  const raw = await withinDeadline(
+    'createStore(ctx)',
+    Promise.resolve().then(() => options.createStore(ctx)),
+    timeoutMs,
+    (error) => hungStores.set(options.createStore, error),
+  );
   const guard = new StoreGuard(raw, options);
   let result: T;
   try {
@@ -240,8 +250,15 @@ export async function runChecks(groups: ConformanceGroup[], options: Conformance
     }
   }
   if (failures.length > 0) {
-    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a caught value may be anything
-    const summary = failures.map((f) => `- ${f.name}: ${String((f.error as Error)?.message ?? f.error).split('\n').slice(0, 4).join('\n    ')}`).join('\n');
+    const summary = failures
+      .map(
+        (f) =>
+          `- ${f.name}: ${String((f.error as { message?: unknown } | null | undefined)?.message ?? f.error)
+            .split('\n')
+            .slice(0, 4)
+            .join('\n    ')}`,
+      )
+      .join('\n');
     throw new AggregateError(
       failures.map((f) => f.error),
       `${options.name}: ${failures.length} conformance check(s) failed:\n${summary}`,
@@ -291,7 +308,11 @@ export function replayCommand(options: Pick<ConformanceOptions, 'reportAs'>, see
  * path, and the exact command line that replays it. fast-check's report puts
  * that error only in `cause`, which many reporters (JSON, CI summaries) drop.
  */
-export async function assertProperty<Ts extends [unknown, ...unknown[]]>(property: fc.IAsyncProperty<Ts>, options: ConformanceOptions, params: RunParameters): Promise<void> {
+export async function assertProperty<Ts extends [unknown, ...unknown[]]>(
+  property: fc.IAsyncProperty<Ts>,
+  options: ConformanceOptions,
+  params: RunParameters,
+): Promise<void> {
   const details = await fc.check(property, params);
   if (!details.failed) return;
   const error = details.errorInstance;

@@ -54,10 +54,13 @@ export async function outcome<T>(call: () => T | Promise<T>): Promise<Outcome<T>
   try {
     return { ok: true, value: await call() };
   } catch (error) {
-    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a caught value may be anything
-    const code = (error as { code?: unknown })?.code;
-    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a caught value may be anything
-    return { ok: false, code: typeof code === 'string' ? code : `<no code: ${String((error as Error)?.name)}>`, message: String((error as Error)?.message ?? error) };
+    const caught = error as { code?: unknown; name?: unknown; message?: unknown } | null | undefined; // a caught value may be anything
+    const code = caught?.code;
+    return {
+      ok: false,
+      code: typeof code === 'string' ? code : `<no code: ${String(caught?.name)}>`,
+      message: String(caught?.message ?? error),
+    };
   }
 }
 

@@ -65,7 +65,12 @@ const opArb: fc.Arbitrary<ConcurrentOp> = fc.oneof(
 );
 
 const scenarioArb: fc.Arbitrary<Scenario> = fc
-  .record({ jobs: fc.integer({ min: 1, max: 5 }), claimed: fc.nat(5), advance: fc.constantFrom(0, 0, 1000), ops: fc.array(opArb, { minLength: 2, maxLength: 5 }) })
+  .record({
+    jobs: fc.integer({ min: 1, max: 5 }),
+    claimed: fc.nat(5),
+    advance: fc.constantFrom(0, 0, 1000),
+    ops: fc.array(opArb, { minLength: 2, maxLength: 5 }),
+  })
   .map((s) => ({ ...s, claimed: Math.min(s.claimed, s.jobs) }));
 
 /** Either side of the test: the store (through the scheduler) or one model history. */
@@ -89,43 +94,87 @@ async function issue(
   const record = (r: JobRecord): unknown => r;
   switch (op.op) {
     case 'claim': {
-      const r = await side.call(`claim(limit ${op.limit})`, (s) => s.claim('q', { limit: op.limit }), (m, now) => m.claim(now, 'q', { limit: op.limit, skip: takenByOtherClaims(index) }));
+      const r = await side.call(
+        `claim(limit ${op.limit})`,
+        (s) => s.claim('q', { limit: op.limit }),
+        (m, now) => m.claim(now, 'q', { limit: op.limit, skip: takenByOtherClaims(index) }),
+      );
       return r.ok ? { ok: true, value: r.value.map((c) => ({ jobId: c.jobId, job: record(c.job) })) } : { ok: false, code: r.code };
     }
     case 'settle': {
       const c = claimOf(op.job);
       const token = (ref: ClaimRef): ClaimRef => (op.stale ? { jobId: ref.jobId, token: `${ref.token}-stale` } : ref);
-      const action = op.action === 'ack' ? { type: 'ack' as const } : op.action === 'nack' ? { type: 'nack' as const, error: 'e' } : { type: 'deadLetter' as const, reason: 'r' };
+      const action =
+        op.action === 'ack'
+          ? { type: 'ack' as const }
+          : op.action === 'nack'
+            ? { type: 'nack' as const, error: 'e' }
+            : { type: 'deadLetter' as const, reason: 'r' };
       const settlement: Settlement = {
         action,
-        effects: { kvWrites: [{ key: `settled-${index}`, value: bytes(c.real.jobId) }], enqueue: [{ queue: 'q2', payload: bytes('next'), options: { id: `next-${index}`, dedupKey: `next-${c.real.jobId}` } }] },
+        effects: {
+          kvWrites: [{ key: `settled-${index}`, value: bytes(c.real.jobId) }],
+          enqueue: [{ queue: 'q2', payload: bytes('next'), options: { id: `next-${index}`, dedupKey: `next-${c.real.jobId}` } }],
+        },
       };
-      if (op.withCancelBranch) settlement.ifCancelRequested = { action: { type: 'ack' }, effects: { kvWrites: [{ key: `cancelled-${index}`, value: bytes(c.real.jobId) }] } };
-      const r = await side.call(`settle`, (s) => s.settle(token(c.real), settlement), (m, now) => m.settle(now, token(c.model), settlement));
+      if (op.withCancelBranch)
+        settlement.ifCancelRequested = { action: { type: 'ack' }, effects: { kvWrites: [{ key: `cancelled-${index}`, value: bytes(c.real.jobId) }] } };
+      const r = await side.call(
+        `settle`,
+        (s) => s.settle(token(c.real), settlement),
+        (m, now) => m.settle(now, token(c.model), settlement),
+      );
       return r.ok ? { ok: true, value: r.value } : { ok: false, code: r.code };
     }
     case 'cancel': {
-      const r = await side.call(`cancel`, (s) => s.cancel(`j${op.job}`), (m, now) => m.cancel(now, `j${op.job}`));
+      const r = await side.call(
+        `cancel`,
+        (s) => s.cancel(`j${op.job}`),
+        (m, now) => m.cancel(now, `j${op.job}`),
+      );
       return r.ok ? { ok: true, value: r.value } : { ok: false, code: r.code };
     }
     case 'reap': {
-      const r = await side.call('reap', (s) => s.reap(), (m, now) => m.reap(now));
-      return r.ok ? { ok: true, value: { ...r.value, requeued: [...r.value.requeued].sort(compareIds), deadLettered: [...r.value.deadLettered].sort((a, b) => compareIds(a.id, b.id)) } } : { ok: false, code: r.code };
+      const r = await side.call(
+        'reap',
+        (s) => s.reap(),
+        (m, now) => m.reap(now),
+      );
+      return r.ok
+        ? {
+            ok: true,
+            value: {
+              ...r.value,
+              requeued: [...r.value.requeued].sort(compareIds),
+              deadLettered: [...r.value.deadLettered].sort((a, b) => compareIds(a.id, b.id)),
+            },
+          }
+        : { ok: false, code: r.code };
     }
     case 'renewLease': {
       const c = claimOf(op.job);
-      const r = await side.call('renewLease', (s) => s.renewLease(c.real, 500), (m, now) => m.renewLease(now, c.model, 500));
+      const r = await side.call(
+        'renewLease',
+        (s) => s.renewLease(c.real, 500),
+        (m, now) => m.renewLease(now, c.model, 500),
+      );
       return r.ok ? { ok: true, value: r.value } : { ok: false, code: r.code };
     }
     case 'enqueue': {
       const id = `e-${index}`;
-      const r = await side.call('enqueue', (s) => s.enqueue('q', bytes('e'), { id, dedupKey: op.dedupKey }, [{ key: `enq-${index}`, value: bytes('w') }]), (m, now) =>
-        m.enqueue(now, 'q', bytes('e'), { id, dedupKey: op.dedupKey }, [{ key: `enq-${index}`, value: bytes('w') }]),
+      const r = await side.call(
+        'enqueue',
+        (s) => s.enqueue('q', bytes('e'), { id, dedupKey: op.dedupKey }, [{ key: `enq-${index}`, value: bytes('w') }]),
+        (m, now) => m.enqueue(now, 'q', bytes('e'), { id, dedupKey: op.dedupKey }, [{ key: `enq-${index}`, value: bytes('w') }]),
       );
       return r.ok ? { ok: true, value: r.value } : { ok: false, code: r.code };
     }
     case 'requeueDead': {
-      const r = await side.call('requeueDead', (s) => s.requeueDead(`j${op.job}`), (m) => m.requeueDead(`j${op.job}`));
+      const r = await side.call(
+        'requeueDead',
+        (s) => s.requeueDead(`j${op.job}`),
+        (m) => m.requeueDead(`j${op.job}`),
+      );
       return r.ok ? { ok: true, value: null } : { ok: false, code: r.code };
     }
   }
@@ -176,7 +225,11 @@ function* permutations(n: number): Generator<number[]> {
 
 /** The explicit invariants, on the store's final state. */
 async function checkInvariants(store: QueueStore, scenario: Scenario, results: unknown[]): Promise<void> {
-  const claimed = results.flatMap((r) => ((r as { ok: boolean; value?: unknown }).ok && Array.isArray((r as { value: unknown }).value) ? ((r as { value: Array<{ jobId?: string }> }).value.map((c) => c.jobId).filter(Boolean) as string[]) : []));
+  const claimed = results.flatMap((r) =>
+    (r as { ok: boolean; value?: unknown }).ok && Array.isArray((r as { value: unknown }).value)
+      ? ((r as { value: Array<{ jobId?: string }> }).value.map((c) => c.jobId).filter(Boolean) as string[])
+      : [],
+  );
   if (new Set(claimed).size !== claimed.length) throw new ConformanceError(`a job was claimed twice by concurrent claims: ${show(claimed)}`);
   for (const queue of ['q', 'q2']) {
     const stats = await store.stats(queue);
@@ -184,10 +237,12 @@ async function checkInvariants(store: QueueStore, scenario: Scenario, results: u
     const count = (status: JobRecord['status']): number => records.filter((r) => r.status === status).length;
     const expected = { pending: count('pending'), claimed: count('claimed'), scheduled: count('scheduled'), dead: count('dead') };
     const actual = { pending: stats.pending, claimed: stats.claimed, scheduled: stats.scheduled, dead: stats.dead };
-    if (canonical(expected) !== canonical(actual)) throw new ConformanceError(`counters of ${queue} drifted: records say ${canonical(expected)}, stats say ${canonical(actual)}`);
+    if (canonical(expected) !== canonical(actual))
+      throw new ConformanceError(`counters of ${queue} drifted: records say ${canonical(expected)}, stats say ${canonical(actual)}`);
     const live = records.filter((r) => r.dedupKey !== undefined && (r.status === 'pending' || r.status === 'scheduled'));
     const keys = live.map((r) => r.dedupKey);
-    if (new Set(keys).size !== keys.length) throw new ConformanceError(`two live jobs share a dedup key on ${queue}: ${show(live.map((r) => [r.id, r.dedupKey]))}`);
+    if (new Set(keys).size !== keys.length)
+      throw new ConformanceError(`two live jobs share a dedup key on ${queue}: ${show(live.map((r) => [r.id, r.dedupKey]))}`);
   }
   for (let i = 0; i < scenario.ops.length; i++) {
     const op = scenario.ops[i] as ConcurrentOp;
@@ -198,7 +253,9 @@ async function checkInvariants(store: QueueStore, scenario: Scenario, results: u
     const expectPrimary = result.ok && result.value?.branch === 'primary';
     const expectCancel = result.ok && result.value?.branch === 'cancel';
     if (primary !== expectPrimary || cancel !== expectCancel) {
-      throw new ConformanceError(`settlement #${i} not atomic: result ${canonical(result)}, primary effect present: ${primary}, cancel effect present: ${cancel}`);
+      throw new ConformanceError(
+        `settlement #${i} not atomic: result ${canonical(result)}, primary effect present: ${primary}, cancel effect present: ${cancel}`,
+      );
     }
   }
 }
@@ -243,7 +300,9 @@ export async function checkStoreConcurrency(options: ConformanceOptions): Promis
 
       // Linearizability: some serial order of the ops gives the same results and final state on the model.
       const actual = canonical({ results, state: await storeSnapshot(store, scenario) });
-      const claimedBy = results.map((r, i) => (scenario.ops[i]?.op === 'claim' && (r as { ok: boolean }).ok ? (r as { value: Array<{ jobId: string }> }).value.map((c) => c.jobId) : []));
+      const claimedBy = results.map((r, i) =>
+        scenario.ops[i]?.op === 'claim' && (r as { ok: boolean }).ok ? (r as { value: Array<{ jobId: string }> }).value.map((c) => c.jobId) : [],
+      );
       const takenByOtherClaims = (index: number): ReadonlySet<string> => new Set(claimedBy.flatMap((ids, i) => (i === index ? [] : ids)));
       for (const order of permutations(scenario.ops.length)) {
         const history = model.fork();
@@ -252,7 +311,9 @@ export async function checkStoreConcurrency(options: ConformanceOptions): Promis
         for (const i of order) serial[i] = await issue(scenario.ops[i] as ConcurrentOp, i, modelSide, claims, takenByOtherClaims);
         if (canonical({ results: serial, state: modelSnapshot(history, scenario) }) === actual) return;
       }
-      throw new ConformanceError(`no serial order of the concurrent calls explains the store's results and final state:\n  ops: ${show(scenario.ops)}\n  store: ${actual}`);
+      throw new ConformanceError(
+        `no serial order of the concurrent calls explains the store's results and final state:\n  ops: ${show(scenario.ops)}\n  store: ${actual}`,
+      );
     });
   });
   await assertProperty(property, options, params);

@@ -34,7 +34,12 @@ function factoryOf(options: ConformanceOptions): Factory {
 }
 
 /** Opens `n` instances for one example, runs `body`, and always releases them. */
-async function withInstances(options: ConformanceOptions, n: number, ctx: Omit<StoreContext, 'clock'>, body: (stores: QueueStore[], clock: ManualClock) => Promise<void>): Promise<void> {
+async function withInstances(
+  options: ConformanceOptions,
+  n: number,
+  ctx: Omit<StoreContext, 'clock'>,
+  body: (stores: QueueStore[], clock: ManualClock) => Promise<void>,
+): Promise<void> {
   const clock = new ManualClock(SUITE_START);
   const stores = await factoryOf(options)(n, { ...ctx, clock });
   assert(`createStores(${n}) must return ${n} instances, got ${stores.length}`, stores.length === n);
@@ -72,7 +77,9 @@ export async function checkStoreModelAcrossInstances(options: ConformanceOptions
   const replay = replayPath(options);
   if (replay !== undefined) commandsOptions.replayPath = replay;
   let current: QueueStore[] = [];
-  const arbitraries = storeCommandArbitraries().map((arb) => fc.tuple(arb, fc.nat(INSTANCES - 1)).map(([command, i]): Command => new ThroughInstance(command, i, () => current)));
+  const arbitraries = storeCommandArbitraries().map((arb) =>
+    fc.tuple(arb, fc.nat(INSTANCES - 1)).map(([command, i]): Command => new ThroughInstance(command, i, () => current)),
+  );
   const property = fc.asyncProperty(fc.nat(CONFIG_PROFILES.length - 1), fc.commands(arbitraries, commandsOptions), async (profileIndex, commands) => {
     const profile = CONFIG_PROFILES[profileIndex] as ConfigProfile;
     const clock = new ManualClock(SUITE_START);
@@ -82,7 +89,8 @@ export async function checkStoreModelAcrossInstances(options: ConformanceOptions
       const world = new StoreWorld(stores[0] as QueueStore, clock, profile);
       await fc.asyncModelRun(() => ({ model: world, real: world }), commands);
     } catch (error) {
-      if (error instanceof ConformanceError) error.message = `[${options.name}, ${INSTANCES} instances, profile ${profileIndex}: ${profile.label}]\n${error.message}`;
+      if (error instanceof ConformanceError)
+        error.message = `[${options.name}, ${INSTANCES} instances, profile ${profileIndex}: ${profile.label}]\n${error.message}`;
       throw error;
     } finally {
       await destroyAll(options, stores);
@@ -100,7 +108,12 @@ const WAIT_TIMEOUT_MS = 3_600_000;
 async function settled(what: string, clock: ManualClock, waiting: Promise<CompletionResult>): Promise<CompletionResult> {
   let result: CompletionResult | undefined;
   void waiting.then((r) => (result = r));
-  return boundedWait(clock, REMOTE_WAIT, () => result, (advanced) => `${what}: waitForCompletion did not resolve within ${REMOTE_WAIT.realMs} ms of real time and ${advanced} ms of clock time`);
+  return boundedWait(
+    clock,
+    REMOTE_WAIT,
+    () => result,
+    (advanced) => `${what}: waitForCompletion did not resolve within ${REMOTE_WAIT.realMs} ms of real time and ${advanced} ms of clock time`,
+  );
 }
 
 /** Asserts `waiting` is still pending after a few steps of real and clock time (a remote change had its chance to arrive). */
@@ -118,7 +131,10 @@ async function enqueueClaim(store: QueueStore, queue: string, options: Parameter
   const enqueued = await store.enqueue(queue, bytes('w'), options);
   assert(`enqueue(${queue}) returns new, got ${canonical(enqueued)}`, enqueued.kind === 'new');
   const claims = await store.claim(queue);
-  assert(`claim(${queue}) returns the job just enqueued, got ${canonical(claims.map((c) => c.jobId))}`, claims.length === 1 && claims[0]?.jobId === enqueued.id);
+  assert(
+    `claim(${queue}) returns the job just enqueued, got ${canonical(claims.map((c) => c.jobId))}`,
+    claims.length === 1 && claims[0]?.jobId === enqueued.id,
+  );
   const claim = claims[0] as { jobId: string; token: string };
   return { jobId: claim.jobId, token: claim.token };
 }
@@ -143,7 +159,11 @@ const waitChecks: ConformanceCheck[] = [
         const waiting = (b as QueueStore).waitForCompletion(claim.jobId, WAIT_TIMEOUT_MS);
         await (a as QueueStore).settle(claim, { action: { type: 'deadLetter', reason: 'bad' } });
         const result = await settled('deadLetter through instance 0, wait on instance 1', clock, waiting);
-        assertEqual('waitForCompletion (instance 1) of a job dead-lettered through instance 0', { kind: result.kind, status: result.kind === 'completed' ? result.job?.status : undefined }, { kind: 'completed', status: 'dead' });
+        assertEqual(
+          'waitForCompletion (instance 1) of a job dead-lettered through instance 0',
+          { kind: result.kind, status: result.kind === 'completed' ? result.job?.status : undefined },
+          { kind: 'completed', status: 'dead' },
+        );
       }),
   },
   {
@@ -156,7 +176,9 @@ const waitChecks: ConformanceCheck[] = [
         const cancelled = await (a as QueueStore).cancel(enqueued.id);
         assertEqual('cancel of a pending job through instance 0', cancelled.outcome, 'removed');
         const result = await settled('cancel through instance 0, wait on instance 1', clock, waiting);
-        assertEqual('waitForCompletion (instance 1) of a job removed by cancel through instance 0 (a removed job was never completed)', result, { kind: 'notFound' });
+        assertEqual('waitForCompletion (instance 1) of a job removed by cancel through instance 0 (a removed job was never completed)', result, {
+          kind: 'notFound',
+        });
       }),
   },
   {
@@ -196,15 +218,25 @@ async function reapedElsewhere(options: ConformanceOptions, hookDelivery: 'inPro
     try {
       clock.advance(31_000); // past the default 30 s lease
       const report = await web.reap();
-      assert(`reap() on instance 0 dead-letters the expired step and applies the effects it carries, got ${canonical(report)}`, report.deadLettered.length === 1 && report.effectsApplied.length === 1);
+      assert(
+        `reap() on instance 0 dead-letters the expired step and applies the effects it carries, got ${canonical(report)}`,
+        report.deadLettered.length === 1 && report.effectsApplied.length === 1,
+      );
       assertEqual(`status(${runId}) right after instance 0's reaper commit (the run ended in that commit)`, await client.status(runId), undefined);
-      await boundedWait(clock, { realMs: 5_000, clockStepMs: 50 }, () => (outcomes.length > 0 ? true : undefined), (advanced) => `no terminal hook in instance 1's worker loop within 5000 ms of real time and ${advanced} ms of clock time`);
+      await boundedWait(
+        clock,
+        { realMs: 5_000, clockStepMs: 50 },
+        () => (outcomes.length > 0 ? true : undefined),
+        (advanced) => `no terminal hook in instance 1's worker loop within 5000 ms of real time and ${advanced} ms of clock time`,
+      );
       // Give a duplicate its chance before counting.
       for (let i = 0; i < 10; i++) {
         clock.advance(50);
         await new Promise((resolve) => setTimeout(resolve, 2));
       }
-      assertEqual("the hook's outcomes in instance 1's worker loop", outcomes, [{ runId, status: 'failed', error: 'lease expired', headers: { tenant: 'acme' }, finalStep: 0 }]);
+      assertEqual("the hook's outcomes in instance 1's worker loop", outcomes, [
+        { runId, status: 'failed', error: 'lease expired', headers: { tenant: 'acme' }, finalStep: 0 },
+      ]);
     } finally {
       controller.abort();
       await Promise.race([running, new Promise((resolve) => setTimeout(resolve, 5_000))]);

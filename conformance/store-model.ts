@@ -62,18 +62,22 @@ export async function checkStoreModel(options: ConformanceOptions, overrides: { 
   const commandsOptions: { maxCommands: number; size: fc.SizeForArbitrary; replayPath?: string } = { maxCommands: overrides.maxCommands ?? 40, size: 'max' };
   const replay = replayPath(options);
   if (replay !== undefined) commandsOptions.replayPath = replay;
-  const property = fc.asyncProperty(fc.nat(CONFIG_PROFILES.length - 1), fc.commands(storeCommandArbitraries(), commandsOptions), async (profileIndex, commands) => {
-    const profile = CONFIG_PROFILES[profileIndex] as ConfigProfile;
-    const clock = new ManualClock(START);
-    try {
-      await withGuardedStore(options, storeContext(profile, clock), async (guard) => {
-        const world = new StoreWorld(guard.store, clock, profile);
-        await fc.asyncModelRun(() => ({ model: world, real: world }), commands);
-      });
-    } catch (error) {
-      if (error instanceof ConformanceError) error.message = `${error.message}\n  (store ${options.name}, queue profile ${profileIndex}: ${profile.label})`;
-      throw error;
-    }
-  });
+  const property = fc.asyncProperty(
+    fc.nat(CONFIG_PROFILES.length - 1),
+    fc.commands(storeCommandArbitraries(), commandsOptions),
+    async (profileIndex, commands) => {
+      const profile = CONFIG_PROFILES[profileIndex] as ConfigProfile;
+      const clock = new ManualClock(START);
+      try {
+        await withGuardedStore(options, storeContext(profile, clock), async (guard) => {
+          const world = new StoreWorld(guard.store, clock, profile);
+          await fc.asyncModelRun(() => ({ model: world, real: world }), commands);
+        });
+      } catch (error) {
+        if (error instanceof ConformanceError) error.message = `${error.message}\n  (store ${options.name}, queue profile ${profileIndex}: ${profile.label})`;
+        throw error;
+      }
+    },
+  );
   await assertProperty(property, options, params);
 }

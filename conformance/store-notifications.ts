@@ -240,7 +240,10 @@ export const NOTIFICATION_RULES: NotificationRule[] = [
     crossInstance: true,
     usesReaperEffects: true,
     setup: async (store, clock) => {
-      const id = await enqueueOne(store, 'q', { maxAttempts: 1, reaperDeadLetter: { effects: { enqueue: [{ queue: 'out', payload: bytes('o'), options: { id: 'n-out' } }] } } });
+      const id = await enqueueOne(store, 'q', {
+        maxAttempts: 1,
+        reaperDeadLetter: { effects: { enqueue: [{ queue: 'out', payload: bytes('o'), options: { id: 'n-out' } }] } },
+      });
       await claimOnly(store, 'q', id, 1_000);
       clock.advance(1_000);
       return id;
@@ -280,9 +283,13 @@ export const NOTIFICATION_RULES: NotificationRule[] = [
     },
     act: async (store, _clock, id) => {
       const report = await store.reap();
-      assert(`reap() dead-letters ${id}, got ${canonical(report)}`, report.deadLettered.some((r) => r.id === id));
+      assert(
+        `reap() dead-letters ${id}, got ${canonical(report)}`,
+        report.deadLettered.some((r) => r.id === id),
+      );
     },
-    matches: (n, id) => n.type === 'deadLettered' && n.queue === 'q' && n.jobs.some((job) => job.id === id && job.status === 'dead' && job.lastError === 'lease expired'),
+    matches: (n, id) =>
+      n.type === 'deadLettered' && n.queue === 'q' && n.jobs.some((job) => job.id === id && job.status === 'dead' && job.lastError === 'lease expired'),
   },
 ];
 
@@ -306,7 +313,10 @@ async function awaitChannel(producer: QueueStore, listener: QueueStore, log: Not
   const deadline = Date.now() + REMOTE_WAIT.realMs;
   const heard = (): boolean => log.received.some((n) => n.type === 'jobsAvailable' && n.queue === PROBE_QUEUE);
   while (!heard()) {
-    if (Date.now() > deadline) throw new ConformanceError(`${where}: a subscriber of another instance never heard of enqueues through this one within ${REMOTE_WAIT.realMs} ms of real time (probe jobs on queue ${PROBE_QUEUE})`);
+    if (Date.now() > deadline)
+      throw new ConformanceError(
+        `${where}: a subscriber of another instance never heard of enqueues through this one within ${REMOTE_WAIT.realMs} ms of real time (probe jobs on queue ${PROBE_QUEUE})`,
+      );
     await drain(listener, PROBE_QUEUE);
     await producer.enqueue(PROBE_QUEUE, bytes('probe'));
     for (let i = 0; i < 10 && !heard(); i++) {
@@ -317,7 +327,14 @@ async function awaitChannel(producer: QueueStore, listener: QueueStore, log: Not
 }
 
 /** Runs one rule: `producer` makes the change, a subscriber of `listener` must hear of it. */
-async function runRule(rule: NotificationRule, producer: QueueStore, listener: QueueStore, clock: ManualClock, bounds: WaitBounds, where: string): Promise<void> {
+async function runRule(
+  rule: NotificationRule,
+  producer: QueueStore,
+  listener: QueueStore,
+  clock: ManualClock,
+  bounds: WaitBounds,
+  where: string,
+): Promise<void> {
   const id = await rule.setup(producer, clock);
   const remote = producer !== listener;
   const log = new NotificationLog(listener, remote ? [rule.listen, PROBE_QUEUE] : [rule.listen]);
@@ -325,7 +342,10 @@ async function runRule(rule: NotificationRule, producer: QueueStore, listener: Q
     if (remote) await awaitChannel(producer, listener, log, clock, where);
     // As a worker does after subscribing: claim until the queue is empty. A store may owe wakeups only to such a subscriber.
     const claimed = await listener.claim(rule.listen, { limit: 10 });
-    assert(`${where}: the setup of "${rule.operation}" leaves nothing claimable on ${rule.listen}, got ${canonical(claimed.map((c) => c.jobId))}`, claimed.length === 0);
+    assert(
+      `${where}: the setup of "${rule.operation}" leaves nothing claimable on ${rule.listen}, got ${canonical(claimed.map((c) => c.jobId))}`,
+      claimed.length === 0,
+    );
     // Whatever the setup caused may arrive late: only what follows the operation counts.
     await pause(0);
     log.clear();
@@ -338,7 +358,8 @@ async function runRule(rule: NotificationRule, producer: QueueStore, listener: Q
         `${where}: after ${rule.operation}, a subscriber of queue ${rule.listen} got no ${rule.notification} notification within ${bounds.realMs} ms of real time` +
         `${advanced > 0 ? ` and ${advanced} ms of clock time` : ''}; it received: ${canonical(log.received)}`,
     );
-    if (log.reentered.length > 0) throw new ConformanceError(`${where}: a listener ran inside the store call ${log.reentered.join(', ')} (notifications must be delivered asynchronously)`);
+    if (log.reentered.length > 0)
+      throw new ConformanceError(`${where}: a listener ran inside the store call ${log.reentered.join(', ')} (notifications must be delivered asynchronously)`);
   } finally {
     log.close();
   }
@@ -385,7 +406,14 @@ export function crossInstanceNotificationChecks(options: Pick<ConformanceOptions
         const clock = new ManualClock(SUITE_START);
         const stores = await opts.createStores(2, { ...NOTIFICATION_CONTEXT, backgroundMaintenance: false, clock });
         try {
-          await runRule(rule, stores[0] as QueueStore, stores[1] as QueueStore, clock, REMOTE_WAIT, `${opts.name} (change through instance 0, subscriber on instance 1)`);
+          await runRule(
+            rule,
+            stores[0] as QueueStore,
+            stores[1] as QueueStore,
+            clock,
+            REMOTE_WAIT,
+            `${opts.name} (change through instance 0, subscriber on instance 1)`,
+          );
         } finally {
           await destroyAll(opts, stores);
         }

@@ -134,17 +134,24 @@ async function assertCountersMatch(what: string, store: QueueStore, ids: string[
   const stats = await store.stats(queue);
   const records = (await Promise.all(ids.map((id) => store.getJob(id)))).filter((r): r is JobRecord => r?.queue === queue);
   const count = (status: JobRecord['status']): number => records.filter((r) => r.status === status).length;
-  assertEqual(`${what}: counters of ${queue} equal the records in each status`, { pending: stats.pending, claimed: stats.claimed, scheduled: stats.scheduled, dead: stats.dead }, {
-    pending: count('pending'),
-    claimed: count('claimed'),
-    scheduled: count('scheduled'),
-    dead: count('dead'),
-  });
+  assertEqual(
+    `${what}: counters of ${queue} equal the records in each status`,
+    { pending: stats.pending, claimed: stats.claimed, scheduled: stats.scheduled, dead: stats.dead },
+    {
+      pending: count('pending'),
+      claimed: count('claimed'),
+      scheduled: count('scheduled'),
+      dead: count('dead'),
+    },
+  );
 }
 
 /** Declares one check that runs `body` once per trait, on a fresh store each time. */
-// eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- a check body may return nothing
-function acrossStates(name: string, body: (store: QueueStore, clock: ManualClock, job: JobInState, state: State) => Promise<string[] | void>): ConformanceCheck {
+function acrossStates(
+  name: string,
+  // eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- a check body may return nothing
+  body: (store: QueueStore, clock: ManualClock, job: JobInState, state: State) => Promise<string[] | void>,
+): ConformanceCheck {
   return {
     name: `${name} (in every job state)`,
     run: async (options) => {
@@ -188,7 +195,11 @@ const traitChecks: ConformanceCheck[] = [
   }),
   acrossStates('claim takes only a pending job', async (store, _clock, job, state) => {
     const claims = await store.claim(job.queue, { limit: 5 });
-    assertEqual('claimed ids', claims.map((c) => c.jobId), state === 'pending' || state === 'requeued' ? [job.id] : []);
+    assertEqual(
+      'claimed ids',
+      claims.map((c) => c.jobId),
+      state === 'pending' || state === 'requeued' ? [job.id] : [],
+    );
     if (state === 'requeued') assertEqual('attempts after the second claim', claims[0]?.job.attempts, 2);
   }),
   acrossStates('settle needs the current claim token', async (store, _clock, job, state) => {
@@ -200,7 +211,11 @@ const traitChecks: ConformanceCheck[] = [
       assertEqual('done counter', (await store.stats(job.queue)).done, 1);
     } else {
       const before = await snapshot(store, [job.id]);
-      await assertCode('settle with a stale token', () => store.settle(claim, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k', value: bytes('v') }] } }), 'LEASE_LOST');
+      await assertCode(
+        'settle with a stale token',
+        () => store.settle(claim, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k', value: bytes('v') }] } }),
+        'LEASE_LOST',
+      );
       await assertUnchanged('a stale settle', store, [job.id], before);
     }
   }),
@@ -242,13 +257,23 @@ const traitChecks: ConformanceCheck[] = [
     if (state === 'dead') {
       await store.requeueDead(job.id);
       const record = await store.getJob(job.id);
-      assertEqual('requeued record', { status: record?.status, attempts: record?.attempts, lastError: record?.lastError, failedAt: record?.failedAt, cancelRequested: record?.cancelRequested }, {
-        status: 'pending',
-        attempts: 0,
-        lastError: undefined,
-        failedAt: undefined,
-        cancelRequested: false,
-      });
+      assertEqual(
+        'requeued record',
+        {
+          status: record?.status,
+          attempts: record?.attempts,
+          lastError: record?.lastError,
+          failedAt: record?.failedAt,
+          cancelRequested: record?.cancelRequested,
+        },
+        {
+          status: 'pending',
+          attempts: 0,
+          lastError: undefined,
+          failedAt: undefined,
+          cancelRequested: false,
+        },
+      );
       assertEqual('stats after requeueDead', await store.stats(job.queue), { pending: 1, claimed: 0, scheduled: 0, dead: 0, done: 0 });
       assertEqual('dead page after requeueDead', await store.deadJobs(job.queue), []);
     } else {
@@ -336,7 +361,7 @@ const exampleChecks: ConformanceCheck[] = [
       ),
   },
   {
-    name: 'id order is the order of the ids\' UTF-8 bytes (code points), not of UTF-16 units: claims and deadJobs pages',
+    name: "id order is the order of the ids' UTF-8 bytes (code points), not of UTF-16 units: claims and deadJobs pages",
     run: (options) =>
       withStore(
         options,
@@ -345,24 +370,44 @@ const exampleChecks: ConformanceCheck[] = [
           const ordered = ['a', 'a~', 'a\u00e9', 'a\uE000', 'a\uFFFF', 'a\u{10000}', 'a\u{1F600}'];
           const scrambled = [3, 6, 0, 4, 2, 5, 1].map((i) => ordered[i] as string);
           for (const id of scrambled) await store.enqueue('q', bytes(id), { id, maxAttempts: 1 });
-          assertEqual('claim order, one call', (await store.claim('q', { limit: 10 })).map((c) => c.jobId), ordered);
+          assertEqual(
+            'claim order, one call',
+            (await store.claim('q', { limit: 10 })).map((c) => c.jobId),
+            ordered,
+          );
           for (const id of scrambled) await store.enqueue('r', bytes(id), { id: `r${id}`, maxAttempts: 1 });
           const oneByOne: string[] = [];
           for (let claims = await store.claim('r'); claims.length > 0; claims = await store.claim('r')) {
             oneByOne.push(...claims.map((c) => c.jobId));
             for (const claim of claims) await store.settle(claim, { action: { type: 'ack' } });
           }
-          assertEqual('claim order, one at a time', oneByOne, ordered.map((id) => `r${id}`));
+          assertEqual(
+            'claim order, one at a time',
+            oneByOne,
+            ordered.map((id) => `r${id}`),
+          );
           for (const id of scrambled) await store.enqueue('d', bytes(id), { id: `d${id}`, maxAttempts: 1 });
           for (const claim of await store.claim('d', { limit: 10 })) await store.settle(claim, { action: { type: 'deadLetter', reason: 'x' } });
           const paged: string[] = [];
           let after: string | undefined;
-          for (let page = await store.deadJobs('d', { limit: 2 }); page.length > 0; page = await store.deadJobs('d', after === undefined ? { limit: 2 } : { after, limit: 2 })) {
+          for (
+            let page = await store.deadJobs('d', { limit: 2 });
+            page.length > 0;
+            page = await store.deadJobs('d', after === undefined ? { limit: 2 } : { after, limit: 2 })
+          ) {
             paged.push(...page.map((job) => job.id));
             after = page[page.length - 1]?.id;
           }
-          assertEqual('deadJobs pages', paged, ordered.map((id) => `d${id}`));
-          assertEqual('deadJobs after an id between the two orders', (await store.deadJobs('d', { after: 'da\uFFFF' })).map((job) => job.id), ['da\u{10000}', 'da\u{1F600}']);
+          assertEqual(
+            'deadJobs pages',
+            paged,
+            ordered.map((id) => `d${id}`),
+          );
+          assertEqual(
+            'deadJobs after an id between the two orders',
+            (await store.deadJobs('d', { after: 'da\uFFFF' })).map((job) => job.id),
+            ['da\u{10000}', 'da\u{1F600}'],
+          );
         },
         EXAMPLE_CONTEXT,
       ),
@@ -376,7 +421,11 @@ const exampleChecks: ConformanceCheck[] = [
           const ids: string[] = [];
           for (let i = 0; i < 20; i++) ids.push(((await store.enqueue('q', bytes(String(i)))) as { id: string }).id);
           assertEqual('generated ids are sorted', [...ids].sort(), ids);
-          assertEqual('claim order', (await store.claim('q', { limit: 20 })).map((c) => c.jobId), ids);
+          assertEqual(
+            'claim order',
+            (await store.claim('q', { limit: 20 })).map((c) => c.jobId),
+            ids,
+          );
         },
         EXAMPLE_CONTEXT,
       ),
@@ -404,7 +453,11 @@ const exampleChecks: ConformanceCheck[] = [
               await store.promote();
             } else {
               assertEqual('status after the last nack', result.status, 'dead');
-              assertEqual('dead record', { lastError: record?.lastError, failedAt: record?.failedAt, attempts: record?.attempts }, { lastError: `e${maxAttempts}`, failedAt: clock.now(), attempts: maxAttempts });
+              assertEqual(
+                'dead record',
+                { lastError: record?.lastError, failedAt: record?.failedAt, attempts: record?.attempts },
+                { lastError: `e${maxAttempts}`, failedAt: clock.now(), attempts: maxAttempts },
+              );
             }
           }
           // Literal values, not the formula again: this example is the independent check of core's retryDelayMs.
@@ -430,7 +483,11 @@ const exampleChecks: ConformanceCheck[] = [
           assert(`a re-claim hands out a fresh token, got ${canonical(second.token)} twice`, second.token !== first.token);
           const before = await snapshot(store, ['j']);
           const stale = { jobId: 'j', token: first.token };
-          await assertCode('settle with the earlier token', () => store.settle(stale, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k', value: bytes('stale') }] } }), 'LEASE_LOST');
+          await assertCode(
+            'settle with the earlier token',
+            () => store.settle(stale, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k', value: bytes('stale') }] } }),
+            'LEASE_LOST',
+          );
           await assertCode('nack with the earlier token', () => store.settle(stale, { action: { type: 'nack', error: 'stale' } }), 'LEASE_LOST');
           await assertCode('renewLease with the earlier token', () => store.renewLease(stale, 5000), 'LEASE_LOST');
           await assertUnchanged('calls with the earlier token', store, ['j'], before);
@@ -451,7 +508,8 @@ const exampleChecks: ConformanceCheck[] = [
           const dead = ['p-1', 'p-2', 'p-3', 'p-4', 'p-5', 'p-6'];
           for (const id of ['p-4', 'p-1', 'p-6', 'p-3', 'p-5', 'p-2']) await store.enqueue('q', bytes(id), { id, maxAttempts: 1 });
           await store.enqueue('other', bytes('o'), { id: 'p-35', maxAttempts: 1 });
-          for (const claim of [...(await store.claim('q', { limit: 10 })), ...(await store.claim('other'))]) await store.settle(claim, { action: { type: 'deadLetter', reason: 'x' } });
+          for (const claim of [...(await store.claim('q', { limit: 10 })), ...(await store.claim('other'))])
+            await store.settle(claim, { action: { type: 'deadLetter', reason: 'x' } });
           await store.enqueue('q', bytes('live'), { id: 'p-25' });
           for (const limit of [1, 2, 3]) {
             const pages: string[][] = [];
@@ -467,10 +525,22 @@ const exampleChecks: ConformanceCheck[] = [
             expected.push([]);
             assertEqual(`pages of ${limit}`, pages, expected);
           }
-          assertEqual('after a live job\'s id', (await store.deadJobs('q', { after: 'p-25', limit: 2 })).map((j) => j.id), ['p-3', 'p-4']);
-          assertEqual('after an id that does not exist', (await store.deadJobs('q', { after: 'p-0', limit: 3 })).map((j) => j.id), ['p-1', 'p-2', 'p-3']);
+          assertEqual(
+            "after a live job's id",
+            (await store.deadJobs('q', { after: 'p-25', limit: 2 })).map((j) => j.id),
+            ['p-3', 'p-4'],
+          );
+          assertEqual(
+            'after an id that does not exist',
+            (await store.deadJobs('q', { after: 'p-0', limit: 3 })).map((j) => j.id),
+            ['p-1', 'p-2', 'p-3'],
+          );
           assertEqual('after the last dead job', await store.deadJobs('q', { after: 'p-6', limit: 1 }), []);
-          assertEqual('a limit larger than what is left', (await store.deadJobs('q', { after: 'p-4', limit: 3 })).map((j) => j.id), ['p-5', 'p-6']);
+          assertEqual(
+            'a limit larger than what is left',
+            (await store.deadJobs('q', { after: 'p-4', limit: 3 })).map((j) => j.id),
+            ['p-5', 'p-6'],
+          );
         },
         EXAMPLE_CONTEXT,
       ),
@@ -506,8 +576,15 @@ const exampleChecks: ConformanceCheck[] = [
           await store.settle(retryJ, { action: { type: 'ack' } });
           await store.settle(retryD, { action: { type: 'nack', error: 'last' } });
           const [resultJ, resultD] = (await awaitMovingTime(clock, [waitJ, waitD], 60_000)) as [CompletionResult, CompletionResult];
-          assertEqual('completion after the ack (done kept)', resultJ.kind === 'completed' && { status: resultJ.job?.status, attempts: resultJ.job?.attempts }, { status: 'done', attempts: 2 });
-          assertEqual('completion after the last nack', resultD.kind === 'completed' && { status: resultD.job?.status, lastError: resultD.job?.lastError }, { status: 'dead', lastError: 'last' });
+          assertEqual(
+            'completion after the ack (done kept)',
+            resultJ.kind === 'completed' && { status: resultJ.job?.status, attempts: resultJ.job?.attempts },
+            { status: 'done', attempts: 2 },
+          );
+          assertEqual('completion after the last nack', resultD.kind === 'completed' && { status: resultD.job?.status, lastError: resultD.job?.lastError }, {
+            status: 'dead',
+            lastError: 'last',
+          });
         },
         EXAMPLE_CONTEXT,
       ),
@@ -526,7 +603,11 @@ const exampleChecks: ConformanceCheck[] = [
           await store.settle(claim, { action: { type: 'nack', error: 'again' } });
           const waits = ['pending', 'scheduled', 'retry'].map((id) => store.waitForCompletion(id, 60_000));
           for (const id of ['pending', 'scheduled', 'retry']) assertEqual(`cancel of ${id}`, (await store.cancel(id)).outcome, 'removed');
-          assertEqual('every wait ends notFound', await awaitMovingTime(clock, waits, 60_000), [{ kind: 'notFound' }, { kind: 'notFound' }, { kind: 'notFound' }]);
+          assertEqual('every wait ends notFound', await awaitMovingTime(clock, waits, 60_000), [
+            { kind: 'notFound' },
+            { kind: 'notFound' },
+            { kind: 'notFound' },
+          ]);
         },
         EXAMPLE_CONTEXT,
       ),
@@ -553,8 +634,16 @@ const exampleChecks: ConformanceCheck[] = [
           batchPayload[1] = 0x39;
           batchHeaders.b = 'changed';
           const seen = (record: JobRecord | undefined): unknown => record && { payload: record.payload, headers: record.headers, priority: record.priority };
-          assertEqual('job after its caller changed the enqueued objects', seen(await store.getJob('j')), { payload: bytes('p1'), headers: { h: '1' }, priority: 5 });
-          assertEqual('batch job after its caller changed the enqueued objects', seen(await store.getJob('b')), { payload: bytes('b1'), headers: { b: '1' }, priority: 6 });
+          assertEqual('job after its caller changed the enqueued objects', seen(await store.getJob('j')), {
+            payload: bytes('p1'),
+            headers: { h: '1' },
+            priority: 5,
+          });
+          assertEqual('batch job after its caller changed the enqueued objects', seen(await store.getJob('b')), {
+            payload: bytes('b1'),
+            headers: { b: '1' },
+            priority: 6,
+          });
           assertEqual('kv value after its caller changed it', await store.kvGet('k'), bytes('v1'));
           const [claim] = await store.claim('q');
           assertEqual('claimed payload and headers as enqueued', seen(claim?.job), { payload: bytes('p1'), headers: { h: '1' }, priority: 5 });
@@ -563,7 +652,10 @@ const exampleChecks: ConformanceCheck[] = [
           const effectValue = bytes('w1');
           const settlement = {
             action: { type: 'ack' as const },
-            effects: { enqueue: [{ queue: 'q', payload: effectPayload, options: { id: 'n', headers: effectHeaders } }], kvWrites: [{ key: 'k2', value: effectValue }] },
+            effects: {
+              enqueue: [{ queue: 'q', payload: effectPayload, options: { id: 'n', headers: effectHeaders } }],
+              kvWrites: [{ key: 'k2', value: effectValue }],
+            },
           };
           await store.settle(claim as ClaimRef, settlement);
           effectPayload[1] = 0x39;
@@ -571,14 +663,22 @@ const exampleChecks: ConformanceCheck[] = [
           effectValue[1] = 0x39;
           settlement.effects.enqueue.push({ queue: 'q', payload: bytes('late'), options: { id: 'late', headers: {} } });
           settlement.effects.kvWrites.push({ key: 'k', value: bytes('late') });
-          assertEqual('effect job after its caller changed the settlement', seen(await store.getJob('n')), { payload: bytes('n1'), headers: { e: '1' }, priority: 1000 });
+          assertEqual('effect job after its caller changed the settlement', seen(await store.getJob('n')), {
+            payload: bytes('n1'),
+            headers: { e: '1' },
+            priority: 1000,
+          });
           assertEqual('effect kv value after its caller changed it', await store.kvGet('k2'), bytes('w1'));
           assertEqual('nothing added by changing the settlement afterwards', [await store.getJob('late'), await store.kvGet('k')], [undefined, bytes('v1')]);
           const claims = await store.claim('q', { limit: 5 });
-          assertEqual('claimed effect job as settled', claims.map((c) => [c.jobId, seen(c.job)]), [
-            ['b', { payload: bytes('b1'), headers: { b: '1' }, priority: 6 }],
-            ['n', { payload: bytes('n1'), headers: { e: '1' }, priority: 1000 }],
-          ]);
+          assertEqual(
+            'claimed effect job as settled',
+            claims.map((c) => [c.jobId, seen(c.job)]),
+            [
+              ['b', { payload: bytes('b1'), headers: { b: '1' }, priority: 6 }],
+              ['n', { payload: bytes('n1'), headers: { e: '1' }, priority: 1000 }],
+            ],
+          );
         },
         EXAMPLE_CONTEXT,
       ),
@@ -600,7 +700,12 @@ const exampleChecks: ConformanceCheck[] = [
           };
           const expectedRecord = async (what: string, status: JobRecord['status'], attempts: number): Promise<void> => {
             const record = await store.getJob('j');
-            assertEqual(what, record && { payload: record.payload, headers: record.headers, attempts: record.attempts, status: record.status }, { payload: bytes('abc'), headers: { h: '1' }, attempts, status });
+            assertEqual(what, record && { payload: record.payload, headers: record.headers, attempts: record.attempts, status: record.status }, {
+              payload: bytes('abc'),
+              headers: { h: '1' },
+              attempts,
+              status,
+            });
           };
           vandalize(await store.getJob('j'));
           await expectedRecord('after changing a getJob record', 'pending', 0);
@@ -611,7 +716,11 @@ const exampleChecks: ConformanceCheck[] = [
           await store.settle(claim, { action: { type: 'deadLetter', reason: 'x' } });
           vandalize((await store.deadJobs('q'))[0]);
           await expectedRecord('after changing a deadJobs record', 'dead', 1);
-          assertEqual('a dead page after changing one', (await store.deadJobs('q')).map((r) => [r.payload, r.headers]), [[bytes('abc'), { h: '1' }]]);
+          assertEqual(
+            'a dead page after changing one',
+            (await store.deadJobs('q')).map((r) => [r.payload, r.headers]),
+            [[bytes('abc'), { h: '1' }]],
+          );
         },
         EXAMPLE_CONTEXT,
       ),
@@ -670,7 +779,11 @@ const exampleChecks: ConformanceCheck[] = [
           clock.advance(1);
           const report = await store.reap();
           assertEqual('requeued', report.requeued, ['again']);
-          assertEqual('dead-lettered', report.deadLettered.map((r) => [r.id, r.status, r.lastError, r.failedAt]), [['last', 'dead', 'lease expired', clock.now()]]);
+          assertEqual(
+            'dead-lettered',
+            report.deadLettered.map((r) => [r.id, r.status, r.lastError, r.failedAt]),
+            [['last', 'dead', 'lease expired', clock.now()]],
+          );
           assertEqual('requeued record keeps its attempts', (await store.getJob('again'))?.attempts, 1);
         },
         EXAMPLE_CONTEXT,
@@ -689,9 +802,16 @@ const exampleChecks: ConformanceCheck[] = [
           const [claim] = await store.claim('q');
           assert('the immediate job is claimable', claim?.jobId === 'now');
           clock.advance(100);
-          await store.settle(claim, { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'q', payload: bytes('c'), options: { id: 'next', delayMs: 50 } }] } });
+          await store.settle(claim, {
+            action: { type: 'ack' },
+            effects: { enqueue: [{ queue: 'q', payload: bytes('c'), options: { id: 'next', delayMs: 50 } }] },
+          });
           assertEqual('a delay in settlement effects counts from the settlement', (await store.getJob('next'))?.runAt, clock.now() + 50);
-          await assertCode('runAt and delayMs together', () => store.enqueue('q', bytes('x'), { id: 'both', runAt: clock.now(), delayMs: 5 }), 'INVALID_ARGUMENT');
+          await assertCode(
+            'runAt and delayMs together',
+            () => store.enqueue('q', bytes('x'), { id: 'both', runAt: clock.now(), delayMs: 5 }),
+            'INVALID_ARGUMENT',
+          );
           await assertCode('a negative delay', () => store.enqueue('q', bytes('x'), { id: 'neg', delayMs: -1 }), 'INVALID_ARGUMENT');
           assertEqual('nothing written by the bad calls', [await store.getJob('both'), await store.getJob('neg')], [undefined, undefined]);
         },
@@ -717,7 +837,11 @@ const exampleChecks: ConformanceCheck[] = [
             precondition: { key: 'cursor', equals: bytes('stale') },
           });
           assertEqual('stale result: acked, nothing enqueued', staleResult, { branch: 'stale', status: 'done', enqueued: [] });
-          assertEqual('no effect of either branch', [await store.kvGet('k'), await store.kvGet('k2'), await store.getJob('n1'), await store.getJob('stale')], [undefined, undefined, undefined, undefined]);
+          assertEqual(
+            'no effect of either branch',
+            [await store.kvGet('k'), await store.kvGet('k2'), await store.getJob('n1'), await store.getJob('stale')],
+            [undefined, undefined, undefined, undefined],
+          );
           const freshResult = await store.settle(fresh, {
             action: { type: 'ack' },
             effects: { kvWrites: [{ key: 'cursor', value: bytes('next') }] },
@@ -727,7 +851,11 @@ const exampleChecks: ConformanceCheck[] = [
           assertEqual('acks counted', (await store.stats('q')).done, 2);
           await store.enqueue('q', bytes('c'), { id: 'gone' });
           const [gone] = await store.claim('q');
-          const missing = await store.settle(gone as ClaimRef, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k', value: bytes('x') }] }, precondition: { key: 'absent', equals: bytes('') } });
+          const missing = await store.settle(gone as ClaimRef, {
+            action: { type: 'ack' },
+            effects: { kvWrites: [{ key: 'k', value: bytes('x') }] },
+            precondition: { key: 'absent', equals: bytes('') },
+          });
           assertEqual('a missing record never satisfies a precondition', [missing.branch, await store.kvGet('k')], ['stale', undefined]);
         },
         EXAMPLE_CONTEXT,
@@ -741,10 +869,16 @@ const exampleChecks: ConformanceCheck[] = [
         async (store, clock) => {
           const carried = (name: string, precondition?: Uint8Array) => ({
             ...(precondition ? { precondition: { key: 'cursor', equals: precondition } } : {}),
-            effects: { kvWrites: [{ key: `${name}.failed`, value: bytes('1') }], kvDeletes: ['cursor'], enqueue: [{ queue: 'outcomes', payload: bytes(`${name} failed`) }] },
+            effects: {
+              kvWrites: [{ key: `${name}.failed`, value: bytes('1') }],
+              kvDeletes: ['cursor'],
+              enqueue: [{ queue: 'outcomes', payload: bytes(`${name} failed`) }],
+            },
             ifCancelRequested: { kvWrites: [{ key: `${name}.cancelled`, value: bytes('1') }], kvDeletes: ['cursor'] },
           });
-          await store.enqueue('q', bytes('a'), { id: 'j-a', maxAttempts: 1, reaperDeadLetter: carried('a', bytes('c1')) }, [{ key: 'cursor', value: bytes('c1') }]);
+          await store.enqueue('q', bytes('a'), { id: 'j-a', maxAttempts: 1, reaperDeadLetter: carried('a', bytes('c1')) }, [
+            { key: 'cursor', value: bytes('c1') },
+          ]);
           // Same precondition: j-a's effects delete the cursor first, so j-b's do not apply.
           await store.enqueue('q', bytes('b'), { id: 'j-b', maxAttempts: 1, reaperDeadLetter: carried('b', bytes('c1')) });
           await store.enqueue('q', bytes('c'), { id: 'j-c', maxAttempts: 1, reaperDeadLetter: carried('c') });
@@ -756,9 +890,17 @@ const exampleChecks: ConformanceCheck[] = [
           assertEqual('requeued (not its last attempt: nothing applied)', report.requeued, ['j-d']);
           assertEqual('dead-lettered', report.deadLettered.map((r) => r.id).sort(), ['j-a', 'j-b', 'j-c']);
           assertEqual('effects applied', [...report.effectsApplied].sort(), ['j-a', 'j-c']);
-          assertEqual('kv after the reap', await Promise.all(['a.failed', 'b.failed', 'c.cancelled', 'c.failed', 'd.failed', 'cursor'].map((k) => store.kvGet(k))), [bytes('1'), undefined, bytes('1'), undefined, undefined, undefined]);
+          assertEqual(
+            'kv after the reap',
+            await Promise.all(['a.failed', 'b.failed', 'c.cancelled', 'c.failed', 'd.failed', 'cursor'].map((k) => store.kvGet(k))),
+            [bytes('1'), undefined, bytes('1'), undefined, undefined, undefined],
+          );
           const outcomes = await store.claim('outcomes', { limit: 10 });
-          assertEqual('the carried enqueue committed once', outcomes.map((c) => new TextDecoder().decode(c.job.payload)), ['a failed']);
+          assertEqual(
+            'the carried enqueue committed once',
+            outcomes.map((c) => new TextDecoder().decode(c.job.payload)),
+            ['a failed'],
+          );
           // A retried job keeps what it carries: reaped on its last attempt, it applies.
           const [again] = await store.claim('q');
           assert('the requeued job is claimable again', again?.jobId === 'j-d');
@@ -770,7 +912,7 @@ const exampleChecks: ConformanceCheck[] = [
       ),
   },
   {
-    name: 'carried reaper effects are copies: changing the caller\'s objects after enqueue changes nothing',
+    name: "carried reaper effects are copies: changing the caller's objects after enqueue changes nothing",
     run: (options) =>
       withStore(
         options,
@@ -779,7 +921,9 @@ const exampleChecks: ConformanceCheck[] = [
           const equals = bytes('c1');
           const headers: Record<string, string> = { h: '1' };
           const effects = { kvWrites: [{ key: 'k', value }], enqueue: [{ queue: 'outcomes', payload: bytes('p'), options: { headers } }] };
-          await store.enqueue('q', bytes('a'), { id: 'j', maxAttempts: 1, reaperDeadLetter: { precondition: { key: 'cursor', equals }, effects } }, [{ key: 'cursor', value: bytes('c1') }]);
+          await store.enqueue('q', bytes('a'), { id: 'j', maxAttempts: 1, reaperDeadLetter: { precondition: { key: 'cursor', equals }, effects } }, [
+            { key: 'cursor', value: bytes('c1') },
+          ]);
           value[1] = 0x39;
           equals[1] = 0x39;
           headers.h = 'changed';
@@ -886,15 +1030,29 @@ interface BadCall {
 }
 
 const BAD_CALLS: BadCall[] = [
-  { what: 'enqueue with an oversized kv value', code: 'KV_VALUE_TOO_LARGE', call: (s) => s.enqueue('q', bytes('n'), { id: 'n1' }, [{ key: 'k2', value: tooBig() }]) },
-  { what: 'settle with an oversized kv effect', code: 'KV_VALUE_TOO_LARGE', call: (s, c) => s.settle(c, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k2', value: tooBig() }] } }) },
+  {
+    what: 'enqueue with an oversized kv value',
+    code: 'KV_VALUE_TOO_LARGE',
+    call: (s) => s.enqueue('q', bytes('n'), { id: 'n1' }, [{ key: 'k2', value: tooBig() }]),
+  },
+  {
+    what: 'settle with an oversized kv effect',
+    code: 'KV_VALUE_TOO_LARGE',
+    call: (s, c) => s.settle(c, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k2', value: tooBig() }] } }),
+  },
   {
     what: 'settle with an oversized kv effect in the cancel branch',
     code: 'KV_VALUE_TOO_LARGE',
-    call: (s, c) => s.settle(c, { action: { type: 'ack' }, ifCancelRequested: { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k2', value: tooBig() }] } } }),
+    call: (s, c) =>
+      s.settle(c, { action: { type: 'ack' }, ifCancelRequested: { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k2', value: tooBig() }] } } }),
   },
   { what: 'cancel with an oversized kv effect', code: 'KV_VALUE_TOO_LARGE', call: (s) => s.cancel('p', { kvWrites: [{ key: 'k2', value: tooBig() }] }) },
-  { what: 'settle with a forged token', code: 'LEASE_LOST', call: (s, c) => s.settle({ jobId: c.jobId, token: `${c.token}-forged` }, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k2', value: bytes('x') }] } }) },
+  {
+    what: 'settle with a forged token',
+    code: 'LEASE_LOST',
+    call: (s, c) =>
+      s.settle({ jobId: c.jobId, token: `${c.token}-forged` }, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k2', value: bytes('x') }] } }),
+  },
   { what: 'settle of an unknown job', code: 'LEASE_LOST', call: (s) => s.settle({ jobId: 'nope', token: 't' }, { action: { type: 'ack' } }) },
   { what: 'settle of a pending job', code: 'LEASE_LOST', call: (s, c) => s.settle({ jobId: 'p', token: c.token }, { action: { type: 'ack' } }) },
   { what: 'renewLease with a forged token', code: 'LEASE_LOST', call: (s, c) => s.renewLease({ jobId: c.jobId, token: `${c.token}-forged` }, 1000) },
@@ -910,22 +1068,38 @@ const BAD_CALLS: BadCall[] = [
   { what: 'enqueue into an empty queue name', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('', bytes('n'), { id: 'n1' }) },
   { what: 'enqueue with a string payload', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('q', 'text' as unknown as Uint8Array, { id: 'n1' }) },
   { what: 'enqueue with an empty dedup key', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('q', bytes('n'), { id: 'n1', dedupKey: '' }) },
-  { what: 'enqueue with a non-string header', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('q', bytes('n'), { id: 'n1', headers: { a: 1 as unknown as string } }) },
+  {
+    what: 'enqueue with a non-string header',
+    code: 'INVALID_ARGUMENT',
+    call: (s) => s.enqueue('q', bytes('n'), { id: 'n1', headers: { a: 1 as unknown as string } }),
+  },
   { what: 'enqueue with an id in use', code: 'INVALID_ARGUMENT', call: (s) => s.enqueue('q', bytes('n'), { id: 'c' }, [{ key: 'k2', value: bytes('x') }]) },
   {
     what: 'enqueueBatch with one bad item (all-or-nothing)',
     code: 'INVALID_ARGUMENT',
-    call: (s) => s.enqueueBatch('q', [{ payload: bytes('1'), options: { id: 'n1' } }, { payload: bytes('2'), options: { id: 'n2', priority: -5 } }]),
+    call: (s) =>
+      s.enqueueBatch('q', [
+        { payload: bytes('1'), options: { id: 'n1' } },
+        { payload: bytes('2'), options: { id: 'n2', priority: -5 } },
+      ]),
   },
   {
     what: 'enqueueBatch repeating an id (all-or-nothing)',
     code: 'INVALID_ARGUMENT',
-    call: (s) => s.enqueueBatch('q', [{ payload: bytes('1'), options: { id: 'n1' } }, { payload: bytes('2'), options: { id: 'n1' } }]),
+    call: (s) =>
+      s.enqueueBatch('q', [
+        { payload: bytes('1'), options: { id: 'n1' } },
+        { payload: bytes('2'), options: { id: 'n1' } },
+      ]),
   },
   {
     what: 'settle whose effect reuses an id in use',
     code: 'INVALID_ARGUMENT',
-    call: (s, c) => s.settle(c, { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'q', payload: bytes('x'), options: { id: 'p' } }], kvWrites: [{ key: 'k2', value: bytes('x') }] } }),
+    call: (s, c) =>
+      s.settle(c, {
+        action: { type: 'ack' },
+        effects: { enqueue: [{ queue: 'q', payload: bytes('x'), options: { id: 'p' } }], kvWrites: [{ key: 'k2', value: bytes('x') }] },
+      }),
   },
   { what: 'settle with an unknown action', code: 'INVALID_ARGUMENT', call: (s, c) => s.settle(c, { action: { type: 'retry' } as unknown as { type: 'ack' } }) },
   {
@@ -944,7 +1118,15 @@ const BAD_CALLS: BadCall[] = [
     call: (s, c) =>
       s.settle(c, {
         action: { type: 'ack' },
-        effects: { enqueue: [{ queue: 'q', payload: bytes('x'), options: { id: 'n1', reaperDeadLetter: { ifCancelRequested: { enqueue: [{ queue: '', payload: bytes('y') }] } } } }] },
+        effects: {
+          enqueue: [
+            {
+              queue: 'q',
+              payload: bytes('x'),
+              options: { id: 'n1', reaperDeadLetter: { ifCancelRequested: { enqueue: [{ queue: '', payload: bytes('y') }] } } },
+            },
+          ],
+        },
       }),
   },
   { what: 'claim with limit 0', code: 'INVALID_ARGUMENT', call: (s) => s.claim('q', { limit: 0 }) },
@@ -959,22 +1141,20 @@ const BAD_CALLS: BadCall[] = [
 ];
 
 const badInputChecks: ConformanceCheck[] = [
-  ...BAD_CALLS.map(
-    (bad): ConformanceCheck => ({
-      name: `${bad.what} → ${bad.code}, nothing changed`,
-      run: (options) =>
-        withStore(
-          options,
-          async (store) => {
-            const { claim, ids } = await populated(store);
-            const before = await snapshot(store, ids);
-            await assertCode(bad.what, () => bad.call(store, claim), bad.code);
-            await assertUnchanged(bad.what, store, ids, before);
-          },
-          EXAMPLE_CONTEXT,
-        ),
-    }),
-  ),
+  ...BAD_CALLS.map((bad): ConformanceCheck => ({
+    name: `${bad.what} → ${bad.code}, nothing changed`,
+    run: (options) =>
+      withStore(
+        options,
+        async (store) => {
+          const { claim, ids } = await populated(store);
+          const before = await snapshot(store, ids);
+          await assertCode(bad.what, () => bad.call(store, claim), bad.code);
+          await assertUnchanged(bad.what, store, ids, before);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  })),
   {
     name: 'unknown ids: getJob undefined, cancel notFound, waitForCompletion notFound, kvDelete false',
     run: (options) =>
@@ -1022,4 +1202,3 @@ export function storeOperationChecks(): ConformanceGroup {
 export function storeBadInputChecks(): ConformanceGroup {
   return { name: 'store bad input', checks: badInputChecks };
 }
-

@@ -16,7 +16,12 @@ import { storeBadInputChecks, storeOperationChecks } from './store-operations.js
 export function storeModelChecks(): ConformanceGroup {
   return {
     name: 'store model properties',
-    checks: [{ name: 'random command sequences agree with the reference model (every result, record, counter, dead page, kv value)', run: (options) => checkStoreModel(options) }],
+    checks: [
+      {
+        name: 'random command sequences agree with the reference model (every result, record, counter, dead page, kv value)',
+        run: (options) => checkStoreModel(options),
+      },
+    ],
   };
 }
 

@@ -149,9 +149,11 @@ async function driveScenario(scenario: WorkflowScenario, clock: ManualClock, gua
       return StepOutcome.fail('unknown');
     }
     if (endedAt.has(step.runId)) violations.push(`step ${step.stepNumber} of ${step.runId} started after the run ended`);
-    if (canonical(step.headers) !== canonical(headersOf.get(step.runId))) violations.push(`step ${step.stepNumber} of ${step.runId} got headers ${canonical(step.headers)}`);
+    if (canonical(step.headers) !== canonical(headersOf.get(step.runId)))
+      violations.push(`step ${step.stepNumber} of ${step.runId} got headers ${canonical(step.headers)}`);
     const expectedPayload = step.stepNumber === 0 ? `input-${step.runId}` : `s${step.stepNumber}`;
-    if (decoder.decode(step.payload) !== expectedPayload) violations.push(`step ${step.stepNumber} of ${step.runId} got payload ${decoder.decode(step.payload)}`);
+    if (decoder.decode(step.payload) !== expectedPayload)
+      violations.push(`step ${step.stepNumber} of ${step.runId} got payload ${decoder.decode(step.payload)}`);
     // A runtime being stopped waits for its steps: a zombie there would hold its stop forever.
     const isZombie = step.runId === zombieId && step.stepNumber === 0 && step.attempts === 1 && zombie.state === 'none' && stopping?.aborted !== true;
     // Blocked from the first moment, before any await: the driver never restarts a runtime that holds the
@@ -165,7 +167,8 @@ async function driveScenario(scenario: WorkflowScenario, clock: ManualClock, gua
     const running = active.get(step.runId) ?? [];
     // A delivery whose lease expired (the zombie) may overlap its successors: at-least-once delivery allows exactly that.
     const overlapping = running.filter((e) => !e.zombie);
-    if (overlapping.length > 0) violations.push(`two steps of ${step.runId} ran at once: ${show(overlapping)} and step ${step.stepNumber} attempt ${step.attempts}`);
+    if (overlapping.length > 0)
+      violations.push(`two steps of ${step.runId} ran at once: ${show(overlapping)} and step ${step.stepNumber} attempt ${step.attempts}`);
     const execution: Execution = { step: step.stepNumber, attempt: step.attempts, zombie: isZombie };
     active.set(step.runId, [...running, execution]);
     started.push({ runId: step.runId, step: step.stepNumber, attempt: step.attempts });
@@ -208,7 +211,15 @@ async function driveScenario(scenario: WorkflowScenario, clock: ManualClock, gua
     if (status.ok && status.value !== undefined) violations.push(`status(${result.runId}) reported ${canonical(status.value)} inside its terminal hook`);
   };
   const makeRuntime = (stopping?: AbortSignal): WorkflowRuntime =>
-    new WorkflowRuntime({ store, runner: (step) => runner(step, stopping), hook, clock, pollIntervalMs: 50, maxConcurrentSteps: 4, hookDelivery: scenario.faults ? 'durable' : scenario.hookDelivery });
+    new WorkflowRuntime({
+      store,
+      runner: (step) => runner(step, stopping),
+      hook,
+      clock,
+      pollIntervalMs: 50,
+      maxConcurrentSteps: 4,
+      hookDelivery: scenario.faults ? 'durable' : scenario.hookDelivery,
+    });
   const workers: Array<{ runtime: WorkflowRuntime; controller: AbortController; done: Promise<void> }> = [];
   const start = (): void => {
     const controller = new AbortController();
@@ -279,7 +290,7 @@ async function driveScenario(scenario: WorkflowScenario, clock: ManualClock, gua
    * so a lease cannot expire just because a database was slow.
    */
   const drain = async (): Promise<void> => {
-    for (let quiet = 0; quiet < 5; ) {
+    for (let quiet = 0; quiet < 5;) {
       await new Promise((resolve) => setImmediate(resolve));
       // A call past its deadline fails the scenario, whoever made it (the runtimes would only retry it).
       if (guard.failure) throw guard.failure;
@@ -301,7 +312,8 @@ async function driveScenario(scenario: WorkflowScenario, clock: ManualClock, gua
         const again = await retry(() => submitter.submit({ runId, input: bytes(`input-${runId}`), headers }));
         if (again.value.newlySubmitted) violations.push(`duplicate submit of active ${runId} reported newlySubmitted`);
         const conflicting = await outcome(() => retry(() => submitter.submit({ runId, input: bytes('other input'), headers })));
-        if (conflicting.ok || conflicting.code !== 'INPUT_MISMATCH') violations.push(`conflicting submit of ${runId}: expected INPUT_MISMATCH, got ${conflicting.ok ? 'success' : conflicting.code}`);
+        if (conflicting.ok || conflicting.code !== 'INPUT_MISMATCH')
+          violations.push(`conflicting submit of ${runId}: expected INPUT_MISMATCH, got ${conflicting.ok ? 'success' : conflicting.code}`);
       }
     }
     runtimes.length = 0;
@@ -320,7 +332,13 @@ async function driveScenario(scenario: WorkflowScenario, clock: ManualClock, gua
         throw new ConformanceError(`runs did not all end: ${show(runIds.map((id, i) => [id, outcomes.has(id) ? 'ended' : canonical(statuses[i])]))}`);
       }
       await cancelDue();
-      if (scenario.restartAfterStarts !== undefined && !restarted && steps >= scenario.restartAfterStarts && zombie.state !== 'blocked' && zombie.state !== 'expired') {
+      if (
+        scenario.restartAfterStarts !== undefined &&
+        !restarted &&
+        steps >= scenario.restartAfterStarts &&
+        zombie.state !== 'blocked' &&
+        zombie.state !== 'expired'
+      ) {
         restarted = true;
         await stop(0);
         workers.splice(0, 1);
@@ -365,7 +383,8 @@ async function driveScenario(scenario: WorkflowScenario, clock: ManualClock, gua
       // Durable delivery is at least once: a fault or a stalled process (zombie) may repeat a notification.
       const repeatsAllowed = faults !== undefined || (scenario.hookDelivery === 'durable' && zombieId !== undefined);
       if (!repeatsAllowed && delivered.length > 1) violations.push(`${runId} ended ${delivered.length} times: ${show(delivered.map((o) => o.status))}`);
-      if (new Set(delivered.map((o) => canonical(o))).size > 1) violations.push(`${runId} was reported with different outcomes: ${show(delivered.map(canonical))}`);
+      if (new Set(delivered.map((o) => canonical(o))).size > 1)
+        violations.push(`${runId} was reported with different outcomes: ${show(delivered.map(canonical))}`);
       const got = delivered[0] as RunOutcome;
       if (canonical(got.headers) !== canonical(headersOf.get(runId))) violations.push(`${runId} outcome headers ${canonical(got.headers)}`);
       // The zombie never happens when its delivery ran in a runtime being stopped (or the run ended first).
@@ -379,11 +398,14 @@ async function driveScenario(scenario: WorkflowScenario, clock: ManualClock, gua
       if (cancelled === true) {
         // Cancel precedence: the run ends cancelled; only a runner-issued cancel keeps its reason.
         const ownCancel = exact && expected.status === 'cancelled';
-        if (!ownCancel && (got.status !== 'cancelled' || got.error !== undefined)) violations.push(`${runId}: cancel returned true but the run ended ${canonical(shown)}`);
-        if (got.finalStep > expected.finalStep || got.finalStep < maxStarted) violations.push(`${runId}: finalStep ${got.finalStep} outside [${maxStarted}, ${expected.finalStep}]`);
+        if (!ownCancel && (got.status !== 'cancelled' || got.error !== undefined))
+          violations.push(`${runId}: cancel returned true but the run ended ${canonical(shown)}`);
+        if (got.finalStep > expected.finalStep || got.finalStep < maxStarted)
+          violations.push(`${runId}: finalStep ${got.finalStep} outside [${maxStarted}, ${expected.finalStep}]`);
       } else if (cancelled === 'unknown') {
         const cancelledExternally = got.status === 'cancelled' && got.error === undefined && got.finalStep <= expected.finalStep;
-        if (!exact && !cancelledExternally) violations.push(`${runId}: ended ${canonical(shown)}, script says ${canonical(expected)} (a cancel of unknown effect was made)`);
+        if (!exact && !cancelledExternally)
+          violations.push(`${runId}: ended ${canonical(shown)}, script says ${canonical(expected)} (a cancel of unknown effect was made)`);
       } else if (!exact) {
         violations.push(`${runId}: ended ${canonical(shown)}, script says ${canonical(expected)}${cancelled === false ? ' (cancel returned false)' : ''}`);
       }
@@ -438,8 +460,18 @@ export function workflowScenarioArb(mode: 'plain' | 'faults' | 'zombie' | 'all' 
       workers: fc.constantFrom(1 as const, 2 as const),
       restartAfterStarts: fc.option(fc.nat(6), { nil: undefined }),
       duplicateSubmits: fc.boolean(),
-      faults: mode === 'faults' ? fc.record({ seed: fc.integer(), rate: fc.constantFrom(0.05, 0.15) }).map((f) => f as { seed: number; rate: number } | undefined) : mode === 'all' ? fc.option(fc.record({ seed: fc.integer(), rate: fc.constantFrom(0.05, 0.15) }), { nil: undefined, freq: 3 }) : fc.constant(undefined),
-      zombieRun: mode === 'zombie' ? fc.nat(3).map((n) => n as number | undefined) : mode === 'all' ? fc.option(fc.nat(3), { nil: undefined, freq: 3 }) : fc.constant(undefined),
+      faults:
+        mode === 'faults'
+          ? fc.record({ seed: fc.integer(), rate: fc.constantFrom(0.05, 0.15) }).map((f) => f as { seed: number; rate: number } | undefined)
+          : mode === 'all'
+            ? fc.option(fc.record({ seed: fc.integer(), rate: fc.constantFrom(0.05, 0.15) }), { nil: undefined, freq: 3 })
+            : fc.constant(undefined),
+      zombieRun:
+        mode === 'zombie'
+          ? fc.nat(3).map((n) => n as number | undefined)
+          : mode === 'all'
+            ? fc.option(fc.nat(3), { nil: undefined, freq: 3 })
+            : fc.constant(undefined),
       hookDelivery: fc.constantFrom('inProcess' as const, 'durable' as const),
     })
     .map((s) => {
@@ -463,9 +495,18 @@ export async function checkWorkflowProperties(options: ConformanceOptions, mode:
 /** Workflow properties, one check per hazard. */
 export function workflowPropertyChecks(): ConformanceGroup {
   const checks: ConformanceCheck[] = [
-    { name: 'scripted runs with cancels, duplicate submits, restarts and two runtimes end exactly once as dictated', run: (o) => checkWorkflowProperties(o, 'plain') },
-    { name: 'store faults before and after the write: runs still end once, as dictated, nothing left behind', run: (o) => checkWorkflowProperties(o, 'faults') },
-    { name: 'zombie delivery: a lease expires mid-step, another delivery takes over, the stale settlement never lands', run: (o) => checkWorkflowProperties(o, 'zombie') },
+    {
+      name: 'scripted runs with cancels, duplicate submits, restarts and two runtimes end exactly once as dictated',
+      run: (o) => checkWorkflowProperties(o, 'plain'),
+    },
+    {
+      name: 'store faults before and after the write: runs still end once, as dictated, nothing left behind',
+      run: (o) => checkWorkflowProperties(o, 'faults'),
+    },
+    {
+      name: 'zombie delivery: a lease expires mid-step, another delivery takes over, the stale settlement never lands',
+      run: (o) => checkWorkflowProperties(o, 'zombie'),
+    },
     { name: 'every hazard combined (faults, zombies, cancels, restarts, two runtimes)', run: (o) => checkWorkflowProperties(o, 'all') },
   ];
   return { name: 'workflow properties', checks };

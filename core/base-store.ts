@@ -182,11 +182,15 @@ export abstract class BaseQueueStore implements QueueStore {
     if (!this.background || this.housekeepingStopped()) return;
     if (this.wake && this.wake.at <= runAt) return;
     this.wake?.cancel();
-    const cancel = this.clock.setTimer(() => {
-      this.wake = undefined;
-      if (this.housekeepingStopped()) return;
-      onWake();
-    }, runAt - this.clock.now(), HOUSEKEEPING);
+    const cancel = this.clock.setTimer(
+      () => {
+        this.wake = undefined;
+        if (this.housekeepingStopped()) return;
+        onWake();
+      },
+      runAt - this.clock.now(),
+      HOUSEKEEPING,
+    );
     this.wake = { at: runAt, cancel };
   }
 

@@ -186,7 +186,8 @@ function compactBranch(branch: ReaperDeadLetterBranch, t: StringTable): Json {
 
 function compactEffects(effects: Effects, t: StringTable): Json {
   const out: Json = {};
-  if (effects.enqueue) out.enqueue = effects.enqueue.map((r) => [t.ref(r.queue), t.bytes(r.payload), r.options === undefined ? null : compactOptions(r.options, t)]);
+  if (effects.enqueue)
+    out.enqueue = effects.enqueue.map((r) => [t.ref(r.queue), t.bytes(r.payload), r.options === undefined ? null : compactOptions(r.options, t)]);
   if (effects.kvWrites) out.kvWrites = effects.kvWrites.map((w) => [t.ref(w.key), t.bytes(w.value), w.ifAbsent === true]);
   if (effects.kvDeletes) out.kvDeletes = effects.kvDeletes.map((key) => t.ref(key));
   return out;
@@ -217,7 +218,9 @@ function expandBranch(tree: Json, strings: string[]): ReaperDeadLetterBranch {
       );
     }
     if (json.kvWrites) {
-      out.kvWrites = (json.kvWrites as Array<[number, unknown, boolean]>).map(([key, value, ifAbsent]) => (ifAbsent ? { key: text(key), value: bytes(value), ifAbsent } : { key: text(key), value: bytes(value) }));
+      out.kvWrites = (json.kvWrites as Array<[number, unknown, boolean]>).map(([key, value, ifAbsent]) =>
+        ifAbsent ? { key: text(key), value: bytes(value), ifAbsent } : { key: text(key), value: bytes(value) },
+      );
     }
     if (json.kvDeletes) out.kvDeletes = (json.kvDeletes as number[]).map(text);
     return out;

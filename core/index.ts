@@ -11,7 +11,17 @@ export { StepOutcome, StepError, noopHook, describeFailure, toRunnerResult, chec
 export { DEFAULT_HOOK_RETRY, HEADER_HOOK_ATTEMPT, hookRetryDelayMs } from './hook-retry.js';
 export type { HookRetryPolicy } from './hook-retry.js';
 export type { Step, StepRunner, RunOutcome, TerminalHook, TerminalStatus, RunnerResult } from './outcomes.js';
-export { decideSettlement, endRunEffects, reaperBranch, cursorPrecondition, stepDedupKey, stepHeaders, HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX } from './settlement.js';
+export {
+  decideSettlement,
+  endRunEffects,
+  reaperBranch,
+  cursorPrecondition,
+  stepDedupKey,
+  stepHeaders,
+  HEADER_RUN_ID,
+  HEADER_STEP,
+  RESERVED_HEADER_PREFIX,
+} from './settlement.js';
 export type { StepFacts, SettlementDecision } from './settlement.js';
 export { runKeys, encodeRecord, decodeRecord, sha256Hex, encodeOutcome, decodeOutcome, decodeNotification, outcomeDedupKey } from './run-records.js';
 export type { RunIdentity, RunCursor } from './run-records.js';

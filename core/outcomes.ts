@@ -169,7 +169,9 @@ export function checkDueTime(result: RunnerResult, now: number): RunnerResult {
   if (!result.ok || result.outcome.kind !== 'continueAfter' || Number.isSafeInteger(now + result.outcome.delayMs)) return result;
   return {
     ok: false,
-    error: StepError.permanent(`runner returned an invalid outcome: continueAfter delay of ${result.outcome.delayMs} ms from now is past the latest representable time`),
+    error: StepError.permanent(
+      `runner returned an invalid outcome: continueAfter delay of ${result.outcome.delayMs} ms from now is past the latest representable time`,
+    ),
   };
 }
 

@@ -264,9 +264,7 @@ export interface QueueStats {
 /** Result of `waitForCompletion`. */
 export type CompletionResult =
   /** The job was acked (`job` present when retained as done) or went dead (`job.status === 'dead'`). */
-  | { kind: 'completed'; job?: JobRecord }
-  | { kind: 'timedOut' }
-  | { kind: 'notFound' };
+  { kind: 'completed'; job?: JobRecord } | { kind: 'timedOut' } | { kind: 'notFound' };
 
 /** Something a waiting worker may want to react to. */
 export type StoreNotification =

@@ -108,7 +108,11 @@ export function decodeNotification(bytes: Uint8Array, jobHeaders?: Headers): { o
   if (bytes.length === 0 && jobHeaders !== undefined && Object.hasOwn(jobHeaders, HEADER_REAPED)) return decodeReapedNotice(jobHeaders);
   const raw = JSON.parse(decoder.decode(bytes)) as Omit<RunOutcome, 'result'> & { result?: string; endedByReaper?: boolean };
   const { result, headers, endedByReaper, ...rest } = raw;
-  const outcome: RunOutcome = { ...rest, headers: parseHeadersJson(JSON.stringify(headers)), ...(result === undefined ? {} : { result: new Uint8Array(Buffer.from(result, 'base64')) }) };
+  const outcome: RunOutcome = {
+    ...rest,
+    headers: parseHeadersJson(JSON.stringify(headers)),
+    ...(result === undefined ? {} : { result: new Uint8Array(Buffer.from(result, 'base64')) }),
+  };
   return { outcome, endedByReaper: endedByReaper === true };
 }
 

@@ -31,7 +31,17 @@ import type { RunOutcome, RunnerResult, Step, StepOutcome, StepRunner, TerminalH
 import type { Claim, Effects, Headers, JobRecord, KvWrite, QueueStore, SettleResult, Settlement, StoreNotification } from './queue-store.js';
 import { decodeNotification, decodeRecord, encodeRecord, runKeys, sha256Hex } from './run-records.js';
 import type { RunCursor, RunIdentity } from './run-records.js';
-import { HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX, cursorValue, decideSettlement, endRunEffects, reaperBranch, stepDedupKey, stepHeaders } from './settlement.js';
+import {
+  HEADER_RUN_ID,
+  HEADER_STEP,
+  RESERVED_HEADER_PREFIX,
+  cursorValue,
+  decideSettlement,
+  endRunEffects,
+  reaperBranch,
+  stepDedupKey,
+  stepHeaders,
+} from './settlement.js';
 import type { SettlementDecision, StepFacts } from './settlement.js';
 import { checkHeaders, checkNonNegativeInt, checkPositiveInt, checkQueueName, describe } from './store-validation.js';
 
@@ -297,7 +307,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     if (!options || typeof options !== 'object') throw new InvalidArgumentError('runtime options', 'expected an object');
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!options.store) throw new InvalidArgumentError('store', 'a QueueStore is required');
-    if (options.runner !== undefined && typeof options.runner !== 'function') throw new InvalidArgumentError('runner', 'expected a function (step) => StepOutcome');
+    if (options.runner !== undefined && typeof options.runner !== 'function')
+      throw new InvalidArgumentError('runner', 'expected a function (step) => StepOutcome');
     if (options.hook !== undefined && typeof options.hook !== 'function') throw new InvalidArgumentError('hook', 'expected a function');
     this.store = options.store;
     this.runner = options.runner;
@@ -693,7 +704,14 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       }
       const { settled } = committed;
       if (this.listenerCount('stepSettled') > 0) {
-        this.emit('stepSettled', { runId, stepNumber, jobId: job.id, branch: settled.branch, status: settled.status, durationMs: this.clock.now() - claimedAt });
+        this.emit('stepSettled', {
+          runId,
+          stepNumber,
+          jobId: job.id,
+          branch: settled.branch,
+          status: settled.status,
+          durationMs: this.clock.now() - claimedAt,
+        });
       }
       if (settled.branch === 'stale') {
         this.emit('staleStep', { runId, stepNumber, jobId: job.id });
@@ -769,7 +787,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     let pending = first ?? this.settleOnce(leased.claim, decision.settlement);
     let lastTransient: unknown;
     let refusals = 0;
-    for (let retries = 0; ; ) {
+    for (let retries = 0; ;) {
       try {
         return { settled: await pending, decision: current };
       } catch (error) {
@@ -835,7 +853,9 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         ({ outcome, endedByReaper } = decodeNotification(claim.job.payload, claim.job.headers));
         leased.runId = outcome.runId;
       } catch (error) {
-        await this.settleRetrying(loop, leased, { settlement: { action: { type: 'deadLetter', reason: `undecodable outcome: ${(error as Error).message}` } } }).catch(() => undefined);
+        await this.settleRetrying(loop, leased, {
+          settlement: { action: { type: 'deadLetter', reason: `undecodable outcome: ${(error as Error).message}` } },
+        }).catch(() => undefined);
         return;
       }
       // The reaper's commit ended this run and no runtime reported it: the first delivery does.
@@ -929,7 +949,6 @@ const NO_SIGNAL = { abort: (): void => undefined };
 function cancelReason(): Error {
   return new Error('run cancelled');
 }
-
 
 function parseStepHeaders(headers: Headers): { runId: string; stepNumber: number } | Error {
   const runId = Object.hasOwn(headers, HEADER_RUN_ID) ? headers[HEADER_RUN_ID] : undefined;

@@ -103,7 +103,13 @@ export function reaperBranch(
   const dedupKey = outcomeDedupKey(jobId);
   const ending = (cancelled: boolean): Effects => ({
     kvDeletes,
-    enqueue: [{ queue: facts.reapedOutcomeQueue, payload: REAPED_NOTICE_PAYLOAD, options: { dedupKey, headers: reapedNoticeHeaders(facts.runId, facts.userHeaders, step, cancelled) } }],
+    enqueue: [
+      {
+        queue: facts.reapedOutcomeQueue,
+        payload: REAPED_NOTICE_PAYLOAD,
+        options: { dedupKey, headers: reapedNoticeHeaders(facts.runId, facts.userHeaders, step, cancelled) },
+      },
+    ],
   });
   return { precondition: { key: facts.keys.cursor, equals: cursor }, effects: ending(false), ifCancelRequested: ending(true) };
 }
@@ -122,7 +128,12 @@ function ended(facts: StepFacts, status: RunOutcome['status'], result?: Uint8Arr
 /** A branch that ends the run with `outcome`, cancellable by an external cancel. */
 function terminal(facts: StepFacts, action: SettleAction, outcome: RunOutcome, cancelBranch: SettlementBranch, cancelOutcome: RunOutcome): SettlementDecision {
   return {
-    settlement: { action, effects: endRunEffects(facts, outcome), ifCancelRequested: cancelBranch, precondition: cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber) },
+    settlement: {
+      action,
+      effects: endRunEffects(facts, outcome),
+      ifCancelRequested: cancelBranch,
+      precondition: cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber),
+    },
     primaryOutcome: outcome,
     cancelOutcome,
   };
@@ -178,7 +189,11 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
         // A runner-issued cancel wins over an external one: same branch either way.
         const own = ended(facts, 'cancelled', undefined, outcome.reason);
         const branch: SettlementBranch = { action: ACK, effects: endRunEffects(facts, own) };
-        return { settlement: { ...branch, ifCancelRequested: branch, precondition: cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber) }, primaryOutcome: own, cancelOutcome: own };
+        return {
+          settlement: { ...branch, ifCancelRequested: branch, precondition: cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber) },
+          primaryOutcome: own,
+          cancelOutcome: own,
+        };
       }
     }
   }
@@ -192,7 +207,11 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
     return terminal(facts, { type: 'nack', error: failure.message }, ended(facts, 'failed', undefined, failure.message), cancelBranch, cancelOutcome);
   }
   return {
-    settlement: { action: { type: 'nack', error: failure.message }, ifCancelRequested: cancelBranch, precondition: cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber) },
+    settlement: {
+      action: { type: 'nack', error: failure.message },
+      ifCancelRequested: cancelBranch,
+      precondition: cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber),
+    },
     primaryOutcome: undefined,
     cancelOutcome,
   };

@@ -98,7 +98,8 @@ function checkReaperBranch(branch: ReaperDeadLetterBranch): void {
 export function checkPrecondition(precondition: KvPrecondition | undefined): void {
   if (precondition === undefined) return;
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
-  if (precondition === null || typeof precondition !== 'object') throw new InvalidArgumentError('precondition', `expected an object, got ${describe(precondition)}`);
+  if (precondition === null || typeof precondition !== 'object')
+    throw new InvalidArgumentError('precondition', `expected an object, got ${describe(precondition)}`);
   checkKvKey(precondition.key);
   checkPayload(precondition.equals, 'precondition value');
 }
@@ -162,7 +163,7 @@ export function describe(value: unknown): string {
   if (typeof value !== 'object') return typeof value;
   try {
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- an object may have no constructor (Object.create(null), proxies)
-    return `an object (${(value).constructor?.name ?? 'null prototype'})`;
+    return `an object (${value.constructor?.name ?? 'null prototype'})`;
   } catch {
     return 'an object';
   }

@@ -196,8 +196,16 @@ class Environment implements TestEnvironment {
           await this.world.jumpTo(until);
           continue;
         }
-        if (next === undefined) throw this.guardError('stalled', 'nothing is claimable and no timer, scheduled step or lease is pending', jobs, startedAt, caller);
-        if (next - startedAt > maxVirtualTimeMs) throw this.guardError('maxVirtualTime', `the next event is more than ${maxVirtualTimeMs} ms of virtual time away (maxVirtualTimeMs)`, jobs, startedAt, caller);
+        if (next === undefined)
+          throw this.guardError('stalled', 'nothing is claimable and no timer, scheduled step or lease is pending', jobs, startedAt, caller);
+        if (next - startedAt > maxVirtualTimeMs)
+          throw this.guardError(
+            'maxVirtualTime',
+            `the next event is more than ${maxVirtualTimeMs} ms of virtual time away (maxVirtualTimeMs)`,
+            jobs,
+            startedAt,
+            caller,
+          );
         await this.world.jumpTo(next);
       }
     } finally {
@@ -205,7 +213,13 @@ class Environment implements TestEnvironment {
     }
   }
 
-  private guardError(guard: TestGuardError['guard'], reason: string, jobs: Parameters<World['activeRuns']>[0], startedAt: number, caller: string): TestGuardError {
+  private guardError(
+    guard: TestGuardError['guard'],
+    reason: string,
+    jobs: Parameters<World['activeRuns']>[0],
+    startedAt: number,
+    caller: string,
+  ): TestGuardError {
     const runs = this.world.activeRuns(jobs);
     const now = this.clock.now();
     return new TestGuardError(

@@ -9,7 +9,18 @@ import type { QueueStore, StoreNotification } from '../core/index.js';
 export type StoreOp = Exclude<keyof QueueStore, 'subscribe'>;
 
 /** Operations that change the store (the ones a crash or an error can split). */
-export const WRITE_OPS: ReadonlySet<StoreOp> = new Set<StoreOp>(['enqueue', 'enqueueBatch', 'claim', 'settle', 'renewLease', 'cancel', 'reap', 'promote', 'requeueDead', 'kvDelete']);
+export const WRITE_OPS: ReadonlySet<StoreOp> = new Set<StoreOp>([
+  'enqueue',
+  'enqueueBatch',
+  'claim',
+  'settle',
+  'renewLease',
+  'cancel',
+  'reap',
+  'promote',
+  'requeueDead',
+  'kvDelete',
+]);
 
 /** What `before` decides for a call. */
 export type BeforeDecision =

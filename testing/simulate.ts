@@ -5,7 +5,16 @@
  * then checks the library's invariants. The same seed replays the same
  * schedule exactly, so any failure is reproducible from its seed.
  */
-import { InvalidArgumentError, LeaseLostError, StoreUnavailableError, WorkflowRuntime, decodeOutcome, decodeRecord, isTransientError, runKeys } from '../core/index.js';
+import {
+  InvalidArgumentError,
+  LeaseLostError,
+  StoreUnavailableError,
+  WorkflowRuntime,
+  decodeOutcome,
+  decodeRecord,
+  isTransientError,
+  runKeys,
+} from '../core/index.js';
 import type {
   CancelResult,
   ClaimRef,
@@ -177,7 +186,13 @@ interface TerminalCommit {
 
 function sameOutcome(a: RunOutcome, b: RunOutcome): boolean {
   const bytes = (x: Uint8Array | undefined): string => (x === undefined ? '' : Buffer.from(x).toString('base64'));
-  return a.status === b.status && a.error === b.error && a.finalStep === b.finalStep && bytes(a.result) === bytes(b.result) && JSON.stringify(a.headers) === JSON.stringify(b.headers);
+  return (
+    a.status === b.status &&
+    a.error === b.error &&
+    a.finalStep === b.finalStep &&
+    bytes(a.result) === bytes(b.result) &&
+    JSON.stringify(a.headers) === JSON.stringify(b.headers)
+  );
 }
 
 /** Virtual time allowed, once no step is left, for runtimes to finish what they hold (store-error retries). */
@@ -253,7 +268,8 @@ class Simulation {
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!options || typeof options.runner !== 'function') throw new InvalidArgumentError('runner', 'expected a function (step) => StepOutcome');
     if (!Array.isArray(options.runs)) throw new InvalidArgumentError('runs', 'expected an array of { input }');
-    if (typeof options.seed !== 'number' || !Number.isSafeInteger(options.seed)) throw new InvalidArgumentError('seed', `expected an integer, got ${String(options.seed)}`);
+    if (typeof options.seed !== 'number' || !Number.isSafeInteger(options.seed))
+      throw new InvalidArgumentError('seed', `expected an integer, got ${String(options.seed)}`);
     this.faults = { ...DEFAULT_FAULTS, ...options.faults };
     for (const [name, p] of Object.entries(this.faults)) {
       if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw new InvalidArgumentError(`faults.${name}`, `expected a probability in [0, 1], got ${String(p)}`);
@@ -656,7 +672,11 @@ class Simulation {
         this.violate('hookFiredTwice', runId, `${run}: the hook fired ${hooks.length} times (${hooks.map((h) => h.status).join(', ')})`);
       }
       if (hooks.some((h) => !sameOutcome(h, hooks[0] as RunOutcome))) {
-        this.violate('hookInconsistent', runId, `${run}: the hook received different outcomes (${hooks.map((h) => `${h.status}/${h.error ?? ''}`).join(', ')})`);
+        this.violate(
+          'hookInconsistent',
+          runId,
+          `${run}: the hook received different outcomes (${hooks.map((h) => `${h.status}/${h.error ?? ''}`).join(', ')})`,
+        );
       }
       if (commits.length > 1) this.violate('endedTwice', runId, `${run}: ${commits.length} commits ended it (${commits.map((c) => c.how).join(', ')})`);
       if (identity !== undefined || cursor !== undefined) {
@@ -724,7 +744,12 @@ class Simulation {
       const at = this.commitSeq.get(d);
       if (at === undefined) continue;
       const newer = this.world.deliveries.find((o) => o.jobId === d.jobId && o.attempt > d.attempt && (this.deliverySeq.get(o) ?? 0) < at);
-      if (newer) this.violate('staleSettlement', d.runId, `run ${d.runId}: step ${d.step} attempt ${d.attempt} committed its settlement after attempt ${newer.attempt} had taken the step over`);
+      if (newer)
+        this.violate(
+          'staleSettlement',
+          d.runId,
+          `run ${d.runId}: step ${d.step} attempt ${d.attempt} committed its settlement after attempt ${newer.attempt} had taken the step over`,
+        );
     }
     if (await this.world.hasLiveJobs()) {
       const stats = await store.stats(this.queueName);

@@ -527,7 +527,6 @@ export class MemoryStore extends BaseQueueStore {
     }
     return best;
   }
-
 }
 
 /** A detached copy of the public fields. */

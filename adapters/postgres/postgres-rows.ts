@@ -108,9 +108,7 @@ export interface FlushJson {
 }
 
 export type CancelJson =
-  | { outcome: 'notFound' }
-  | { outcome: 'requested'; job: JobRow; firstRequest: boolean }
-  | { outcome: 'removed'; job: JobRow; enqueued: InsertJson[] | null };
+  { outcome: 'notFound' } | { outcome: 'requested'; job: JobRow; firstRequest: boolean } | { outcome: 'removed'; job: JobRow; enqueued: InsertJson[] | null };
 
 export interface ReapJson {
   requeued: string[];

@@ -128,7 +128,10 @@ export class PostgresStore extends BaseQueueStore {
     // Statement names are per connection, and a pool may serve stores of several schemas: the name carries the
     // schema as a short hash, so it stays unique within PostgreSQL's 63-byte limit whatever the schema's length.
     const schemaTag = createHash('sha256').update(schema).digest('hex').slice(0, 16);
-    this.names = Object.fromEntries(Object.keys(this.sql).map((key) => [key, `taquba_${schemaTag}_v${SCHEMA_VERSION}_${key}`])) as Record<StatementName, string>;
+    this.names = Object.fromEntries(Object.keys(this.sql).map((key) => [key, `taquba_${schemaTag}_v${SCHEMA_VERSION}_${key}`])) as Record<
+      StatementName,
+      string
+    >;
     this.channel = `taquba_${schema}`.slice(0, 63);
     if (options.pool) {
       this.pool = options.pool;
@@ -141,7 +144,14 @@ export class PostgresStore extends BaseQueueStore {
       this.pool.on('error', () => undefined);
     }
     this.notifier =
-      options.listen === false ? undefined : new PostgresNotifier(this.pool, this.channel, (payload) => this.onRemote(payload), () => this.onListenConnected());
+      options.listen === false
+        ? undefined
+        : new PostgresNotifier(
+            this.pool,
+            this.channel,
+            (payload) => this.onRemote(payload),
+            () => this.onListenConnected(),
+          );
     this.flush = new FlushPipeline(this.flushHost(), settleConcurrency, maxSettleBatch);
     this.startMaintenance();
   }
@@ -357,7 +367,10 @@ export class PostgresStore extends BaseQueueStore {
 
   /** A tick that comes while the previous run is still in flight runs again right after it, rather than being dropped. */
   protected override maintain(task: 'reap' | 'promote'): void {
-    this.maintenanceRuns[task](() => (task === 'reap' ? this._reap() : this._promote()), () => this.isClosed);
+    this.maintenanceRuns[task](
+      () => (task === 'reap' ? this._reap() : this._promote()),
+      () => this.isClosed,
+    );
   }
 
   /**
@@ -457,7 +470,10 @@ export class PostgresStore extends BaseQueueStore {
     return this.injectedClock ? this.clock.now() : null;
   }
 
-  private async query<N extends StatementName>(name: N, params: Statements[N]['params']): Promise<{ rows: Array<Statements[N]['row']>; rowCount: number | null }> {
+  private async query<N extends StatementName>(
+    name: N,
+    params: Statements[N]['params'],
+  ): Promise<{ rows: Array<Statements[N]['row']>; rowCount: number | null }> {
     if (!this.opened) await this.open();
     this.checkOpen();
     this.metrics.statements++;

@@ -80,7 +80,12 @@ export function mapOpenError(error: unknown, file: string): WorkflowError {
   if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
     return new StoreUnavailableError(`${file}: the database is locked by another connection (${code}: ${detail}); it may succeed on retry`, { cause: error });
   }
-  const hint = code === 'SQLITE_NOTADB' ? 'the file is not a SQLite database' : code === 'SQLITE_READONLY' ? 'the file is read-only' : 'cannot open or initialise the file';
+  const hint =
+    code === 'SQLITE_NOTADB'
+      ? 'the file is not a SQLite database'
+      : code === 'SQLITE_READONLY'
+        ? 'the file is read-only'
+        : 'cannot open or initialise the file';
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a caught value may be anything
   return new StoreOpenError(`${file}: ${hint} (${code ?? (error as Error)?.name ?? 'error'}: ${detail})`, { cause: error });
 }

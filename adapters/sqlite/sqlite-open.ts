@@ -59,7 +59,9 @@ const DEFAULT_CHANGE_POLL_MS = 100;
 const DEFAULT_WAL_AUTOCHECKPOINT_PAGES = 10_000;
 
 /** The SQLite-specific options, checked, with their defaults. */
-export type SqliteSettings = Required<Pick<SqliteStoreOptions, 'path' | 'synchronous' | 'busyTimeoutMs' | 'changePollIntervalMs' | 'groupCommit' | 'walAutocheckpointPages'>>;
+export type SqliteSettings = Required<
+  Pick<SqliteStoreOptions, 'path' | 'synchronous' | 'busyTimeoutMs' | 'changePollIntervalMs' | 'groupCommit' | 'walAutocheckpointPages'>
+>;
 
 /** The options object itself, checked before the base store reads it. */
 export function checkOptionsObject(options: SqliteStoreOptions): SqliteStoreOptions {
@@ -73,7 +75,8 @@ export function sqliteSettings(options: SqliteStoreOptions): SqliteSettings {
     throw new InvalidArgumentError('path', `expected a file path or ':memory:', got ${describe(options.path)}`);
   }
   const synchronous = options.synchronous ?? 'NORMAL';
-  if (!SYNC_LEVELS.includes(synchronous)) throw new InvalidArgumentError('synchronous', `expected one of ${SYNC_LEVELS.join(', ')}, got ${describe(synchronous)}`);
+  if (!SYNC_LEVELS.includes(synchronous))
+    throw new InvalidArgumentError('synchronous', `expected one of ${SYNC_LEVELS.join(', ')}, got ${describe(synchronous)}`);
   const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
   const walAutocheckpointPages = options.walAutocheckpointPages ?? DEFAULT_WAL_AUTOCHECKPOINT_PAGES;
   checkPositiveInt('walAutocheckpointPages', walAutocheckpointPages);

@@ -48,7 +48,18 @@ export const JOB_COLUMNS = Object.keys(JOB_ROW).join(', ');
 export type ReapedRow = JobRow & { reaper_dead_letter: string | null };
 
 /** The columns a claim returns: the ones it does not set itself. */
-const CLAIM_ROW = ['id', 'payload', 'headers', 'attempts', 'max_attempts', 'priority', 'enqueued_at', 'last_error', 'cancel_requested', 'claim_token'] as const satisfies readonly JobColumn[];
+const CLAIM_ROW = [
+  'id',
+  'payload',
+  'headers',
+  'attempts',
+  'max_attempts',
+  'priority',
+  'enqueued_at',
+  'last_error',
+  'cancel_requested',
+  'claim_token',
+] as const satisfies readonly JobColumn[];
 export type ClaimRow = Pick<JobRow, (typeof CLAIM_ROW)[number]> & { claim_token: string };
 export const CLAIM_COLUMNS = CLAIM_ROW.join(', ');
 

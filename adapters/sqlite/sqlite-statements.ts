@@ -34,7 +34,9 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
        RETURNING ${JOB_COLUMNS}`,
     ),
     ensureQueue: p('INSERT INTO taquba_queues (name) VALUES (?) ON CONFLICT (name) DO NOTHING'),
-    addCounts: p('UPDATE taquba_queues SET pending = pending + ?, claimed = claimed + ?, scheduled = scheduled + ?, dead = dead + ?, done = done + ? WHERE name = ?'),
+    addCounts: p(
+      'UPDATE taquba_queues SET pending = pending + ?, claimed = claimed + ?, scheduled = scheduled + ?, dead = dead + ?, done = done + ? WHERE name = ?',
+    ),
     toDead: p(
       `UPDATE taquba_jobs SET status = 'dead', last_error = ?, failed_at = ?, lease_expires_at = NULL, claim_token = NULL WHERE id = ?
        RETURNING ${JOB_COLUMNS}`,
@@ -78,9 +80,41 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
 }
 
 type StatementName =
-  | 'insertJob' | 'findDedup' | 'jobExists' | 'hasPending' | 'getJob' | 'claim' | 'owner' | 'deleteJob' | 'deleteOwned' | 'ackKeep' | 'ensureQueue' | 'addCounts' | 'toDead' | 'toRetry'
-  | 'renew' | 'flagCancel' | 'reapDead' | 'reapRequeue' | 'sweepDone' | 'sweepDead' | 'promote' | 'nextDue' | 'requeueDead' | 'deadPage'
-  | 'stats' | 'queueNames' | 'cancelledClaims' | 'kvGet' | 'kvExists' | 'kvUpsert' | 'kvDelete' | 'kvDeleteIf' | 'dataVersion'
-  | 'recordRemoved' | 'removedEnqueuedAt' | 'sweepRemoved';
+  | 'insertJob'
+  | 'findDedup'
+  | 'jobExists'
+  | 'hasPending'
+  | 'getJob'
+  | 'claim'
+  | 'owner'
+  | 'deleteJob'
+  | 'deleteOwned'
+  | 'ackKeep'
+  | 'ensureQueue'
+  | 'addCounts'
+  | 'toDead'
+  | 'toRetry'
+  | 'renew'
+  | 'flagCancel'
+  | 'reapDead'
+  | 'reapRequeue'
+  | 'sweepDone'
+  | 'sweepDead'
+  | 'promote'
+  | 'nextDue'
+  | 'requeueDead'
+  | 'deadPage'
+  | 'stats'
+  | 'queueNames'
+  | 'cancelledClaims'
+  | 'kvGet'
+  | 'kvExists'
+  | 'kvUpsert'
+  | 'kvDelete'
+  | 'kvDeleteIf'
+  | 'dataVersion'
+  | 'recordRemoved'
+  | 'removedEnqueuedAt'
+  | 'sweepRemoved';
 
 export type Statements = Record<StatementName, Stmt>;

@@ -7,7 +7,19 @@ import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostErr
 import type { WorkflowError } from '../../core/errors.js';
 import { compareIds, newId } from '../../core/ids.js';
 import { enqueueDueAt, retryDelayMs } from '../../core/queue-config.js';
-import type { CancelResult, Claim, ClaimRef, CompletionResult, Effects, EnqueueOptions, EnqueueResult, JobRecord, KvPrecondition, KvWrite, QueueStats } from '../../core/queue-store.js';
+import type {
+  CancelResult,
+  Claim,
+  ClaimRef,
+  CompletionResult,
+  Effects,
+  EnqueueOptions,
+  EnqueueResult,
+  JobRecord,
+  KvPrecondition,
+  KvWrite,
+  QueueStats,
+} from '../../core/queue-store.js';
 import type { ReapReport, RenewResult, SettleResult, Settlement, SettlementBranch } from '../../core/queue-store.js';
 import { bytesEqual, describe } from '../../core/store-validation.js';
 import { ChangePoll, OpenedFiles } from './sqlite-changes.js';
@@ -173,7 +185,9 @@ export class SqliteStore extends BaseQueueStore {
   private settleByDelete(claim: ClaimRef, settlement: Settlement): SettleResult {
     const deleted =
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
-      typeof claim?.jobId === 'string' && typeof claim.token === 'string' ? (this.sql.deleteOwned.get(claim.jobId, claim.token) as DeletedRow | undefined) : undefined;
+      typeof claim?.jobId === 'string' && typeof claim.token === 'string'
+        ? (this.sql.deleteOwned.get(claim.jobId, claim.token) as DeletedRow | undefined)
+        : undefined;
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!deleted) throw new LeaseLostError(String(claim?.jobId));
     const queue = deleted.queue;

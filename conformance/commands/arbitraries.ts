@@ -23,7 +23,10 @@ export const payloadArb = fc.uint8Array({ maxLength: 3, max: 9 });
 
 /** Kv values: a few short ones recur often, so preconditions on them both hold and fail. */
 export const kvValueArb = fc.oneof(fc.constantFrom(new Uint8Array([1]), new Uint8Array([2])), fc.uint8Array({ maxLength: 2, max: 9 }));
-export const preconditionArb: fc.Arbitrary<PreconditionSpec> = fc.record({ key: fc.constantFrom(...KV_KEYS), equals: fc.constantFrom(new Uint8Array([1]), new Uint8Array([2])) });
+export const preconditionArb: fc.Arbitrary<PreconditionSpec> = fc.record({
+  key: fc.constantFrom(...KV_KEYS),
+  equals: fc.constantFrom(new Uint8Array([1]), new Uint8Array([2])),
+});
 
 const baseOptionFields = {
   id: maybe(fc.constantFrom(...SUPPLIED_IDS), 4),
@@ -50,17 +53,20 @@ const plainKvWriteArb: fc.Arbitrary<KvWrite> = fc.record({ key: fc.constantFrom(
 /** Reaper effects report no enqueue results, so their jobs carry supplied ids (as cancel effects do). */
 const reaperEffectsArb: fc.Arbitrary<EffectsSpec> = fc.record({
   enqueue: fc.array(
-    fc.record({ queue: queueArb, payload: payloadArb, options: baseOptionSpecArb }).chain((e) => fc.constantFrom(...SUPPLIED_IDS).map((id) => ({ ...e, options: { ...e.options, id } }))),
+    fc
+      .record({ queue: queueArb, payload: payloadArb, options: baseOptionSpecArb })
+      .chain((e) => fc.constantFrom(...SUPPLIED_IDS).map((id) => ({ ...e, options: { ...e.options, id } }))),
     { maxLength: 1 },
   ),
   kvWrites: fc.array(plainKvWriteArb, { maxLength: 2 }),
   kvDeletes: fc.array(fc.constantFrom(...KV_KEYS), { maxLength: 2 }),
 });
-const reaperSpecArb: fc.Arbitrary<ReaperSpec> = fc.record(
-  { precondition: maybe(preconditionArb, 1), effects: maybe(reaperEffectsArb, 1), ifCancelRequested: maybe(reaperEffectsArb, 1) },
-  { requiredKeys: [] },
-).map((r) => definedOnly<ReaperSpec>(r));
-export const optionSpecArb: fc.Arbitrary<OptionSpec> = fc.record({ ...baseOptionFields, reaper: maybe(reaperSpecArb, 3) }, { requiredKeys: [] }).map((r) => oneTiming(definedOnly<OptionSpec>(r)));
+const reaperSpecArb: fc.Arbitrary<ReaperSpec> = fc
+  .record({ precondition: maybe(preconditionArb, 1), effects: maybe(reaperEffectsArb, 1), ifCancelRequested: maybe(reaperEffectsArb, 1) }, { requiredKeys: [] })
+  .map((r) => definedOnly<ReaperSpec>(r));
+export const optionSpecArb: fc.Arbitrary<OptionSpec> = fc
+  .record({ ...baseOptionFields, reaper: maybe(reaperSpecArb, 3) }, { requiredKeys: [] })
+  .map((r) => oneTiming(definedOnly<OptionSpec>(r)));
 
 export const enqueueSpecArb: fc.Arbitrary<EnqueueSpec> = fc.record({ queue: queueArb, payload: payloadArb, options: optionSpecArb });
 
@@ -95,4 +101,3 @@ export const claimPickArb: fc.Arbitrary<ClaimPick> = fc.record({
 export const cancelEffectsArb: fc.Arbitrary<EffectsSpec> = effectsArb.chain((effects) =>
   fc.constantFrom(...SUPPLIED_IDS).map((id) => ({ ...effects, enqueue: effects.enqueue.slice(0, 1).map((e) => ({ ...e, options: { ...e.options, id } })) })),
 );
-

@@ -32,4 +32,6 @@ export class CancelCommand implements StoreCommand {
 }
 
 /** Generated `CancelCommand`s. */
-export const cancelCommands: fc.Arbitrary<CancelCommand> = fc.tuple(fc.oneof(statusPickArb('claimed'), jobPickArb), maybe(cancelEffectsArb, 3)).map(([pick, effects]) => new CancelCommand(pick, effects));
+export const cancelCommands: fc.Arbitrary<CancelCommand> = fc
+  .tuple(fc.oneof(statusPickArb('claimed'), jobPickArb), maybe(cancelEffectsArb, 3))
+  .map(([pick, effects]) => new CancelCommand(pick, effects));

@@ -44,4 +44,6 @@ export class ClaimCommand implements StoreCommand {
 }
 
 /** Generated `ClaimCommand`s. */
-export const claimCommands: fc.Arbitrary<ClaimCommand> = fc.tuple(fc.constantFrom('q1', 'q1', 'q2', 'q3'), maybe(fc.constantFrom(50, 1000, 5000)), maybe(fc.constantFrom(1, 2, 3))).map(([q, lease, limit]) => new ClaimCommand(q, lease, limit));
+export const claimCommands: fc.Arbitrary<ClaimCommand> = fc
+  .tuple(fc.constantFrom('q1', 'q1', 'q2', 'q3'), maybe(fc.constantFrom(50, 1000, 5000)), maybe(fc.constantFrom(1, 2, 3)))
+  .map(([q, lease, limit]) => new ClaimCommand(q, lease, limit));

@@ -30,4 +30,6 @@ export class DeadJobsPageCommand implements StoreCommand {
 }
 
 /** Generated `DeadJobsPageCommand`s. */
-export const deadJobsPageCommands: fc.Arbitrary<DeadJobsPageCommand> = fc.tuple(fc.constantFrom(...READ_QUEUES), maybe(jobPickArb, 1), maybe(fc.constantFrom(1, 2, 100), 1)).map(([q, after, limit]) => new DeadJobsPageCommand(q, after, limit));
+export const deadJobsPageCommands: fc.Arbitrary<DeadJobsPageCommand> = fc
+  .tuple(fc.constantFrom(...READ_QUEUES), maybe(jobPickArb, 1), maybe(fc.constantFrom(1, 2, 100), 1))
+  .map(([q, after, limit]) => new DeadJobsPageCommand(q, after, limit));

@@ -35,4 +35,6 @@ export class EnqueueBatchCommand implements StoreCommand {
 }
 
 /** Generated `EnqueueBatchCommand`s. */
-export const enqueueBatchCommands: fc.Arbitrary<EnqueueBatchCommand> = fc.tuple(queueArb, fc.array(fc.record({ payload: payloadArb, options: optionSpecArb }), { maxLength: 3 })).map(([q, items]) => new EnqueueBatchCommand(q, items));
+export const enqueueBatchCommands: fc.Arbitrary<EnqueueBatchCommand> = fc
+  .tuple(queueArb, fc.array(fc.record({ payload: payloadArb, options: optionSpecArb }), { maxLength: 3 }))
+  .map(([q, items]) => new EnqueueBatchCommand(q, items));

@@ -35,4 +35,6 @@ export class EnqueueDuplicateCommand implements StoreCommand {
 }
 
 /** Generated `EnqueueDuplicateCommand`s. */
-export const enqueueDuplicateCommands: fc.Arbitrary<EnqueueDuplicateCommand> = fc.tuple(statusPickArb('pending', 'scheduled'), payloadArb, fc.array(kvWriteArb, { minLength: 1, maxLength: 2 })).map(([pick, payload, kv]) => new EnqueueDuplicateCommand(pick, payload, kv));
+export const enqueueDuplicateCommands: fc.Arbitrary<EnqueueDuplicateCommand> = fc
+  .tuple(statusPickArb('pending', 'scheduled'), payloadArb, fc.array(kvWriteArb, { minLength: 1, maxLength: 2 }))
+  .map(([pick, payload, kv]) => new EnqueueDuplicateCommand(pick, payload, kv));

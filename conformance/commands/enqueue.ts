@@ -32,4 +32,6 @@ export class EnqueueCommand implements StoreCommand {
 }
 
 /** Generated `EnqueueCommand`s. */
-export const enqueueCommands: fc.Arbitrary<EnqueueCommand> = fc.tuple(enqueueSpecArb, maybe(fc.array(kvWriteArb, { minLength: 1, maxLength: 2 }))).map(([spec, kv]) => new EnqueueCommand(spec, kv));
+export const enqueueCommands: fc.Arbitrary<EnqueueCommand> = fc
+  .tuple(enqueueSpecArb, maybe(fc.array(kvWriteArb, { minLength: 1, maxLength: 2 })))
+  .map(([spec, kv]) => new EnqueueCommand(spec, kv));

@@ -28,4 +28,6 @@ export class KvDeleteCommand implements StoreCommand {
 }
 
 /** Generated `KvDeleteCommand`s. */
-export const kvDeleteCommands: fc.Arbitrary<KvDeleteCommand> = fc.tuple(fc.constantFrom(...KV_KEYS), maybe(kvValueArb, 1)).map(([key, v]) => new KvDeleteCommand(key, v));
+export const kvDeleteCommands: fc.Arbitrary<KvDeleteCommand> = fc
+  .tuple(fc.constantFrom(...KV_KEYS), maybe(kvValueArb, 1))
+  .map(([key, v]) => new KvDeleteCommand(key, v));

@@ -28,4 +28,6 @@ export class RenewLeaseCommand implements StoreCommand {
 }
 
 /** Generated `RenewLeaseCommand`s. */
-export const renewLeaseCommands: fc.Arbitrary<RenewLeaseCommand> = fc.tuple(claimPickArb, fc.constantFrom(1, 500, 2000)).map(([pick, ms]) => new RenewLeaseCommand(pick, ms));
+export const renewLeaseCommands: fc.Arbitrary<RenewLeaseCommand> = fc
+  .tuple(claimPickArb, fc.constantFrom(1, 500, 2000))
+  .map(([pick, ms]) => new RenewLeaseCommand(pick, ms));

@@ -37,11 +37,15 @@ export class SettleCommand implements StoreCommand {
     await world.checkState(this.toString());
   }
   toString(): string {
-    const cancel = this.ifCancelRequested ? `, ifCancelRequested: ${showAction(this.ifCancelRequested.action)} effects ${showEffects(this.ifCancelRequested.effects)}` : '';
+    const cancel = this.ifCancelRequested
+      ? `, ifCancelRequested: ${showAction(this.ifCancelRequested.action)} effects ${showEffects(this.ifCancelRequested.effects)}`
+      : '';
     const precondition = this.precondition ? `, if ${showPrecondition(this.precondition)}` : '';
     return `settle(${showPick(this.pick)}, ${showAction(this.primary.action)} effects ${showEffects(this.primary.effects)}${cancel}${precondition})`;
   }
 }
 
 /** Generated `SettleCommand`s. */
-export const settleCommands: fc.Arbitrary<SettleCommand> = fc.tuple(claimPickArb, branchArb, maybe(branchArb, 1), maybe(preconditionArb, 3)).map(([pick, primary, alt, pre]) => new SettleCommand(pick, primary, alt, pre));
+export const settleCommands: fc.Arbitrary<SettleCommand> = fc
+  .tuple(claimPickArb, branchArb, maybe(branchArb, 1), maybe(preconditionArb, 3))
+  .map(([pick, primary, alt, pre]) => new SettleCommand(pick, primary, alt, pre));

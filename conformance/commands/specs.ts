@@ -78,7 +78,8 @@ export function buildOptions(spec: OptionSpec, now: number): EnqueueOptions | un
 
 export function showOptions(spec: OptionSpec): string {
   const { runAtOffset, reaper, ...rest } = spec;
-  const text = reaper === undefined ? show(rest) : `${show(rest).slice(0, -1)}${Object.keys(rest).length > 0 ? ', ' : ''}reaperDeadLetter: ${showReaper(reaper)}}`;
+  const text =
+    reaper === undefined ? show(rest) : `${show(rest).slice(0, -1)}${Object.keys(rest).length > 0 ? ', ' : ''}reaperDeadLetter: ${showReaper(reaper)}}`;
   if (runAtOffset === undefined) return text;
   const offset = `runAt: now${runAtOffset >= 0 ? '+' : ''}${runAtOffset}`;
   return text === '{}' ? `{${offset}}` : `${text.slice(0, -1)}, ${offset}}`;

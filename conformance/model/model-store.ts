@@ -177,4 +177,3 @@ export class ModelStore implements QueueStore {
     this.notifications.clear();
   }
 }
-

@@ -106,9 +106,7 @@ export class QueueModel {
 
   private dedupHolder(state: ModelState, queue: string, dedupKey: string | undefined): ModelJob | undefined {
     if (dedupKey === undefined) return undefined;
-    return state.jobs.find(
-      (job) => job.queue === queue && job.dedupKey === dedupKey && (job.status === 'pending' || job.status === 'scheduled'),
-    );
+    return state.jobs.find((job) => job.queue === queue && job.dedupKey === dedupKey && (job.status === 'pending' || job.status === 'scheduled'));
   }
 
   private insert(state: ModelState, events: ModelEvents, now: number, queue: string, payload: Uint8Array, options: EnqueueOptions | undefined): EnqueueResult {
@@ -198,7 +196,10 @@ export class QueueModel {
       checkEnqueueOptions(item.options);
     }
     return this.transaction((state, events) => {
-      this.checkNewIds(state, items.map((item) => ({ queue, ...item })));
+      this.checkNewIds(
+        state,
+        items.map((item) => ({ queue, ...item })),
+      );
       return items.map((item) => this.insert(state, events, now, queue, item.payload, item.options));
     });
   }
@@ -246,7 +247,11 @@ export class QueueModel {
       const job = this.owned(state, claim);
       const stale = settlement.precondition !== undefined && !holds(state, settlement.precondition);
       const useCancel = !stale && job.cancelRequested && settlement.ifCancelRequested !== undefined;
-      const branch: SettlementBranch = stale ? { action: { type: 'ack' } } : useCancel && settlement.ifCancelRequested ? settlement.ifCancelRequested : settlement;
+      const branch: SettlementBranch = stale
+        ? { action: { type: 'ack' } }
+        : useCancel && settlement.ifCancelRequested
+          ? settlement.ifCancelRequested
+          : settlement;
       this.checkNewIds(state, branch.effects?.enqueue ?? []);
       const config = this.configs.get(job.queue);
       delete job.leaseExpiresAt;
@@ -405,7 +410,13 @@ export class QueueModel {
   stats(queue: string): QueueStats {
     checkQueueName(queue);
     const count = (status: JobStatus): number => this.state.jobs.filter((job) => job.queue === queue && job.status === status).length;
-    return { pending: count('pending'), claimed: count('claimed'), scheduled: count('scheduled'), dead: count('dead'), done: this.state.doneCount.get(queue) ?? 0 };
+    return {
+      pending: count('pending'),
+      claimed: count('claimed'),
+      scheduled: count('scheduled'),
+      dead: count('dead'),
+      done: this.state.doneCount.get(queue) ?? 0,
+    };
   }
 
   listQueues(): string[] {

@@ -88,7 +88,6 @@ export function modelRecord(job: ModelJob): JobRecord {
   return record;
 }
 
-
 /** Whether a kv precondition holds: the record exists and is byte-equal. */
 export function holds(state: ModelState, precondition: KvPrecondition): boolean {
   const current = state.kv.get(precondition.key);
@@ -100,4 +99,3 @@ export function claimOrder(a: ModelJob, b: ModelJob): number {
   if (a.priority !== b.priority) return a.priority - b.priority;
   return compareIds(a.id, b.id);
 }
-

@@ -54,7 +54,15 @@ function specifiers(file: string): string[] {
 /** The file a relative specifier names (`./x.js` is `./x.ts` in the sources), or undefined. */
 function resolveRelative(from: string, specifier: string): string | undefined {
   const base = resolve(dirname(from), specifier);
-  const candidates = [base.replace(/\.js$/, '.ts').replace(/\.mjs$/, '.mts').replace(/\.cjs$/, '.cts'), base, `${base}.ts`, join(base, 'index.ts')];
+  const candidates = [
+    base
+      .replace(/\.js$/, '.ts')
+      .replace(/\.mjs$/, '.mts')
+      .replace(/\.cjs$/, '.cts'),
+    base,
+    `${base}.ts`,
+    join(base, 'index.ts'),
+  ];
   return candidates.find((candidate) => existsSync(candidate));
 }
 
@@ -134,7 +142,7 @@ function findCycles(edges: Map<string, string[]>): string[][] {
         if (!members.has(next)) continue;
         if (next === start) {
           const path = [node];
-          for (let at = node; at !== start; ) {
+          for (let at = node; at !== start;) {
             const before = previous.get(at);
             if (before === undefined) break;
             path.unshift(before);
@@ -160,7 +168,8 @@ function layeringViolations(edges: Map<string, string[]>): string[] {
   for (const [from, targets] of edges) {
     for (const to of targets) {
       if (top(from) === 'core' && top(to) !== 'core') out.push(`${from} → ${to} (core imports only core)`);
-      if (adapter(from) !== undefined && top(to) !== 'core' && adapter(to) !== adapter(from)) out.push(`${from} → ${to} (an adapter imports only core and its own folder)`);
+      if (adapter(from) !== undefined && top(to) !== 'core' && adapter(to) !== adapter(from))
+        out.push(`${from} → ${to} (an adapter imports only core and its own folder)`);
       if (top(from) === 'testing' && top(to) === 'conformance') out.push(`${from} → ${to} (testing does not import conformance)`);
     }
   }
@@ -195,10 +204,11 @@ describe('import graph of core, adapters, conformance, testing', () => {
       ['testing/t.ts', ['conformance/x.ts', 'testing/t.ts']],
       ['conformance/x.ts', []],
     ]);
-    expect(findCycles(edges).map((cycle) => cycle.join(' → ')).sort()).toEqual([
-      'adapters/memory/m.ts → core/a.ts → core/b.ts → adapters/memory/m.ts',
-      'testing/t.ts → testing/t.ts',
-    ]);
+    expect(
+      findCycles(edges)
+        .map((cycle) => cycle.join(' → '))
+        .sort(),
+    ).toEqual(['adapters/memory/m.ts → core/a.ts → core/b.ts → adapters/memory/m.ts', 'testing/t.ts → testing/t.ts']);
     expect(layeringViolations(edges)).toEqual([
       'adapters/memory/m.ts → adapters/sqlite/s.ts (an adapter imports only core and its own folder)',
       'core/b.ts → adapters/memory/m.ts (core imports only core)',
@@ -206,4 +216,3 @@ describe('import graph of core, adapters, conformance, testing', () => {
     ]);
   });
 });
-

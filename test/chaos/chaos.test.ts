@@ -118,7 +118,10 @@ async function query<R>(url: string, text: string, values: unknown[] = []): Prom
 }
 
 async function finalState(url: string, schema: string): Promise<FinalState> {
-  const kv = await query<{ key: string }>(url, `SELECT key FROM "${schema}".kv WHERE key LIKE 'workflow/%/run/%' OR key LIKE 'workflow/%/cursor/%' ORDER BY key`);
+  const kv = await query<{ key: string }>(
+    url,
+    `SELECT key FROM "${schema}".kv WHERE key LIKE 'workflow/%/run/%' OR key LIKE 'workflow/%/cursor/%' ORDER BY key`,
+  );
   const jobs = await query<{ id: string; queue: string; status: string; headers: string }>(
     url,
     `SELECT id, queue, status, headers FROM "${schema}".jobs WHERE status IN ('pending', 'scheduled', 'claimed') ORDER BY id`,

@@ -94,7 +94,8 @@ async function withClusterTools(): Promise<Cluster | string> {
 export async function withInitdb(): Promise<Cluster | string> {
   const user = userInfo();
   if (user.uid !== 0 && user.username !== 'postgres') return 'pg_createcluster is missing and initdb needs root (to run it as postgres) or the postgres user';
-  const asPostgres = (command: string, args: string[]): [string, string[]] => (user.uid === 0 ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args]);
+  const asPostgres = (command: string, args: string[]): [string, string[]] =>
+    user.uid === 0 ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args];
   const dir = mkdtempSync('/tmp/tqchaos-pg-');
   const data = join(dir, 'data');
   const port = await freePort();
@@ -118,7 +119,9 @@ export async function withInitdb(): Promise<Cluster | string> {
       chownSync(dir, pgUid, pgGid);
     }
     await run(...asPostgres(`${BIN}/initdb`, ['-D', data, '-U', 'postgres', '--auth=trust']), { timeout: 120_000 });
-    await run(...asPostgres(`${BIN}/pg_ctl`, ['-D', data, '-l', join(dir, 'server.log'), '-w', '-o', `-p ${port} -k ${dir} -c fsync=off`, 'start']), { timeout: 60_000 });
+    await run(...asPostgres(`${BIN}/pg_ctl`, ['-D', data, '-l', join(dir, 'server.log'), '-w', '-o', `-p ${port} -k ${dir} -c fsync=off`, 'start']), {
+      timeout: 60_000,
+    });
   } catch (error) {
     dropped = true;
     process.off('exit', onExit);

@@ -74,7 +74,11 @@ describe('chaos history checker', () => {
 
   it('a submitted run with no terminal commit and no hook is lost, and its records count as leftovers', () => {
     const events = [ev(1, SUBMITTER, 'submit', { run: 'chaos-0', script: script() })];
-    const final: FinalState = { kvKeys: ['workflow/workflow-steps/cursor/chaos-0'], activeJobs: [{ queue: 'workflow-steps', id: 'j0', status: 'dead', run: 'chaos-0' }], deadOutcomeJobs: 0 };
+    const final: FinalState = {
+      kvKeys: ['workflow/workflow-steps/cursor/chaos-0'],
+      activeJobs: [{ queue: 'workflow-steps', id: 'j0', status: 'dead', run: 'chaos-0' }],
+      deadOutcomeJobs: 0,
+    };
     const { figures, examples } = checkHistory(logs(events), final);
     expect(figures).toMatchObject({ runsSubmitted: 1, runsEnded: 0, lostRuns: 1, leftoverKv: 1, leftoverStepJobs: 1 });
     expect(examples.lostRuns?.[0]).toContain('records are still in the store');
@@ -96,7 +100,12 @@ describe('chaos history checker', () => {
   });
 
   it('a second hook after a delivery whose ack failed is a duplicate, even if that process died later', () => {
-    const events = [...runSteps(), ...delivery(A, 50, 1, false, 'LEASE_LOST'), ...delivery(B, 60, 2, true), ev(5_000, CHAOS, 'fault', { kind: 'kill', target: A })];
+    const events = [
+      ...runSteps(),
+      ...delivery(A, 50, 1, false, 'LEASE_LOST'),
+      ...delivery(B, 60, 2, true),
+      ev(5_000, CHAOS, 'fault', { kind: 'kill', target: A }),
+    ];
     const { figures, examples } = checkHistory(logs(events), EMPTY);
     expect(figures).toMatchObject({ hooks: 2, duplicateHooksExplainedByKill: 0, duplicateHooksUnexplained: 1, prematureRedeliveries: 1 });
     expect(examples.duplicateHooksUnexplained?.[0]).toContain('ack failed (LEASE_LOST)');
@@ -113,7 +122,10 @@ describe('chaos history checker', () => {
   });
 
   it('a step starting after its successor started is a settled step run again; by a stopped process it is told apart', () => {
-    const late = [ev(30, B, 'claim', { q: 'steps', job: 'j0', attempts: 2, run: 'chaos-0', step: 0, leaseExpiresAt: 1_530 }), ev(31, B, 'start', { run: 'chaos-0', step: 0, attempt: 2, job: 'j0' })];
+    const late = [
+      ev(30, B, 'claim', { q: 'steps', job: 'j0', attempts: 2, run: 'chaos-0', step: 0, leaseExpiresAt: 1_530 }),
+      ev(31, B, 'start', { run: 'chaos-0', step: 0, attempt: 2, job: 'j0' }),
+    ];
     const plain = checkHistory(logs([...cleanRun(), ...late]), EMPTY).figures;
     expect(plain).toMatchObject({ settledStepsRerun: 1, settledStepsRerunByStoppedProcess: 0, stepRedeliveries: 1, prematureRedeliveries: 1 });
     // Its settlement's log line lost (killed right after the commit): the successor's start still shows it settled.
@@ -130,7 +142,10 @@ describe('chaos history checker', () => {
     expect(checkHistory(logs([...cleanRun(), ...zombie, ...pause]), EMPTY).figures.settledStepsRerunByStoppedProcess).toBe(1);
     // A pause over well before the claim committed explains nothing.
     const earlier = [ev(2, CHAOS, 'fault', { kind: 'stop', target: B }), ev(5, CHAOS, 'fault', { kind: 'cont', target: B })];
-    expect(checkHistory(logs([...cleanRun(), ...zombie, ...earlier]), EMPTY).figures).toMatchObject({ settledStepsRerun: 1, settledStepsRerunByStoppedProcess: 0 });
+    expect(checkHistory(logs([...cleanRun(), ...zombie, ...earlier]), EMPTY).figures).toMatchObject({
+      settledStepsRerun: 1,
+      settledStepsRerunByStoppedProcess: 0,
+    });
   });
 
   it('a retry after a committed nack is neither a re-delivery nor a rerun', () => {
@@ -155,7 +170,10 @@ describe('chaos history checker', () => {
     expect(checkHistory(logs(failed), EMPTY).figures).toMatchObject({ wrongOutcomes: 1, failedByFaults: 0 });
     const expired = cleanRun().map((x) => (x.e === 'hook' || x.e === 'runEnded' ? { ...x, status: 'failed', error: 'lease expired' } : x));
     expect(checkHistory(logs(expired), EMPTY).figures).toMatchObject({ wrongOutcomes: 0, failedByFaults: 1 });
-    expect(checkHistory(logs([...expired, ev(5, SUBMITTER, 'cancel', { run: 'chaos-0', ok: true })]), EMPTY).figures).toMatchObject({ wrongOutcomes: 1, failedByFaults: 0 });
+    expect(checkHistory(logs([...expired, ev(5, SUBMITTER, 'cancel', { run: 'chaos-0', ok: true })]), EMPTY).figures).toMatchObject({
+      wrongOutcomes: 1,
+      failedByFaults: 0,
+    });
     const cancelledTrue = [...cleanRun(), ev(5, SUBMITTER, 'cancel', { run: 'chaos-0', ok: true })];
     expect(checkHistory(logs(cancelledTrue), EMPTY).figures.wrongOutcomes).toBe(1);
     const cancelledOutcome = cleanRun().map((x) => (x.e === 'hook' || x.e === 'runEnded' ? { ...x, status: 'cancelled' } : x));
@@ -163,7 +181,7 @@ describe('chaos history checker', () => {
     expect(checkHistory(logs([...cancelledOutcome, ev(5, SUBMITTER, 'cancel', { run: 'chaos-0', ok: false })]), EMPTY).figures.wrongOutcomes).toBe(1);
   });
 
-  it('a lease taken before it ended is premature, in database time whatever the claiming host\'s clock says', () => {
+  it("a lease taken before it ended is premature, in database time whatever the claiming host's clock says", () => {
     const run = 'chaos-0';
     const base = [
       // A's clock is 5 minutes ahead, but its store reads lease ends in the database's time.
@@ -176,7 +194,11 @@ describe('chaos history checker', () => {
     const early = [...base, ev(200, B, 'claim', { q: 'steps', job: 'j0', attempts: 2, run, step: 0, leaseExpiresAt: 1_700 })];
     expect(checkHistory(logs(early), EMPTY).figures).toMatchObject({ stepRedeliveries: 1, prematureRedeliveries: 1 });
     // A killed in between may have committed a retry it never logged: the early claim is then legitimate.
-    const afterKill = [...base, ev(100, CHAOS, 'fault', { kind: 'kill', target: A }), ev(200, B, 'claim', { q: 'steps', job: 'j0', attempts: 2, run, step: 0, leaseExpiresAt: 1_700 })];
+    const afterKill = [
+      ...base,
+      ev(100, CHAOS, 'fault', { kind: 'kill', target: A }),
+      ev(200, B, 'claim', { q: 'steps', job: 'j0', attempts: 2, run, step: 0, leaseExpiresAt: 1_700 }),
+    ];
     expect(checkHistory(logs(afterKill), EMPTY).figures).toMatchObject({ stepRedeliveries: 1, prematureRedeliveries: 0 });
   });
 

@@ -271,7 +271,11 @@ export function checkHistory(logs: ParsedLogs, final: FinalState): Verdict {
     explainedByKill += byKill;
     const extra = runHooks.length - 1 - byKill;
     unexplained += extra;
-    if (extra > 0) example('duplicateHooksUnexplained', `${run}: ${runHooks.length} hooks, ${byKill} explained by a kill; deliveries: ${deliveries.map(describeDelivery).join('; ')}`);
+    if (extra > 0)
+      example(
+        'duplicateHooksUnexplained',
+        `${run}: ${runHooks.length} hooks, ${byKill} explained by a kill; deliveries: ${deliveries.map(describeDelivery).join('; ')}`,
+      );
   }
 
   // ---- settled steps run again ----

@@ -16,7 +16,10 @@ describe('deterministic examples catch their broken stores in every default run'
       );
       expect(error, `the suite passed on mutant ${mutant.name}`).toBeInstanceOf(AggregateError);
       const failed = (error as AggregateError).message.split('\n').filter((line) => line.startsWith('- '));
-      expect(failed.some((line) => line.includes(mutant.caughtBy)), `no failed check names "${mutant.caughtBy}":\n${failed.join('\n')}`).toBe(true);
+      expect(
+        failed.some((line) => line.includes(mutant.caughtBy)),
+        `no failed check names "${mutant.caughtBy}":\n${failed.join('\n')}`,
+      ).toBe(true);
     });
   }
 });

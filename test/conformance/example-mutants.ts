@@ -176,7 +176,7 @@ export const EXAMPLE_MUTANTS: ExampleMutant[] = [
   },
   {
     name: 'enqueue-keeps-caller-objects',
-    bug: 'enqueue and enqueueBatch store the caller\'s payload and headers objects instead of copies',
+    bug: "enqueue and enqueueBatch store the caller's payload and headers objects instead of copies",
     caughtBy: 'caller-owned buffers and objects are copied',
     create: (ctx) =>
       new (class extends KeepsCallerObjects {
@@ -197,7 +197,7 @@ export const EXAMPLE_MUTANTS: ExampleMutant[] = [
   },
   {
     name: 'settle-keeps-effect-objects',
-    bug: 'the jobs a settlement enqueues keep the caller\'s payload and headers objects instead of copies',
+    bug: "the jobs a settlement enqueues keep the caller's payload and headers objects instead of copies",
     caughtBy: 'caller-owned buffers and objects are copied',
     create: (ctx) =>
       new (class extends KeepsCallerObjects {
@@ -214,7 +214,7 @@ export const EXAMPLE_MUTANTS: ExampleMutant[] = [
   },
   {
     name: 'claimed-record-shared',
-    bug: 'the record a claim returns is the store\'s own object: getJob returns it again, with whatever the caller changed in it',
+    bug: "the record a claim returns is the store's own object: getJob returns it again, with whatever the caller changed in it",
     caughtBy: 'records handed out by claim, getJob and deadJobs are copies',
     create: (ctx) => {
       const shared = new Map<string, { record: JobRecord; storedAs: string }>();

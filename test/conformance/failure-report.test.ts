@@ -40,7 +40,9 @@ describe('property failure reports', () => {
     expect(lines[0]).toMatch(/^(after )?claim\(q\d/);
     expect(lines[1]).toMatch(/^ {2}expected \(model\): /);
     expect(lines[2]).toMatch(/^ {2}actual \(store\): {3}/);
-    expect(error.message).toMatch(/\n\[attempts-not-counted\] property "random command sequences \(every result\)" failed after \d+ run\(s\), shrunk \d+ time\(s\): seed 42, path [\d:]+\n/);
+    expect(error.message).toMatch(
+      /\n\[attempts-not-counted\] property "random command sequences \(every result\)" failed after \d+ run\(s\), shrunk \d+ time\(s\): seed 42, path [\d:]+\n/,
+    );
     expect(error.message).toMatch(/\nCounterexample: \[\d+,.*claim\(/);
     const replay = lines.find((line) => line.startsWith('Replay: '));
     const path = /path ([\d:]+)/.exec(error.message)?.[1] as string;
@@ -60,6 +62,8 @@ describe('property failure reports', () => {
     const lines = error.message.split('\n');
     expect(lines[0]).toMatch(/^workflow invariant violated: /);
     expect(error.message).toMatch(/\n\[cancel-branch-ignored\] property failed after \d+ run\(s\), shrunk \d+ time\(s\): seed 7, path [\d:]+\n/);
-    expect(lines.find((line) => line.startsWith('Replay: '))).toMatch(/^Replay: TAQUBA_CONFORMANCE_SEED=7 TAQUBA_CONFORMANCE_PATH=[\d:]+ npx vitest run '<your conformance test file>'$/);
+    expect(lines.find((line) => line.startsWith('Replay: '))).toMatch(
+      /^Replay: TAQUBA_CONFORMANCE_SEED=7 TAQUBA_CONFORMANCE_PATH=[\d:]+ npx vitest run '<your conformance test file>'$/,
+    );
   });
 });

@@ -19,7 +19,14 @@ describe('conformance suite catches broken stores', () => {
   });
 
   it('passes on several instances over one MemoryStore (control of the cross-instance mutants)', async () => {
-    const result = await checkQueueStore({ name: 'shared memory (control)', createStore: (ctx) => new MemoryStore(ctx), createStores: sharedMemory, destroyStores: destroyShared, crossProcessNotifications: true, numRuns });
+    const result = await checkQueueStore({
+      name: 'shared memory (control)',
+      createStore: (ctx) => new MemoryStore(ctx),
+      createStores: sharedMemory,
+      destroyStores: destroyShared,
+      crossProcessNotifications: true,
+      numRuns,
+    });
     expect(result.skipped).toEqual([]);
     expect(result.passed.some((name) => name.startsWith('cross-instance >'))).toBe(true);
   });

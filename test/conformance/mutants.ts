@@ -153,8 +153,14 @@ class PriorityRewritingStore extends ForwardingStore {
     return result;
   }
   override async enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]> {
-    const results = await super.enqueueBatch(queue, items.map((item) => ({ payload: item.payload, options: this.rewrite(queue, item.options) })));
-    this.remember(results, items.map((item) => ({ queue, options: item.options })));
+    const results = await super.enqueueBatch(
+      queue,
+      items.map((item) => ({ payload: item.payload, options: this.rewrite(queue, item.options) })),
+    );
+    this.remember(
+      results,
+      items.map((item) => ({ queue, options: item.options })),
+    );
     return results;
   }
   override async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
@@ -240,7 +246,11 @@ export class MemoryInstance extends ForwardingStore {
  * respect (the notifications of the shared store reach every instance), so
  * a mutant built on it breaks only what it overrides.
  */
-export function sharedMemory(n: number, ctx: StoreContext, wrap: (inner: MemoryStore, index: number) => ForwardingStore = (inner, i) => new MemoryInstance(inner, i)): QueueStore[] {
+export function sharedMemory(
+  n: number,
+  ctx: StoreContext,
+  wrap: (inner: MemoryStore, index: number) => ForwardingStore = (inner, i) => new MemoryInstance(inner, i),
+): QueueStore[] {
   const inner = memory(ctx);
   return Array.from({ length: n }, (_, i) => wrap(inner, i));
 }
@@ -280,7 +290,24 @@ class CallTrackingStore extends MemoryInstance {
   }
 }
 
-const STORE_METHODS = new Set(['enqueue', 'enqueueBatch', 'claim', 'settle', 'renewLease', 'cancel', 'reap', 'promote', 'requeueDead', 'getJob', 'deadJobs', 'stats', 'listQueues', 'waitForCompletion', 'kvGet', 'kvDelete']);
+const STORE_METHODS = new Set([
+  'enqueue',
+  'enqueueBatch',
+  'claim',
+  'settle',
+  'renewLease',
+  'cancel',
+  'reap',
+  'promote',
+  'requeueDead',
+  'getJob',
+  'deadJobs',
+  'stats',
+  'listQueues',
+  'waitForCompletion',
+  'kvGet',
+  'kvDelete',
+]);
 
 /** Drops the notifications `keep` refuses, on one instance. */
 function filterNotifications<T extends CallTrackingStore>(store: T, keep: (n: StoreNotification, store: T) => boolean): T {
@@ -353,7 +380,10 @@ class DropsReaperEffects extends MemoryInstance {
     return super.enqueue(queue, payload, this.strip(options), kvWrites);
   }
   override enqueueBatch(queue: string, items: Array<{ payload: Uint8Array; options?: EnqueueOptions }>): Promise<EnqueueResult[]> {
-    return super.enqueueBatch(queue, items.map((item) => ({ payload: item.payload, options: this.strip(item.options) ?? {} })));
+    return super.enqueueBatch(
+      queue,
+      items.map((item) => ({ payload: item.payload, options: this.strip(item.options) ?? {} })),
+    );
   }
   override settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
     const rewritten: Settlement = this.stripBranch(settlement);
@@ -387,7 +417,9 @@ class CompletedWhenCancelledElsewhere extends MemoryInstance {
 }
 
 /** Shared-memory factory options of a cross-instance mutant; `wrapper` runs once per backing store (for state its instances share). */
-function shared(wrapper: () => (inner: MemoryStore, index: number) => ForwardingStore): Pick<Mutant, 'createStores' | 'destroyStores' | 'crossProcessNotifications'> {
+function shared(
+  wrapper: () => (inner: MemoryStore, index: number) => ForwardingStore,
+): Pick<Mutant, 'createStores' | 'destroyStores' | 'crossProcessNotifications'> {
   return { createStores: (n, ctx) => sharedMemory(n, ctx, wrapper()), destroyStores: destroyShared, crossProcessNotifications: true };
 }
 
@@ -395,7 +427,15 @@ const memory = (ctx: StoreContext, overrides: Partial<QueueConfig> = {}): Memory
   new MemoryStore({ ...ctx, defaultQueueConfig: { ...ctx.defaultQueueConfig, ...overrides } });
 
 function configOf(ctx: StoreContext): (queue: string) => QueueConfig {
-  const defaults: QueueConfig = { maxAttempts: 3, leaseDurationMs: 30_000, defaultPriority: 1000, retryBackoffBaseMs: 1000, retryBackoffMaxMs: 300_000, keepDoneJobsMs: undefined, deadRetentionMs: 7 * 86_400_000 };
+  const defaults: QueueConfig = {
+    maxAttempts: 3,
+    leaseDurationMs: 30_000,
+    defaultPriority: 1000,
+    retryBackoffBaseMs: 1000,
+    retryBackoffMaxMs: 300_000,
+    keepDoneJobsMs: undefined,
+    deadRetentionMs: 7 * 86_400_000,
+  };
   return (queue) => ({ ...defaults, ...ctx.defaultQueueConfig, ...ctx.queueConfigs?.[queue] });
 }
 
@@ -691,7 +731,11 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'wakeups-only-on-enqueue',
     bug: 'jobsAvailable is sent for enqueues only: promote, a nack back to pending, a reap requeue and requeueDead wake nobody',
-    create: (ctx) => filterNotifications(new CallTrackingStore(memory(ctx), 0), (n, store) => n.type !== 'jobsAvailable' || store.lastCall === 'enqueue' || store.lastCall === 'enqueueBatch'),
+    create: (ctx) =>
+      filterNotifications(
+        new CallTrackingStore(memory(ctx), 0),
+        (n, store) => n.type !== 'jobsAvailable' || store.lastCall === 'enqueue' || store.lastCall === 'enqueueBatch',
+      ),
   },
   {
     name: 'cancel-not-notified',

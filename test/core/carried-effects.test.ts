@@ -22,7 +22,11 @@ describe('encodeReaperBranch / decodeReaperBranch', () => {
       precondition: { key: 'cursor/r1', equals: text('{"jobId":"J","step":3}') },
       effects: {
         enqueue: [
-          { queue: 'q.outcomes', payload: new Uint8Array([0xff, 0x00, 0xc3]), options: { id: 'n1', dedupKey: 'outcome:J', headers, priority: 3, maxAttempts: 9, delayMs: 50 } },
+          {
+            queue: 'q.outcomes',
+            payload: new Uint8Array([0xff, 0x00, 0xc3]),
+            options: { id: 'n1', dedupKey: 'outcome:J', headers, priority: 3, maxAttempts: 9, delayMs: 50 },
+          },
           { queue: 'q', payload: text(''), options: { reaperDeadLetter: { effects: { kvDeletes: ['deep'] } } } },
           { queue: 'q', payload: text('no options') },
         ],
@@ -42,7 +46,11 @@ describe('encodeReaperBranch / decodeReaperBranch', () => {
   });
 
   it('keeps a workflow step small: each string once, UTF-8 bytes as text', () => {
-    const branch = reaperBranch({ runId: 'order-1234', userHeaders: {}, keys: runKeys('workflow-steps', 'order-1234'), reapedOutcomeQueue: 'workflow-steps.outcomes' }, '01KBMV7X2QZ8W3ZJ4YH0R1C2D3', 5);
+    const branch = reaperBranch(
+      { runId: 'order-1234', userHeaders: {}, keys: runKeys('workflow-steps', 'order-1234'), reapedOutcomeQueue: 'workflow-steps.outcomes' },
+      '01KBMV7X2QZ8W3ZJ4YH0R1C2D3',
+      5,
+    );
     const encoded = encodeReaperBranch(branch);
     expect(encoded.length).toBeLessThan(520);
     expect(encoded.split('01KBMV7X2QZ8W3ZJ4YH0R1C2D3').length - 1).toBe(2); // the dedup key and the cursor value, once each
@@ -52,10 +60,16 @@ describe('encodeReaperBranch / decodeReaperBranch', () => {
   it('reads the first form (a plain object, bytes in base64), as rows written by earlier versions hold it', () => {
     const first = JSON.stringify({
       precondition: { key: 'cursor/r1', equals: Buffer.from('C').toString('base64') },
-      effects: { enqueue: [{ queue: 'q', payload: Buffer.from('P').toString('base64'), options: { dedupKey: 'd', headers: { a: 'b' } } }], kvDeletes: ['run/r1'] },
+      effects: {
+        enqueue: [{ queue: 'q', payload: Buffer.from('P').toString('base64'), options: { dedupKey: 'd', headers: { a: 'b' } } }],
+        kvDeletes: ['run/r1'],
+      },
     });
     expect(plain(decodeReaperBranch(first))).toEqual(
-      plain({ precondition: { key: 'cursor/r1', equals: text('C') }, effects: { enqueue: [{ queue: 'q', payload: text('P'), options: { dedupKey: 'd', headers: { a: 'b' } } }], kvDeletes: ['run/r1'] } }),
+      plain({
+        precondition: { key: 'cursor/r1', equals: text('C') },
+        effects: { enqueue: [{ queue: 'q', payload: text('P'), options: { dedupKey: 'd', headers: { a: 'b' } } }], kvDeletes: ['run/r1'] },
+      }),
     );
   });
 

@@ -9,7 +9,21 @@ const never: StepRunner = () => new Promise(() => undefined);
 describe('durable hook delivery', () => {
   it('a terminal settlement enqueues the outcome in the same commit', () => {
     const decision = decideSettlement(
-      { queueName: 'q', runId: 'r', stepNumber: 2, attempts: 1, maxAttempts: 3, priority: 1000, userHeaders: { a: 'b' }, keys: runKeys('q', 'r'), nextJobId: 'N', maxPayloadBytes: 100, outcomeQueue: 'q.outcomes', reapedOutcomeQueue: 'q.outcomes', jobId: 'J' },
+      {
+        queueName: 'q',
+        runId: 'r',
+        stepNumber: 2,
+        attempts: 1,
+        maxAttempts: 3,
+        priority: 1000,
+        userHeaders: { a: 'b' },
+        keys: runKeys('q', 'r'),
+        nextJobId: 'N',
+        maxPayloadBytes: 100,
+        outcomeQueue: 'q.outcomes',
+        reapedOutcomeQueue: 'q.outcomes',
+        jobId: 'J',
+      },
       { ok: true, outcome: StepOutcome.succeed(bytes('res')) },
     );
     const [notification] = decision.settlement.effects!.enqueue!;
@@ -105,6 +119,8 @@ describe('durable hook delivery', () => {
 
   it('rejects an unknown delivery mode', () => {
     const { store } = freshStore();
-    expect(() => new WorkflowRuntime({ store, runner: never, hookDelivery: 'carrier-pigeon' as never })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => new WorkflowRuntime({ store, runner: never, hookDelivery: 'carrier-pigeon' as never })).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+    );
   });
 });

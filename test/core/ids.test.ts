@@ -23,6 +23,9 @@ describe('compareIds', () => {
       fc.integer({ min: 0xe000, max: 0xffff }).map((cp) => String.fromCodePoint(cp)),
     );
     const id = fc.array(char, { maxLength: 5 }).map((chars) => chars.join(''));
-    fc.assert(fc.property(id, id, (a, b) => Math.sign(compareIds(a, b)) === utf8Order(a, b)), { numRuns: 2000 });
+    fc.assert(
+      fc.property(id, id, (a, b) => Math.sign(compareIds(a, b)) === utf8Order(a, b)),
+      { numRuns: 2000 },
+    );
   });
 });

@@ -5,15 +5,7 @@
  * the memory store; real time appears only as fail-safes against hangs.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  InvalidArgumentError,
-  StepOutcome,
-  StoreUnavailableError,
-  WorkflowRuntime,
-  decodeRecord,
-  runKeys,
-  sha256Hex,
-} from '../../core/index.js';
+import { InvalidArgumentError, StepOutcome, StoreUnavailableError, WorkflowRuntime, decodeRecord, runKeys, sha256Hex } from '../../core/index.js';
 import type { Clock, ManualClock, QueueStore, RunIdentity, RunOutcome, Step, StepRunner } from '../../core/index.js';
 import { DEFAULT_HOOK_RETRY, hookRetryDelayMs } from '../../core/hook-retry.js';
 import { IncompatibleSchemaError } from '../../core/errors.js';
@@ -38,7 +30,13 @@ async function advance(clock: ManualClock, ms: number, stepMs = 100): Promise<vo
 async function settlesWithin(promise: Promise<unknown>, failsafeMs = 2_000): Promise<'settled' | 'hung'> {
   let timer: NodeJS.Timeout | undefined;
   const hung = new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), failsafeMs)));
-  const result = await Promise.race([promise.then(() => 'settled' as const, () => 'settled' as const), hung]);
+  const result = await Promise.race([
+    promise.then(
+      () => 'settled' as const,
+      () => 'settled' as const,
+    ),
+    hung,
+  ]);
   clearTimeout(timer);
   return result;
 }
@@ -210,7 +208,10 @@ describe('settlement retries', () => {
     expect(await hook.next(2_000)).toMatchObject({ runId, status: 'succeeded' });
     expect(calls).toBe(1);
     expect(new Set(errors.map((e) => e.operation))).toEqual(new Set(['settle', 'renewLease']));
-    expect(errors.every((e) => e.runId === runId), 'every report names the run').toBe(true);
+    expect(
+      errors.every((e) => e.runId === runId),
+      'every report names the run',
+    ).toBe(true);
     await worker.stop();
   });
 
@@ -426,9 +427,12 @@ describe('submit snapshots its input and headers', () => {
 
   it.each([
     ['a Map', new Map([['tenant', 't']])],
-    ['a class instance', new (class Headers {
-      tenant = 't';
-    })()],
+    [
+      'a class instance',
+      new (class Headers {
+        tenant = 't';
+      })(),
+    ],
   ])('headers given as %s are refused with INVALID_ARGUMENT', async (_name, headers) => {
     const { store, clock } = freshStore();
     const runtime = new WorkflowRuntime({ store, clock, runner: never });

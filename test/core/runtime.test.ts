@@ -138,7 +138,7 @@ describe('runs are shared through the store', () => {
     expect(hook.received).toHaveLength(1);
   });
 
-  it('a reaped run ends in the reaper\'s commit, even where no worker loop runs; its hook fires once, wherever a worker loop runs', async () => {
+  it("a reaped run ends in the reaper's commit, even where no worker loop runs; its hook fires once, wherever a worker loop runs", async () => {
     const { store, clock } = freshStore();
     // A process that only submits: no worker loop, but its store reaps.
     const client = new WorkflowRuntime({ store, clock, runner: never });

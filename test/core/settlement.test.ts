@@ -52,9 +52,26 @@ const rows: Row[] = [
     endsRun: ended('cancelled', { error: 'why' }),
     cancelOutcome: ended('cancelled', { error: 'why' }),
   },
-  { name: 'permanent error', result: thrown(StepError.permanent('bad')), action: { type: 'deadLetter', reason: 'bad' }, endsRun: ended('failed', { error: 'bad' }) },
-  { name: 'transient error, attempts < max', result: thrown(StepError.transient('flaky')), attempts: 2, action: { type: 'nack', error: 'flaky' }, endsRun: undefined },
-  { name: 'transient error, attempts = max', result: thrown(StepError.transient('flaky')), attempts: 3, action: { type: 'nack', error: 'flaky' }, endsRun: ended('failed', { error: 'flaky' }) },
+  {
+    name: 'permanent error',
+    result: thrown(StepError.permanent('bad')),
+    action: { type: 'deadLetter', reason: 'bad' },
+    endsRun: ended('failed', { error: 'bad' }),
+  },
+  {
+    name: 'transient error, attempts < max',
+    result: thrown(StepError.transient('flaky')),
+    attempts: 2,
+    action: { type: 'nack', error: 'flaky' },
+    endsRun: undefined,
+  },
+  {
+    name: 'transient error, attempts = max',
+    result: thrown(StepError.transient('flaky')),
+    attempts: 3,
+    action: { type: 'nack', error: 'flaky' },
+    endsRun: ended('failed', { error: 'flaky' }),
+  },
   { name: 'plain Error is transient', result: thrown(new Error('boom')), action: { type: 'nack', error: 'boom' }, endsRun: undefined },
   { name: 'thrown string is transient', result: thrown('text'), action: { type: 'nack', error: 'text' }, endsRun: undefined },
 ];
@@ -127,7 +144,10 @@ describe('decideSettlement', () => {
       expect(effects.kvDeletes).toEqual([keys.identity, keys.cursor]);
       expect(effects.enqueue).toHaveLength(1);
       // A notice with an empty payload: its headers carry the outcome and the run's own headers.
-      expect(effects.enqueue![0]).toMatchObject({ queue: 'q.outcomes', options: { dedupKey: 'outcome:NEXT', headers: { tenant: 'acme', 'workflow.run_id': 'run-1', 'workflow.step': '5' } } });
+      expect(effects.enqueue![0]).toMatchObject({
+        queue: 'q.outcomes',
+        options: { dedupKey: 'outcome:NEXT', headers: { tenant: 'acme', 'workflow.run_id': 'run-1', 'workflow.step': '5' } },
+      });
       const { payload, options } = effects.enqueue![0]!;
       expect(payload).toHaveLength(0);
       expect(decodeNotification(payload, options!.headers)).toEqual({ outcome, endedByReaper: true });

@@ -10,7 +10,10 @@ const script = new URL('../../examples/document-pipeline.ts', import.meta.url).p
 
 function runExample(db: string, options: { interruptOn?: RegExp } = {}): Promise<{ output: string; code: number | null }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script], { env: { ...process.env, PIPELINE_DB: db, DOCS: '4' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', script], {
+      env: { ...process.env, PIPELINE_DB: db, DOCS: '4' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     let interrupted = false;
     const onData = (chunk: Buffer): void => {

@@ -8,13 +8,40 @@
  * come first, and nothing is written once one of them can still throw.
  */
 import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError } from '../../core/index.js';
-import type { CancelResult, Claim, ClaimRef, Effects, EnqueueOptions, EnqueueRequest, EnqueueResult, JobRecord, JobStatus, KvPrecondition, KvWrite } from '../../core/index.js';
+import type {
+  CancelResult,
+  Claim,
+  ClaimRef,
+  Effects,
+  EnqueueOptions,
+  EnqueueRequest,
+  EnqueueResult,
+  JobRecord,
+  JobStatus,
+  KvPrecondition,
+  KvWrite,
+} from '../../core/index.js';
 import type { QueueStats, ReaperDeadLetterBranch, ReapReport, RenewResult, SettleResult, Settlement, StoreOptions } from '../../core/index.js';
-import { BaseQueueStore, STALE_BRANCH, bytesEqual, compareIds, copyHeaders, copyReaperBranch, enqueueDueAt, jobRecord, newId, reaperEffects, retryDelayMs } from '../../core/store-kit.js';
+import {
+  BaseQueueStore,
+  STALE_BRANCH,
+  bytesEqual,
+  compareIds,
+  copyHeaders,
+  copyReaperBranch,
+  enqueueDueAt,
+  jobRecord,
+  newId,
+  reaperEffects,
+  retryDelayMs,
+} from '../../core/store-kit.js';
 import type { BatchItem, CompletionState, JobFields } from '../../core/store-kit.js';
 
 /** A job as kept: the public fields (unset ones `undefined`), the current claim token, the effects it carries for the reaper. */
-interface Job extends JobFields { token?: string | undefined; reaperDeadLetter?: ReaperDeadLetterBranch | undefined }
+interface Job extends JobFields {
+  token?: string | undefined;
+  reaperDeadLetter?: ReaperDeadLetterBranch | undefined;
+}
 
 /** A detached public record (`jobRecord` drops the unset fields). */
 const toRecord = (job: Job): JobRecord => jobRecord(job, job.payload.slice(), copyHeaders(job.headers));
@@ -233,9 +260,20 @@ export class MapStore extends BaseQueueStore {
     const config = this.configs.get(queue);
     const now = this.clock.now();
     const id = options?.id ?? newId(now);
-    const job: Job = { id, queue, payload: payload.slice(), headers: copyHeaders(options?.headers), status: 'pending', attempts: 0, enqueuedAt: now, cancelRequested: false,
-      maxAttempts: options?.maxAttempts ?? config.maxAttempts, priority: options?.priority ?? config.defaultPriority, dedupKey: options?.dedupKey,
-      reaperDeadLetter: options?.reaperDeadLetter && copyReaperBranch(options.reaperDeadLetter) };
+    const job: Job = {
+      id,
+      queue,
+      payload: payload.slice(),
+      headers: copyHeaders(options?.headers),
+      status: 'pending',
+      attempts: 0,
+      enqueuedAt: now,
+      cancelRequested: false,
+      maxAttempts: options?.maxAttempts ?? config.maxAttempts,
+      priority: options?.priority ?? config.defaultPriority,
+      dedupKey: options?.dedupKey,
+      reaperDeadLetter: options?.reaperDeadLetter && copyReaperBranch(options.reaperDeadLetter),
+    };
     this.jobs.set(id, job);
     this.queues.add(queue);
     this.makeDue(job, enqueueDueAt(options, now));

@@ -20,15 +20,57 @@ describe.skipIf(!built)('built package (run `npm run build` first)', () => {
   it('taquba-workflow/store-kit exports what an adapter builds on, and the main entry leaves those internals out', async () => {
     const kit = await import('taquba-workflow/store-kit');
     const names = [
-      'BaseQueueStore', 'DEFAULT_DEAD_PAGE', 'bytesEqual', 'checkEffects', 'checkEnqueueOptions', 'checkHeaders', 'checkJobId', 'checkKvKey',
-      'checkKvWrites', 'checkNonNegativeInt', 'checkPayload', 'checkPositiveInt', 'checkPrecondition', 'checkQueueName', 'checkSettlement',
-      'checkTimeoutMs', 'QueueConfigs', 'resolveQueueConfig', 'retryDelayMs', 'enqueueDueAt', 'STALE_BRANCH', 'copyEffects', 'copyReaperBranch',
-      'reaperEffects', 'encodeReaperBranch', 'decodeReaperBranch', 'compareIds', 'newId', 'jobRecord', 'copyHeaders', 'createHeaders',
-      'headerBytes', 'parseHeadersJson', 'CompletionWaiters', 'LocalNotifications', 'HOUSEKEEPING',
+      'BaseQueueStore',
+      'DEFAULT_DEAD_PAGE',
+      'bytesEqual',
+      'checkEffects',
+      'checkEnqueueOptions',
+      'checkHeaders',
+      'checkJobId',
+      'checkKvKey',
+      'checkKvWrites',
+      'checkNonNegativeInt',
+      'checkPayload',
+      'checkPositiveInt',
+      'checkPrecondition',
+      'checkQueueName',
+      'checkSettlement',
+      'checkTimeoutMs',
+      'QueueConfigs',
+      'resolveQueueConfig',
+      'retryDelayMs',
+      'enqueueDueAt',
+      'STALE_BRANCH',
+      'copyEffects',
+      'copyReaperBranch',
+      'reaperEffects',
+      'encodeReaperBranch',
+      'decodeReaperBranch',
+      'compareIds',
+      'newId',
+      'jobRecord',
+      'copyHeaders',
+      'createHeaders',
+      'headerBytes',
+      'parseHeadersJson',
+      'CompletionWaiters',
+      'LocalNotifications',
+      'HOUSEKEEPING',
     ];
     for (const name of names) expect(kit, name).toHaveProperty(name);
     const root = await import('taquba-workflow');
-    for (const name of ['storeValidation', 'QueueConfigs', 'resolveQueueConfig', 'retryDelayMs', 'copyHeaders', 'createHeaders', 'headerBytes', 'parseHeadersJson', 'newId', 'compareIds']) {
+    for (const name of [
+      'storeValidation',
+      'QueueConfigs',
+      'resolveQueueConfig',
+      'retryDelayMs',
+      'copyHeaders',
+      'createHeaders',
+      'headerBytes',
+      'parseHeadersJson',
+      'newId',
+      'compareIds',
+    ]) {
       expect(root, name).not.toHaveProperty(name);
     }
     expect(typeof kit.BaseQueueStore).toBe('function');

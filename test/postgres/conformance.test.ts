@@ -37,7 +37,14 @@ async function destroyStores(stores: PostgresStore[]): Promise<void> {
   if (stores[0]) await dropSchema(stores[0].schema);
 }
 
-const options: ConformanceOptions<PostgresStore> = { name: 'postgres', createStore, destroyStore, createStores, destroyStores, crossProcessNotifications: true };
+const options: ConformanceOptions<PostgresStore> = {
+  name: 'postgres',
+  createStore,
+  destroyStore,
+  createStores,
+  destroyStores,
+  crossProcessNotifications: true,
+};
 
 if (available) {
   describeQueueStoreConformance(options);

@@ -45,7 +45,9 @@ interface Worker {
 }
 
 function spawnWorker(url: string, schema: string, leaseMs: number, maxDelayMs: number, events: Event[]): Worker {
-  const child = spawn(process.execPath, ['--import', 'tsx', workerScript, url, schema, String(leaseMs), String(maxDelayMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', workerScript, url, schema, String(leaseMs), String(maxDelayMs)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let buffer = '';
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));

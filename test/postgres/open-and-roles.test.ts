@@ -77,7 +77,10 @@ describe.skipIf(!available)('PostgresStore open errors and least privilege', () 
     const [a] = await worker.claim('q', { leaseMs: 1_000 });
     expect(a?.jobId).toBe('a');
     await worker.renewLease(a!, 1_000);
-    const settled = await worker.settle(a!, { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'q', payload: bytes('c'), options: { id: 'c', maxAttempts: 1 } }], kvDeletes: ['k'] } });
+    const settled = await worker.settle(a!, {
+      action: { type: 'ack' },
+      effects: { enqueue: [{ queue: 'q', payload: bytes('c'), options: { id: 'c', maxAttempts: 1 } }], kvDeletes: ['k'] },
+    });
     expect(settled.status).toBe('done');
     const [c] = await worker.claim('q', { leaseMs: 1_000 });
     expect(c?.jobId).toBe('c');
@@ -90,7 +93,9 @@ describe.skipIf(!available)('PostgresStore open errors and least privilege', () 
     await worker.requeueDead('c');
     expect((await worker.claim('q', { limit: 5 })).map((x) => x.jobId).sort()).toEqual(['b', 'c']);
     // The worker role cannot create a schema of its own, and says so permanently.
-    await expect(open({ connectionString: urlWith({ user: role }), schema: freshSchemaName('tq_role_new') })).rejects.toMatchObject({ code: 'STORE_OPEN_FAILED' });
+    await expect(open({ connectionString: urlWith({ user: role }), schema: freshSchemaName('tq_role_new') })).rejects.toMatchObject({
+      code: 'STORE_OPEN_FAILED',
+    });
   });
 
   it('reports an unknown database and an unknown role as STORE_OPEN_FAILED', async () => {
@@ -116,7 +121,11 @@ describe.skipIf(!available)('PostgresStore open errors and least privilege', () 
     await admin(`CREATE SCHEMA "${schema}"`);
     await admin(`CREATE TABLE "${schema}".jobs (title text)`);
     await admin(`INSERT INTO "${schema}".jobs VALUES ('mine')`);
-    await expect(open({ schema, listen: false })).rejects.toMatchObject({ code: 'STORE_OPEN_FAILED', isPermanent: true, message: expect.stringContaining('jobs') });
+    await expect(open({ schema, listen: false })).rejects.toMatchObject({
+      code: 'STORE_OPEN_FAILED',
+      isPermanent: true,
+      message: expect.stringContaining('jobs'),
+    });
     expect(await admin(`SELECT title FROM "${schema}".jobs`)).toEqual([{ title: 'mine' }]);
     expect(await admin(`SELECT to_regclass($1) AS t`, [`"${schema}".schema_migrations`])).toEqual([{ t: null }]);
   });

@@ -33,7 +33,16 @@ async function open(): Promise<PostgresStore> {
  * event-loop turn, GOOD good settlements (each enqueueing a successor on
  * `next`), the `bad` one, and a claim of 2 on `c`: one flush.
  */
-async function flushWith(store: PostgresStore, bad: Settlement): Promise<{ good: PromiseSettledResult<unknown>[]; bad: PromiseSettledResult<unknown>; claimed: PromiseSettledResult<Claim[]>; badJob: string; statements: number }> {
+async function flushWith(
+  store: PostgresStore,
+  bad: Settlement,
+): Promise<{
+  good: PromiseSettledResult<unknown>[];
+  bad: PromiseSettledResult<unknown>;
+  claimed: PromiseSettledResult<Claim[]>;
+  badJob: string;
+  statements: number;
+}> {
   for (let i = 0; i <= GOOD; i++) await store.enqueue('w', bytes(`w${i}`), { id: `w${i}` });
   for (let i = 0; i < 3; i++) await store.enqueue('c', bytes(`c${i}`), { id: `c${i}` });
   const claims = await store.claim('w', { limit: 10 });
@@ -41,7 +50,13 @@ async function flushWith(store: PostgresStore, bad: Settlement): Promise<{ good:
   const [badClaim, ...goodClaims] = claims as [Claim, ...Claim[]];
   const before = { ...store.metrics };
   const good = goodClaims.map((c) =>
-    store.settle(c, { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'next', payload: bytes('n'), options: { id: `next-${c.jobId}` } }], kvWrites: [{ key: `k-${c.jobId}`, value: bytes('v') }] } }),
+    store.settle(c, {
+      action: { type: 'ack' },
+      effects: {
+        enqueue: [{ queue: 'next', payload: bytes('n'), options: { id: `next-${c.jobId}` } }],
+        kvWrites: [{ key: `k-${c.jobId}`, value: bytes('v') }],
+      },
+    }),
   );
   const badResult = store.settle(badClaim, bad);
   const claimed = store.claim('c', { limit: 2 });
@@ -100,7 +115,10 @@ describe.skipIf(!available)('PostgresStore: one bad item in a flush', () => {
   it('headers holding a NUL and a lone surrogate are stored faithfully', async () => {
     const store = await open();
     const headers = { 'a\u0000b': `x\u0000y`, s: LONE_SURROGATE };
-    const result = await flushWith(store, { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'h', payload: bytes('h'), options: { id: 'h1', headers } }] } });
+    const result = await flushWith(store, {
+      action: { type: 'ack' },
+      effects: { enqueue: [{ queue: 'h', payload: bytes('h'), options: { id: 'h1', headers } }] },
+    });
     await expectGoodCommitted(store, result);
     expect(result.bad.status).toBe('fulfilled');
     expect((await store.getJob('h1'))?.headers).toEqual(headers);
@@ -136,7 +154,10 @@ describe.skipIf(!available)('PostgresStore: one bad item in a flush', () => {
   it('a value the database refuses (a dedup key too large for its index) fails only its settlement, with a permanent error', async () => {
     const store = await open();
     const huge = randomBytes(6_000).toString('base64');
-    const result = await flushWith(store, { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'next', payload: bytes('x'), options: { dedupKey: huge } }] } });
+    const result = await flushWith(store, {
+      action: { type: 'ack' },
+      effects: { enqueue: [{ queue: 'next', payload: bytes('x'), options: { dedupKey: huge } }] },
+    });
     await expectGoodCommitted(store, result);
     expect(result.bad.status).toBe('rejected');
     expect((result.bad as PromiseRejectedResult).reason).toMatchObject({ isPermanent: true });

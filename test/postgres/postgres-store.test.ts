@@ -24,7 +24,13 @@ async function open(options: Omit<Partial<PostgresStoreOptions>, 'connectionStri
   const schema = options.schema ?? freshSchemaName();
   schemas.add(schema);
   const { connectionString, ...rest } = { connectionString: PG_URL, ...options };
-  const store = await PostgresStore.open({ schema, backgroundMaintenance: false, maxConnections: 4, ...rest, ...(connectionString === undefined ? {} : { connectionString }) });
+  const store = await PostgresStore.open({
+    schema,
+    backgroundMaintenance: false,
+    maxConnections: 4,
+    ...rest,
+    ...(connectionString === undefined ? {} : { connectionString }),
+  });
   stores.add(store);
   return store;
 }
@@ -82,7 +88,8 @@ describe.skipIf(!available)('PostgresStore', () => {
 
     it('refuses maxConnections: 1 while LISTEN needs a connection of its own, and runs on one connection without it', async () => {
       // One connection held by LISTEN once left none for statements: everything hung.
-      const build = (): PostgresStore => new PostgresStore({ connectionString: PG_URL, schema: freshSchemaName(), maxConnections: 1, backgroundMaintenance: false });
+      const build = (): PostgresStore =>
+        new PostgresStore({ connectionString: PG_URL, schema: freshSchemaName(), maxConnections: 1, backgroundMaintenance: false });
       let built: PostgresStore | undefined;
       try {
         expect(() => (built = build())).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('at least 2') }));
@@ -90,10 +97,14 @@ describe.skipIf(!available)('PostgresStore', () => {
         await built?.close();
       }
       const onePool = new pg.Pool({ connectionString: PG_URL, max: 1 });
-      expect(() => new PostgresStore({ pool: onePool, backgroundMaintenance: false })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('at least 2') }));
+      expect(() => new PostgresStore({ pool: onePool, backgroundMaintenance: false })).toThrow(
+        expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('at least 2') }),
+      );
       await onePool.end();
       for (const maxConnections of [0, 1.5, -1]) {
-        expect(() => new PostgresStore({ connectionString: PG_URL, maxConnections, listen: false })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+        expect(() => new PostgresStore({ connectionString: PG_URL, maxConnections, listen: false })).toThrow(
+          expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+        );
       }
       const store = await open({ maxConnections: 1, listen: false });
       store.subscribe('q', () => undefined);
@@ -147,14 +158,27 @@ describe.skipIf(!available)('PostgresStore', () => {
         { key: 'k1', value: bytes('v1'), ifAbsent: true },
       ]);
       expect(first.kind).toBe('new');
-      expect(await store.enqueue('q', bytes('b'), { dedupKey: 'd' }, [{ key: 'k9', value: bytes('x') }])).toEqual({ kind: 'alreadyEnqueued', id: (first as { id: string }).id });
+      expect(await store.enqueue('q', bytes('b'), { dedupKey: 'd' }, [{ key: 'k9', value: bytes('x') }])).toEqual({
+        kind: 'alreadyEnqueued',
+        id: (first as { id: string }).id,
+      });
       expect(await store.kvGet('k9')).toBeUndefined();
-      expect(await store.enqueue('q', bytes('c'), {}, [{ key: 'k2', value: bytes('v') }, { key: 'k1', value: bytes('x'), ifAbsent: true }])).toEqual({ kind: 'kvConflict', key: 'k1' });
+      expect(
+        await store.enqueue('q', bytes('c'), {}, [
+          { key: 'k2', value: bytes('v') },
+          { key: 'k1', value: bytes('x'), ifAbsent: true },
+        ]),
+      ).toEqual({ kind: 'kvConflict', key: 'k1' });
       expect(await store.kvGet('k2')).toBeUndefined();
       expect(text(await store.kvGet('k1'))).toBe('v1');
       expect((await store.stats('q')).pending).toBe(1);
       await expect(store.enqueue('q', bytes('d'), { id: (first as { id: string }).id })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
-      await expect(store.enqueueBatch('q', [{ payload: bytes('1'), options: { id: 'same' } }, { payload: bytes('2'), options: { id: 'same' } }])).rejects.toMatchObject({
+      await expect(
+        store.enqueueBatch('q', [
+          { payload: bytes('1'), options: { id: 'same' } },
+          { payload: bytes('2'), options: { id: 'same' } },
+        ]),
+      ).rejects.toMatchObject({
         code: 'INVALID_ARGUMENT',
       });
       expect((await store.stats('q')).pending).toBe(1);
@@ -166,12 +190,20 @@ describe.skipIf(!available)('PostgresStore', () => {
 
     it('claims in priority then id order, at most limit, never twice to concurrent callers', async () => {
       const store = await open({ clock: new ManualClock() });
-      const ids = (await store.enqueueBatch('q', [1000, 5, 1000, 5, 7].map((priority, i) => ({ payload: bytes(String(i)), options: { priority } })))).map((r) => (r as { id: string }).id);
+      const ids = (
+        await store.enqueueBatch(
+          'q',
+          [1000, 5, 1000, 5, 7].map((priority, i) => ({ payload: bytes(String(i)), options: { priority } })),
+        )
+      ).map((r) => (r as { id: string }).id);
       const [a, b, c] = await Promise.all([store.claim('q', { limit: 2 }), store.claim('q', { limit: 2 }), store.claim('q', { limit: 2 })]);
       const all = [...a, ...b, ...c];
       expect(new Set(all.map((x) => x.jobId)).size).toBe(5);
       const sequential = await open({ clock: new ManualClock() });
-      await sequential.enqueueBatch('q', [1000, 5, 1000, 5, 7].map((priority, i) => ({ payload: bytes(String(i)), options: { priority } })));
+      await sequential.enqueueBatch(
+        'q',
+        [1000, 5, 1000, 5, 7].map((priority, i) => ({ payload: bytes(String(i)), options: { priority } })),
+      );
       const claims = await sequential.claim('q', { limit: 10 });
       expect(claims.map((x) => text(x.job.payload))).toEqual(['1', '3', '4', '0', '2']);
       expect(claims.every((x) => x.job.attempts === 1 && x.job.status === 'claimed' && x.job.dedupKey === undefined)).toBe(true);
@@ -224,15 +256,28 @@ describe.skipIf(!available)('PostgresStore', () => {
     it('group-commits concurrent settlements, each with its own outcome', async () => {
       const store = await open({ clock: new ManualClock() });
       await store.enqueue('other', bytes('keep'), { id: 'keep' });
-      await store.enqueueBatch('q', Array.from({ length: 20 }, (_, i) => ({ payload: bytes(String(i)) })));
+      await store.enqueueBatch(
+        'q',
+        Array.from({ length: 20 }, (_, i) => ({ payload: bytes(String(i)) })),
+      );
       const claims = await store.claim('q', { limit: 20 });
       const before = { ...store.metrics };
       const results = await Promise.allSettled([
-        ...claims.map((claim, i) => store.settle(claim, { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'next', payload: bytes(String(i)), options: i === 3 ? { id: 'keep' } : {} }] } })),
+        ...claims.map((claim, i) =>
+          store.settle(claim, {
+            action: { type: 'ack' },
+            effects: { enqueue: [{ queue: 'next', payload: bytes(String(i)), options: i === 3 ? { id: 'keep' } : {} }] },
+          }),
+        ),
         store.settle({ jobId: claims[1]!.jobId, token: 'stale' }, { action: { type: 'ack' } }),
       ]);
       expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(19);
-      expect(results.map((r) => (r.status === 'rejected' ? (r.reason as { code: string }).code : 'ok')).filter((c) => c !== 'ok').sort()).toEqual(['INVALID_ARGUMENT', 'LEASE_LOST']);
+      expect(
+        results
+          .map((r) => (r.status === 'rejected' ? (r.reason as { code: string }).code : 'ok'))
+          .filter((c) => c !== 'ok')
+          .sort(),
+      ).toEqual(['INVALID_ARGUMENT', 'LEASE_LOST']);
       expect(store.metrics.settleTransactions - before.settleTransactions).toBeLessThan(5);
       expect(await store.stats('q')).toEqual({ pending: 0, claimed: 1, scheduled: 0, dead: 0, done: 19 });
       expect((await store.stats('next')).pending).toBe(19);
@@ -284,7 +329,9 @@ describe.skipIf(!available)('PostgresStore', () => {
         () => store.waitForCompletion('x', -1),
       ];
       for (const call of bad) await expect(call()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
-      await expect(store.enqueue('q', bytes('x'), {}, [{ key: 'k', value: new Uint8Array(256 * 1024 + 1) }])).rejects.toMatchObject({ code: 'KV_VALUE_TOO_LARGE' });
+      await expect(store.enqueue('q', bytes('x'), {}, [{ key: 'k', value: new Uint8Array(256 * 1024 + 1) }])).rejects.toMatchObject({
+        code: 'KV_VALUE_TOO_LARGE',
+      });
       await store.close();
       await expect(store.stats('q')).rejects.toMatchObject({ code: 'STORE_CLOSED' });
     });
@@ -414,5 +461,3 @@ async function waitFor(condition: () => Promise<boolean>, timeoutMs = 10_000): P
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
-
-

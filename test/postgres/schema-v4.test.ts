@@ -121,7 +121,11 @@ describe.skipIf(!available)('PostgresStore schema version 4', () => {
     const clock = new ManualClock(T0);
     const store = await PostgresStore.open({ connectionString: PG_URL, schema, clock, backgroundMaintenance: false, listen: false });
     try {
-      await store.enqueue('q', bytes('step'), { id: 'step', maxAttempts: 1, reaperDeadLetter: { effects: { enqueue: [{ queue: 'r', payload: bytes('outcome') }] } } });
+      await store.enqueue('q', bytes('step'), {
+        id: 'step',
+        maxAttempts: 1,
+        reaperDeadLetter: { effects: { enqueue: [{ queue: 'r', payload: bytes('outcome') }] } },
+      });
       const applied: string[][] = [];
       for (let round = 0; round < 2; round++) {
         if (round > 0) await store.requeueDead('step');

@@ -43,10 +43,9 @@ async function schemaAtVersion(schema: string, version: number): Promise<void> {
 
 /** The source of every function in `schema`, by name. */
 async function functionSources(schema: string): Promise<Map<string, string>> {
-  const rows = await admin<{ name: string; source: string }>(
-    `SELECT proname AS name, prosrc AS source FROM pg_proc WHERE pronamespace = $1::regnamespace`,
-    [`"${schema}"`],
-  );
+  const rows = await admin<{ name: string; source: string }>(`SELECT proname AS name, prosrc AS source FROM pg_proc WHERE pronamespace = $1::regnamespace`, [
+    `"${schema}"`,
+  ]);
   return new Map(rows.map((row) => [row.name, row.source]));
 }
 
@@ -66,7 +65,9 @@ describe.skipIf(!available)('PostgresStore schema version 5', () => {
   });
 
   it('every migration file applies in a fresh schema, and the result has no dead functions and no backoff formula', async () => {
-    const onDisk = readdirSync(new URL('../../adapters/postgres/sql/', import.meta.url)).filter((f) => f.endsWith('.sql')).sort();
+    const onDisk = readdirSync(new URL('../../adapters/postgres/sql/', import.meta.url))
+      .filter((f) => f.endsWith('.sql'))
+      .sort();
     expect(onDisk).toEqual([...MIGRATION_FILES]);
     expect(SCHEMA_VERSION).toBe(MIGRATION_FILES.length);
     const schema = freshSchemaName('tq_files');
@@ -74,7 +75,8 @@ describe.skipIf(!available)('PostgresStore schema version 5', () => {
     const functions = await functionSources(schema);
     expect(functions.has('claim')).toBe(false);
     expect(functions.has('settle_batch')).toBe(false);
-    for (const name of ['claim_jobs', 'settle_one', 'settle_set', 'settle_and_claim', 'retry_delay', 'bump', 'wake']) expect(functions.has(name), name).toBe(true);
+    for (const name of ['claim_jobs', 'settle_one', 'settle_set', 'settle_and_claim', 'retry_delay', 'bump', 'wake'])
+      expect(functions.has(name), name).toBe(true);
     for (const [name, source] of functions) {
       expect(source, name).not.toContain('retryBackoffBaseMs');
       expect(source, name).not.toContain('power(');
@@ -128,7 +130,9 @@ describe.skipIf(!available)('PostgresStore schema version 5', () => {
       expect(await admin(`SELECT max(version) AS v FROM ${S}.schema_migrations`)).toEqual([{ v: SCHEMA_VERSION }]);
       // A process of version 4 still running is refused before anything changes (its config has no retryDelays, its claims no leaseMs).
       const oldClaims = JSON.stringify([{ queue: 'q', limit: 10, lease: 1000 }]);
-      await expect(admin(`SELECT ${S}.settle_and_claim($1::bigint, $2::jsonb, '[]', $3::jsonb)`, [T0, v4Config, oldClaims])).rejects.toThrow(/older than version 5/);
+      await expect(admin(`SELECT ${S}.settle_and_claim($1::bigint, $2::jsonb, '[]', $3::jsonb)`, [T0, v4Config, oldClaims])).rejects.toThrow(
+        /older than version 5/,
+      );
       await expect(settleV4('b-claimed', { action: { type: 'nack', error: 'old' } })).rejects.toThrow(/older than version 5/);
       // The data, as version 4 left it.
       expect(await store.getJob('a-pending')).toMatchObject({ status: 'pending', dedupKey: 'key-1', payload: bytes('a-pending'), headers: { tenant: 'acme' } });
@@ -142,7 +146,10 @@ describe.skipIf(!available)('PostgresStore schema version 5', () => {
       // And it works: the dedup key still holds, the live lease is still owned (a nack retries after the table's delay),
       // completions, requeues, promotions and claims go on, and the counters follow.
       expect(await store.enqueue('q', bytes('again'), { dedupKey: 'key-1' })).toEqual({ kind: 'alreadyEnqueued', id: 'a-pending' });
-      expect(await store.renewLease({ jobId: 'b-claimed', token: token('b-claimed') }, 60_000)).toEqual({ leaseExpiresAt: T0 + 61_000, cancelRequested: false });
+      expect(await store.renewLease({ jobId: 'b-claimed', token: token('b-claimed') }, 60_000)).toEqual({
+        leaseExpiresAt: T0 + 61_000,
+        cancelRequested: false,
+      });
       expect(await store.settle({ jobId: 'b-claimed', token: token('b-claimed') }, { action: { type: 'nack', error: 'again' } })).toMatchObject({
         branch: 'primary',
         status: 'scheduled',

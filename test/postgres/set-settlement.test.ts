@@ -102,7 +102,14 @@ function scenario(seed: number): Scenario {
 async function play(s: Scenario, batched: boolean): Promise<unknown> {
   const schema = freshSchemaName('tq_set');
   schemas.add(schema);
-  const store = await PostgresStore.open({ connectionString: PG_URL, schema, clock: new ManualClock(START), backgroundMaintenance: false, listen: false, defaultQueueConfig: s.config });
+  const store = await PostgresStore.open({
+    connectionString: PG_URL,
+    schema,
+    clock: new ManualClock(START),
+    backgroundMaintenance: false,
+    listen: false,
+    defaultQueueConfig: s.config,
+  });
   try {
     for (const key of s.kvSeeds) await store.enqueue('q', bytes('seed'), { id: `kv-${key}` }, [{ key, value: bytes('old') }]);
     for (const key of s.dedupSeeds) await store.enqueue('q', bytes('seed'), { id: `pre-${key}`, dedupKey: key, priority: 99 });
@@ -111,9 +118,15 @@ async function play(s: Scenario, batched: boolean): Promise<unknown> {
     const tokens = new Map(claims.map((c) => [c.jobId, c.token]));
     for (const id of s.cancelled) await store.cancel(id);
     // The batch settles in job-id order (stable): the sequential run uses the same order.
-    const ordered = s.items.map((item, index) => ({ item, index })).sort((a, b) => (a.item.jobId < b.item.jobId ? -1 : a.item.jobId > b.item.jobId ? 1 : a.index - b.index));
+    const ordered = s.items
+      .map((item, index) => ({ item, index }))
+      .sort((a, b) => (a.item.jobId < b.item.jobId ? -1 : a.item.jobId > b.item.jobId ? 1 : a.index - b.index));
     const ref = (item: Scenario['items'][number]): ClaimRef => ({ jobId: item.jobId, token: item.stale ? 'stale' : (tokens.get(item.jobId) ?? 'none') });
-    const outcome = (p: Promise<unknown>): Promise<unknown> => p.then((ok) => ({ ok }), (error: unknown) => ({ error: (error as { code?: string }).code ?? String(error) }));
+    const outcome = (p: Promise<unknown>): Promise<unknown> =>
+      p.then(
+        (ok) => ({ ok }),
+        (error: unknown) => ({ error: (error as { code?: string }).code ?? String(error) }),
+      );
     const results: unknown[] = [];
     if (batched) {
       // Issued in one event-loop turn: one flush, settled as a set.
@@ -129,8 +142,14 @@ async function play(s: Scenario, batched: boolean): Promise<unknown> {
        FROM "${schema}".jobs ORDER BY id`,
     );
     const kv = await admin(`SELECT key, encode(value, 'escape') AS value FROM "${schema}".kv ORDER BY key`);
-    const counters = await admin(`SELECT queue, sum(pending) p, sum(claimed) c, sum(scheduled) s, sum(dead) d, sum(done) dn FROM "${schema}".counters GROUP BY queue ORDER BY queue`);
-    return JSON.parse(JSON.stringify({ results, jobs, kv, counters }, (key, value: unknown) => (key === 'token' ? undefined : value instanceof Uint8Array ? Buffer.from(value).toString() : value)));
+    const counters = await admin(
+      `SELECT queue, sum(pending) p, sum(claimed) c, sum(scheduled) s, sum(dead) d, sum(done) dn FROM "${schema}".counters GROUP BY queue ORDER BY queue`,
+    );
+    return JSON.parse(
+      JSON.stringify({ results, jobs, kv, counters }, (key, value: unknown) =>
+        key === 'token' ? undefined : value instanceof Uint8Array ? Buffer.from(value).toString() : value,
+      ),
+    );
   } finally {
     await store.close();
   }

@@ -76,7 +76,9 @@ describe('SQLite crash test (SIGKILL at random moments, restart on the same file
           break;
         }
 
-        const lines = readFileSync(join(dir, 'events.log'), 'utf8').split('\n').filter((l) => l.length > 0);
+        const lines = readFileSync(join(dir, 'events.log'), 'utf8')
+          .split('\n')
+          .filter((l) => l.length > 0);
         const steps = new Map<string, Array<{ step: number; pid: number; tag: string }>>();
         const ends = new Map<string, string[]>();
         const violations: string[] = [];

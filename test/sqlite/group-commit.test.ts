@@ -21,8 +21,17 @@ describe('group commit', () => {
           i === 4
             ? { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'big', value: new Uint8Array(KV_VALUE_MAX_BYTES + 1) }] } }
             : i === 5
-              ? { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'q', payload: bytes('dup'), options: { id: 'j2' } }], kvWrites: [{ key: 'k5', value: bytes('5') }] } }
-              : { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'next', payload: bytes(`n${i}`), options: { id: `n${i}` } }], kvWrites: [{ key: `k${i}`, value: bytes(`${i}`) }] } },
+              ? {
+                  action: { type: 'ack' },
+                  effects: { enqueue: [{ queue: 'q', payload: bytes('dup'), options: { id: 'j2' } }], kvWrites: [{ key: 'k5', value: bytes('5') }] },
+                }
+              : {
+                  action: { type: 'ack' },
+                  effects: {
+                    enqueue: [{ queue: 'next', payload: bytes(`n${i}`), options: { id: `n${i}` } }],
+                    kvWrites: [{ key: `k${i}`, value: bytes(`${i}`) }],
+                  },
+                },
         ),
       ),
     );
@@ -51,7 +60,11 @@ describe('group commit', () => {
     const results = await Promise.allSettled([store.enqueue('q', bytes('b')), store.enqueue('q', bytes('c')), store.claim('q')]);
     other.exec('ROLLBACK');
     other.close();
-    expect(results.map((r) => (r.status === 'rejected' ? (r.reason as { code: string }).code : 'ok'))).toEqual(['STORE_UNAVAILABLE', 'STORE_UNAVAILABLE', 'STORE_UNAVAILABLE']);
+    expect(results.map((r) => (r.status === 'rejected' ? (r.reason as { code: string }).code : 'ok'))).toEqual([
+      'STORE_UNAVAILABLE',
+      'STORE_UNAVAILABLE',
+      'STORE_UNAVAILABLE',
+    ]);
     expect(await store.stats('q')).toMatchObject({ pending: 1, claimed: 0 });
   });
 

@@ -20,7 +20,9 @@ function runWorker(path: string, startAt: number): Promise<{ pid: number; settle
     let err = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as { pid: number; settled: string[]; nextEnqueued: number }) : reject(new Error(`worker exited ${code}: ${err}`))));
+    child.on('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(out) as { pid: number; settled: string[]; nextEnqueued: number }) : reject(new Error(`worker exited ${code}: ${err}`)),
+    );
   });
 }
 

@@ -28,7 +28,16 @@ function versionOneFile(): string {
   );
   const job = { claimedAt: null, lease: null, runAt: null, lastError: null, dedupKey: null, failedAt: null, token: null, attempts: 0 };
   insert.run({ ...job, id: 'a-pending', status: 'pending', payload: Buffer.from('p'), dedupKey: 'key-1' });
-  insert.run({ ...job, id: 'b-claimed', status: 'claimed', payload: Buffer.from('c'), attempts: 1, claimedAt: T0, lease: T0 + 30_000, token: 'tok.0.b-claimed' });
+  insert.run({
+    ...job,
+    id: 'b-claimed',
+    status: 'claimed',
+    payload: Buffer.from('c'),
+    attempts: 1,
+    claimedAt: T0,
+    lease: T0 + 30_000,
+    token: 'tok.0.b-claimed',
+  });
   insert.run({ ...job, id: 'c-scheduled', status: 'scheduled', payload: Buffer.from('s'), runAt: T0 + 60_000 });
   insert.run({ ...job, id: 'd-dead', status: 'dead', payload: Buffer.from('d'), attempts: 3, lastError: 'boom', failedAt: T0 });
   db.prepare('INSERT INTO taquba_queues (name, pending, claimed, scheduled, dead, done) VALUES (?, 1, 1, 1, 1, 7)').run('q');
@@ -61,8 +70,19 @@ describe('schema migration', () => {
     expect(readOnly(path, (db) => db.prepare('SELECT version FROM taquba_schema').pluck().get())).toBe(SCHEMA_VERSION);
     const table = readOnly(path, (db) => db.prepare("SELECT sql FROM sqlite_master WHERE name = 'taquba_jobs'").pluck().get()) as string;
     expect(table).not.toContain('status IN');
-    const indexes = readOnly(path, (db) => db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'taquba_jobs' AND sql IS NOT NULL ORDER BY name").pluck().all());
-    expect(indexes).toEqual(['taquba_jobs_cancel', 'taquba_jobs_claim', 'taquba_jobs_dead', 'taquba_jobs_dead_age', 'taquba_jobs_dedup', 'taquba_jobs_done_age', 'taquba_jobs_due', 'taquba_jobs_lease']);
+    const indexes = readOnly(path, (db) =>
+      db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'taquba_jobs' AND sql IS NOT NULL ORDER BY name").pluck().all(),
+    );
+    expect(indexes).toEqual([
+      'taquba_jobs_cancel',
+      'taquba_jobs_claim',
+      'taquba_jobs_dead',
+      'taquba_jobs_dead_age',
+      'taquba_jobs_dedup',
+      'taquba_jobs_done_age',
+      'taquba_jobs_due',
+      'taquba_jobs_lease',
+    ]);
     expect(readOnly(path, (db) => db.pragma('integrity_check', { simple: true }))).toBe('ok');
     // Version 3 keeps a record of removed jobs, for waiters in other connections.
     expect(readOnly(path, (db) => db.prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'taquba_removed' ORDER BY name").pluck().all())).toEqual([

@@ -61,7 +61,7 @@ describe('opening', () => {
     expect(openError(() => new SqliteStore(undefined as never)).code).toBe('INVALID_ARGUMENT');
   });
 
-  it('keeps an application database\'s own tables intact', async () => {
+  it("keeps an application database's own tables intact", async () => {
     const path = tempDbPath();
     const raw = new Database(path);
     raw.exec("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('ada')");
@@ -157,7 +157,7 @@ describe('bad files: a typed error naming the file, nothing damaged', () => {
     expect(await store.claim('q')).toHaveLength(1);
   });
 
-  it('claiming from an empty queue does not wait for another connection\'s write lock', async () => {
+  it("claiming from an empty queue does not wait for another connection's write lock", async () => {
     const path = tempDbPath();
     const store = openStore({ path, backgroundMaintenance: false, busyTimeoutMs: 5_000 });
     await store.enqueue('other', bytes('a'));
@@ -196,7 +196,10 @@ describe('several connections on one file', () => {
     await a.enqueue('q', bytes('a'), { id: 'a' });
     const [claim] = await b.claim('q');
     await expect(a.claim('q')).resolves.toEqual([]);
-    await b.settle(claim!, { action: { type: 'ack' }, effects: { enqueue: [{ queue: 'q', payload: bytes('n'), options: { id: 'n' } }], kvWrites: [{ key: 'cursor', value: bytes('1') }] } });
+    await b.settle(claim!, {
+      action: { type: 'ack' },
+      effects: { enqueue: [{ queue: 'q', payload: bytes('n'), options: { id: 'n' } }], kvWrites: [{ key: 'cursor', value: bytes('1') }] },
+    });
     await b.close();
     expect(await a.stats('q')).toEqual({ pending: 1, claimed: 0, scheduled: 0, dead: 0, done: 1 });
     expect(await a.kvGet('cursor')).toEqual(bytes('1'));
@@ -208,7 +211,9 @@ describe('several connections on one file', () => {
     const path = tempDbPath();
     const stores = [openStore({ path, backgroundMaintenance: false }), openStore({ path, backgroundMaintenance: false })];
     const results = await Promise.all(
-      stores.flatMap((s, i) => [0, 1, 2].map((j) => s.enqueue('q', bytes(`${i}${j}`), { dedupKey: 'run:x:0' }, [{ key: 'identity', value: bytes(`${i}${j}`), ifAbsent: true }]))),
+      stores.flatMap((s, i) =>
+        [0, 1, 2].map((j) => s.enqueue('q', bytes(`${i}${j}`), { dedupKey: 'run:x:0' }, [{ key: 'identity', value: bytes(`${i}${j}`), ifAbsent: true }])),
+      ),
     );
     expect(results.filter((r) => r.kind === 'new')).toHaveLength(1);
     expect(await stores[0]!.stats('q')).toMatchObject({ pending: 1 });

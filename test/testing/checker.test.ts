@@ -56,12 +56,22 @@ async function violationsOver(seeds: number, options: Omit<Parameters<typeof sim
 
 describe('invariant checks', () => {
   it('catch a store that ignores the cancel branch', async () => {
-    const found = await violationsOver(20, { runner: threeSteps, runs, store: factory(NoCancelBranchStore), faults: { crash: 0, leaseExpiry: 0, storeError: 0, cancel: 0.3 } });
+    const found = await violationsOver(20, {
+      runner: threeSteps,
+      runs,
+      store: factory(NoCancelBranchStore),
+      faults: { crash: 0, leaseExpiry: 0, storeError: 0, cancel: 0.3 },
+    });
     expect(found).toContain('cancelPrecedence');
   });
 
   it('catch a store that leaves run records behind', async () => {
-    const found = await violationsOver(3, { runner: threeSteps, runs, store: factory(LeakyRecordsStore), faults: { crash: 0, leaseExpiry: 0, storeError: 0, cancel: 0 } });
+    const found = await violationsOver(3, {
+      runner: threeSteps,
+      runs,
+      store: factory(LeakyRecordsStore),
+      faults: { crash: 0, leaseExpiry: 0, storeError: 0, cancel: 0 },
+    });
     expect(found).toContain('runNotEnded');
   });
 
@@ -74,7 +84,15 @@ describe('invariant checks', () => {
         await sleep(clock, 5_000);
         return threeSteps(step);
       };
-      const report = await simulate({ clock, runner: slow, runs, seed, store: factory(StaleTokenStore), queueConfig: { maxAttempts: 10 }, faults: { crash: 0, leaseExpiry: 0.3, storeError: 0, cancel: 0 } });
+      const report = await simulate({
+        clock,
+        runner: slow,
+        runs,
+        seed,
+        store: factory(StaleTokenStore),
+        queueConfig: { maxAttempts: 10 },
+        faults: { crash: 0, leaseExpiry: 0.3, storeError: 0, cancel: 0 },
+      });
       for (const v of report.violations) found.add(v.invariant);
     }
     expect(found).toContain('staleSettlement');
@@ -82,6 +100,13 @@ describe('invariant checks', () => {
 
   it('report none on the memory store with the same seeds', async () => {
     expect(await violationsOver(20, { runner: threeSteps, runs, faults: { crash: 0, leaseExpiry: 0, storeError: 0, cancel: 0.3 } })).toEqual(new Set());
-    expect(await violationsOver(20, { runner: threeSteps, runs, queueConfig: { maxAttempts: 10 }, faults: { crash: 0, leaseExpiry: 0.3, storeError: 0, cancel: 0 } })).toEqual(new Set());
+    expect(
+      await violationsOver(20, {
+        runner: threeSteps,
+        runs,
+        queueConfig: { maxAttempts: 10 },
+        faults: { crash: 0, leaseExpiry: 0.3, storeError: 0, cancel: 0 },
+      }),
+    ).toEqual(new Set());
   });
 });

@@ -32,7 +32,15 @@ describe(`simulate, ${SEEDS} seeds of a mixed workflow${process.env.TAQUBA_DEEP 
     let lost = 0;
     for (let seed = 0; seed < SEEDS; seed++) {
       const clock = new ManualClock();
-      const report = await simulate({ clock, runner: mixedRunner(clock), runs: kinds.map((k) => ({ input: new TextEncoder().encode(k) })), seed, faults, hookDelivery, queueConfig: { maxAttempts: 10 } });
+      const report = await simulate({
+        clock,
+        runner: mixedRunner(clock),
+        runs: kinds.map((k) => ({ input: new TextEncoder().encode(k) })),
+        seed,
+        faults,
+        hookDelivery,
+        queueConfig: { maxAttempts: 10 },
+      });
       expect(report.violations, formatReport(report)).toEqual([]);
       deliveries += report.deliveries.length;
       lost += report.lostNotifications.length;

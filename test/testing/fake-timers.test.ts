@@ -28,7 +28,9 @@ describe('alongside vi.useFakeTimers', () => {
 
   it('works under the default vi.useFakeTimers(), simulation included', async () => {
     vi.useFakeTimers();
-    const env = createTestEnvironment({ runner: (step) => (step.stepNumber < 3 ? StepOutcome.continueAfter(step.payload, 60_000) : StepOutcome.succeed(step.payload)) });
+    const env = createTestEnvironment({
+      runner: (step) => (step.stepNumber < 3 ? StepOutcome.continueAfter(step.payload, 60_000) : StepOutcome.succeed(step.payload)),
+    });
     const { runId } = await env.submit({ input: new Uint8Array([1]) });
     await env.runUntilIdle();
     expect(env.outcome(runId)?.finalStep).toBe(3);

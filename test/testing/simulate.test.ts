@@ -61,7 +61,13 @@ describe('simulate', () => {
 
   it('replays a seed exactly: same deliveries (virtual times included), faults and outcomes', async () => {
     const once = async (): Promise<SimulationReport> =>
-      simulate({ runner: paymentWorkflow(true).runner, runs: orders, seed: 1234, faults: { crash: 0.1, leaseExpiry: 0.1, storeError: 0.05, cancel: 0.05 }, queueConfig: { maxAttempts: 10 } });
+      simulate({
+        runner: paymentWorkflow(true).runner,
+        runs: orders,
+        seed: 1234,
+        faults: { crash: 0.1, leaseExpiry: 0.1, storeError: 0.05, cancel: 0.05 },
+        queueConfig: { maxAttempts: 10 },
+      });
     const a = await once();
     const b = await once();
     expect(a.faultsInjected.length).toBeGreaterThan(0);
@@ -75,12 +81,20 @@ describe('simulate', () => {
   it('a lease expiry delivers the step again, and the first delivery is then rejected', async () => {
     let seen = false;
     for (let seed = 0; seed < 10 && !seen; seed++) {
-      const report = await simulate({ runner: paymentWorkflow(true).runner, runs: orders, seed, faults: { crash: 0, storeError: 0, cancel: 0, leaseExpiry: 0.3 }, queueConfig: { maxAttempts: 10 } });
+      const report = await simulate({
+        runner: paymentWorkflow(true).runner,
+        runs: orders,
+        seed,
+        faults: { crash: 0, storeError: 0, cancel: 0, leaseExpiry: 0.3 },
+        queueConfig: { maxAttempts: 10 },
+      });
       assertSimulation(report);
       for (const first of report.deliveries.filter((d) => d.settled === 'leaseLost')) {
         const again = report.deliveries.find((d) => d.runId === first.runId && d.step === first.step && d.attempt === first.attempt + 1);
         expect(again, formatReport(report)).toBeDefined();
-        expect(report.faultsInjected).toContainEqual(expect.objectContaining({ kind: 'leaseExpiry', runId: first.runId, step: first.step, attempt: first.attempt }));
+        expect(report.faultsInjected).toContainEqual(
+          expect.objectContaining({ kind: 'leaseExpiry', runId: first.runId, step: first.step, attempt: first.attempt }),
+        );
         seen = true;
       }
     }
@@ -90,7 +104,13 @@ describe('simulate', () => {
   it('a crash drops the runtime; a new one re-delivers the step once the lease (30 s) expired', async () => {
     let seen = false;
     for (let seed = 0; seed < 10 && !seen; seed++) {
-      const report = await simulate({ runner: paymentWorkflow(true).runner, runs: orders, seed, faults: { crash: 0.2, storeError: 0, cancel: 0, leaseExpiry: 0 }, queueConfig: { maxAttempts: 10 } });
+      const report = await simulate({
+        runner: paymentWorkflow(true).runner,
+        runs: orders,
+        seed,
+        faults: { crash: 0.2, storeError: 0, cancel: 0, leaseExpiry: 0 },
+        queueConfig: { maxAttempts: 10 },
+      });
       assertSimulation(report);
       for (const crashed of report.deliveries.filter((d) => d.settled === 'crashed')) {
         const again = report.deliveries.find((d) => d.runId === crashed.runId && d.step === crashed.step && d.attempt > crashed.attempt);
@@ -105,7 +125,13 @@ describe('simulate', () => {
   });
 
   it('reports a workflow that never ends as a guard violation naming the seed', async () => {
-    const report = await simulate({ runner: (step) => StepOutcome.continue(step.payload), runs: [{ input: bytes('x') }], seed: 77, maxSteps: 25, faults: { crash: 0, leaseExpiry: 0, storeError: 0, cancel: 0 } });
+    const report = await simulate({
+      runner: (step) => StepOutcome.continue(step.payload),
+      runs: [{ input: bytes('x') }],
+      seed: 77,
+      maxSteps: 25,
+      faults: { crash: 0, leaseExpiry: 0, storeError: 0, cancel: 0 },
+    });
     expect(report.completed).toBe(false);
     expect(report.violations).toEqual([expect.objectContaining({ invariant: 'guard' })]);
     expect(report.violations[0]?.message).toContain('run run-0: step');
