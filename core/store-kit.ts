@@ -23,6 +23,8 @@ export {
   checkQueueName,
   checkSettlement,
   checkTimeoutMs,
+  checkNewJobIds,
+  jobIdInUse,
 } from './store-validation.js';
 export { QueueConfigs, resolveQueueConfig, retryDelayMs, enqueueDueAt } from './queue-config.js';
 export type { QueueConfig, StoreOptions } from './queue-config.js';

@@ -191,3 +191,23 @@ export function checkTimeoutMs(timeoutMs: unknown): asserts timeoutMs is number 
     throw new InvalidArgumentError('timeoutMs', `expected a non-negative integer, got ${describe(timeoutMs)}`);
   }
 }
+
+/** The error for an enqueue that names a job id in use (or twice in one call). */
+export function jobIdInUse(id: string): InvalidArgumentError {
+  return new InvalidArgumentError('id', `job id "${id}" is already in use`);
+}
+
+/**
+ * The ids an enqueue gives (`options.id`) must be new to the store
+ * (`inUse` says which are not) and distinct within the call; checked
+ * before anything is written, so a refused call changes nothing.
+ */
+export function checkNewJobIds(requests: ReadonlyArray<{ options?: EnqueueOptions | undefined }>, inUse: (id: string) => boolean): void {
+  let seen: Set<string> | undefined;
+  for (const request of requests) {
+    const id = request.options?.id;
+    if (id === undefined) continue;
+    if (inUse(id) || seen?.has(id) === true) throw jobIdInUse(id);
+    (seen ??= new Set()).add(id);
+  }
+}

@@ -1,6 +1,6 @@
 import { BaseQueueStore } from '../../core/base-store.js';
 import type { BatchItem, CompletionState } from '../../core/base-store.js';
-import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError } from '../../core/errors.js';
+import { InvalidStateError, JobNotFoundError, LeaseLostError } from '../../core/errors.js';
 import { copyHeaders } from '../../core/headers.js';
 import { jobRecord } from '../../core/job-record.js';
 import { compareIds, hasNativeIdOrder, newId } from '../../core/ids.js';
@@ -26,7 +26,7 @@ import type {
   SettleResult,
   Settlement,
 } from '../../core/queue-store.js';
-import { bytesEqual } from '../../core/store-validation.js';
+import { bytesEqual, checkNewJobIds } from '../../core/store-validation.js';
 import { BinaryHeap, SortedStringSet } from './binary-heap.js';
 
 /**
@@ -382,19 +382,7 @@ export class MemoryStore extends BaseQueueStore {
 
   /** Rejects ids already in the store or repeated in one request, before anything is written. */
   private checkNewIds(requests: EnqueueRequest[]): void {
-    if (requests.length === 1) {
-      const id = requests[0]?.options?.id;
-      if (id !== undefined && this.jobs.has(id)) throw new InvalidArgumentError('id', `job id "${id}" is already in use`);
-      return;
-    }
-    let seen: Set<string> | undefined;
-    for (const request of requests) {
-      const id = request.options?.id;
-      if (id === undefined) continue;
-      seen ??= new Set();
-      if (this.jobs.has(id) || seen.has(id)) throw new InvalidArgumentError('id', `job id "${id}" is already in use`);
-      seen.add(id);
-    }
+    checkNewJobIds(requests, (id) => this.jobs.has(id));
   }
 
   private insertJob(queue: string, payload: Uint8Array, options: EnqueueOptions | undefined): EnqueueResult {

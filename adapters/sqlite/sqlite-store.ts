@@ -21,7 +21,7 @@ import type {
   QueueStats,
 } from '../../core/queue-store.js';
 import type { ReapReport, RenewResult, SettleResult, Settlement, SettlementBranch } from '../../core/queue-store.js';
-import { bytesEqual, describe } from '../../core/store-validation.js';
+import { bytesEqual, checkNewJobIds, describe, jobIdInUse } from '../../core/store-validation.js';
 import { ChangePoll, OpenedFiles } from './sqlite-changes.js';
 import type { ChangeHost } from './sqlite-changes.js';
 import { checkOptionsObject, openDatabase, sqliteSettings } from './sqlite-open.js';
@@ -447,19 +447,8 @@ export class SqliteStore extends BaseQueueStore {
    */
   private checkNewIds(requests: ReadonlyArray<{ options?: EnqueueOptions }> | undefined, removing?: string): void {
     if (requests === undefined || requests.length === 0) return;
-    if (requests.length === 1) {
-      const id = requests[0]?.options?.id;
-      if (id !== undefined && id === removing) throw idInUse(id);
-      return;
-    }
-    let seen: Set<string> | undefined;
-    for (const request of requests) {
-      const id = request.options?.id;
-      if (id === undefined) continue;
-      seen ??= new Set();
-      if (seen.has(id) || this.sql.jobExists.get(id) !== undefined) throw idInUse(id);
-      seen.add(id);
-    }
+    // One id: the INSERT's primary key refuses an id in use, except the job being settled (deleted in the same commit).
+    checkNewJobIds(requests, requests.length === 1 ? (id) => id === removing : (id) => this.sql.jobExists.get(id) !== undefined);
   }
 
   /** Whether a kv precondition holds: the record exists and is byte-equal. */
@@ -504,9 +493,9 @@ export class SqliteStore extends BaseQueueStore {
       // The constraints decide (two lookups fewer than checking first); a failed statement is undone alone.
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a caught value may be anything
       const code = (error as { code?: unknown })?.code;
-      if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw idInUse(id);
+      if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw jobIdInUse(id);
       if (code === 'SQLITE_CONSTRAINT_UNIQUE' && dedupKey !== undefined) {
-        if (this.sql.jobExists.get(id) !== undefined) throw idInUse(id);
+        if (this.sql.jobExists.get(id) !== undefined) throw jobIdInUse(id);
         const existing = this.sql.findDedup.get(queue, dedupKey) as string | undefined;
         if (existing !== undefined) return { kind: 'alreadyEnqueued', id: existing };
       }
@@ -560,8 +549,4 @@ export class SqliteStore extends BaseQueueStore {
       // transient: the promote interval covers it
     }
   }
-}
-
-function idInUse(id: string): InvalidArgumentError {
-  return new InvalidArgumentError('id', `job id "${id}" is already in use`);
 }

@@ -1,40 +1,25 @@
 /**
- * A third-party store written as an adapter author would write one: plain
- * `Map`s and full scans for the storage, `BaseQueueStore` for everything
- * else (argument checks, the closed state, housekeeping timers, the wakeup
- * at the next due job, notifications, completion waiters). It imports only
- * the public entry points (`taquba-workflow` and `taquba-workflow/store-kit`).
- * Every method body runs without awaiting, so each call is atomic: checks
- * come first, and nothing is written once one of them can still throw.
+ * A third-party store as an adapter author would write one: plain `Map`s and
+ * full scans for the storage, `BaseQueueStore` for everything else (checks,
+ * the closed state, housekeeping timers, the wakeup at the next due job,
+ * notifications, completion waiters), public entry points only. No method
+ * awaits, so each call is atomic: checks first, then the writes.
  */
-import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError } from '../../core/index.js';
+import { InvalidStateError, JobNotFoundError, LeaseLostError } from '../../core/index.js';
+import type { CancelResult, Claim, ClaimRef, Effects, EnqueueOptions, EnqueueRequest, EnqueueResult, JobRecord, JobStatus } from '../../core/index.js';
 import type {
-  CancelResult,
-  Claim,
-  ClaimRef,
-  Effects,
-  EnqueueOptions,
-  EnqueueRequest,
-  EnqueueResult,
-  JobRecord,
-  JobStatus,
   KvPrecondition,
   KvWrite,
+  QueueStats,
+  ReaperDeadLetterBranch,
+  ReapReport,
+  RenewResult,
+  SettleResult,
+  Settlement,
+  StoreOptions,
 } from '../../core/index.js';
-import type { QueueStats, ReaperDeadLetterBranch, ReapReport, RenewResult, SettleResult, Settlement, StoreOptions } from '../../core/index.js';
-import {
-  BaseQueueStore,
-  STALE_BRANCH,
-  bytesEqual,
-  compareIds,
-  copyHeaders,
-  copyReaperBranch,
-  enqueueDueAt,
-  jobRecord,
-  newId,
-  reaperEffects,
-  retryDelayMs,
-} from '../../core/store-kit.js';
+import { BaseQueueStore, STALE_BRANCH, bytesEqual, checkNewJobIds, compareIds, copyHeaders, copyReaperBranch, enqueueDueAt } from '../../core/store-kit.js';
+import { jobRecord, newId, reaperEffects, retryDelayMs } from '../../core/store-kit.js';
 import type { BatchItem, CompletionState, JobFields } from '../../core/store-kit.js';
 
 /** A job as kept: the public fields (unset ones `undefined`), the current claim token, the effects it carries for the reaper. */
@@ -43,8 +28,7 @@ interface Job extends JobFields {
   reaperDeadLetter?: ReaperDeadLetterBranch | undefined;
 }
 
-/** A detached public record (`jobRecord` drops the unset fields). */
-const toRecord = (job: Job): JobRecord => jobRecord(job, job.payload.slice(), copyHeaders(job.headers));
+const toRecord = (job: Job): JobRecord => jobRecord(job, job.payload.slice(), copyHeaders(job.headers)); // detached; unset fields dropped
 const byId = (a: Job, b: Job): number => compareIds(a.id, b.id);
 const claimOrder = (a: Job, b: Job): number => a.priority - b.priority || byId(a, b);
 /** Several fields at once, type-checked (unset ones become `undefined`). */
@@ -225,8 +209,6 @@ export class MapStore extends BaseQueueStore {
 
   protected async _close(): Promise<void> {}
 
-  // ---- storage helpers ----------------------------------------------------------------
-
   private inStatus(queue: string, status: JobStatus): Job[] {
     return [...this.jobs.values()].filter((job) => job.queue === queue && job.status === status);
   }
@@ -237,21 +219,14 @@ export class MapStore extends BaseQueueStore {
   }
 
   private owned(claim: ClaimRef): Job {
-    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
-    const job = typeof claim?.jobId === 'string' ? this.jobs.get(claim.jobId) : undefined;
-    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
-    if (!job || job.status !== 'claimed' || job.token === undefined || job.token !== claim.token) throw new LeaseLostError(String(claim?.jobId));
+    const ref = claim as Partial<ClaimRef> | undefined; // untyped callers reach this through the public API
+    const job = typeof ref?.jobId === 'string' ? this.jobs.get(ref.jobId) : undefined;
+    if (!job || job.status !== 'claimed' || job.token === undefined || job.token !== ref?.token) throw new LeaseLostError(String(ref?.jobId));
     return job;
   }
 
-  /** Ids must be new to the store and unique within one request; checked before anything is written. */
   private checkNewIds(requests: EnqueueRequest[]): void {
-    const seen = new Set<string>();
-    for (const id of requests.map((request) => request.options?.id)) {
-      if (id === undefined) continue;
-      if (this.jobs.has(id) || seen.has(id)) throw new InvalidArgumentError('id', `job id "${id}" is already in use`);
-      seen.add(id);
-    }
+    checkNewJobIds(requests, (id) => this.jobs.has(id));
   }
 
   private insert(queue: string, payload: Uint8Array, options: EnqueueOptions | undefined): EnqueueResult {
@@ -260,20 +235,10 @@ export class MapStore extends BaseQueueStore {
     const config = this.configs.get(queue);
     const now = this.clock.now();
     const id = options?.id ?? newId(now);
-    const job: Job = {
-      id,
-      queue,
-      payload: payload.slice(),
-      headers: copyHeaders(options?.headers),
-      status: 'pending',
-      attempts: 0,
-      enqueuedAt: now,
-      cancelRequested: false,
-      maxAttempts: options?.maxAttempts ?? config.maxAttempts,
-      priority: options?.priority ?? config.defaultPriority,
-      dedupKey: options?.dedupKey,
-      reaperDeadLetter: options?.reaperDeadLetter && copyReaperBranch(options.reaperDeadLetter),
-    };
+    const [maxAttempts, priority] = [options?.maxAttempts ?? config.maxAttempts, options?.priority ?? config.defaultPriority];
+    const fresh = { id, queue, status: 'pending', attempts: 0, enqueuedAt: now, cancelRequested: false, maxAttempts, priority } as const;
+    const reaperDeadLetter = options?.reaperDeadLetter && copyReaperBranch(options.reaperDeadLetter);
+    const job: Job = { ...fresh, payload: payload.slice(), headers: copyHeaders(options?.headers), dedupKey: options?.dedupKey, reaperDeadLetter };
     this.jobs.set(id, job);
     this.queues.add(queue);
     this.makeDue(job, enqueueDueAt(options, now));
