@@ -212,95 +212,149 @@ export abstract class BaseQueueStore implements QueueStore {
   }
 
   // ---- QueueStore -----------------------------------------------------------------------------
+  // The pass-through methods are not `async`: they hand back the primitive's own promise (a check that
+  // throws becomes a rejection), so a call costs no second promise and no extra microtask turns.
 
-  async enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
-    this.checkOpen();
-    this.checkQueueArgument(queue);
-    checkPayload(payload);
-    checkEnqueueOptions(options);
-    checkKvWrites(kvWrites);
-    return this._enqueue(queue, payload, options, kvWrites);
-  }
-
-  async enqueueBatch(queue: string, items: BatchItem[]): Promise<EnqueueResult[]> {
-    this.checkOpen();
-    this.checkQueueArgument(queue);
-    if (!Array.isArray(items)) throw new InvalidArgumentError('items', 'expected an array');
-    for (const item of items) {
-      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
-      checkPayload(item?.payload);
-      checkEnqueueOptions(item.options);
+  enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
+    try {
+      this.checkOpen();
+      this.checkQueueArgument(queue);
+      checkPayload(payload);
+      checkEnqueueOptions(options);
+      checkKvWrites(kvWrites);
+      return this._enqueue(queue, payload, options, kvWrites);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    return this._enqueueBatch(queue, items);
   }
 
-  async claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
-    this.checkOpen();
-    this.checkQueueArgument(queue);
-    if (options?.leaseMs !== undefined) checkPositiveInt('leaseMs', options.leaseMs);
-    const limit = options?.limit ?? 1;
-    checkPositiveInt('limit', limit);
-    return this._claim(queue, options?.leaseMs ?? this.configs.get(queue).leaseDurationMs, limit);
+  enqueueBatch(queue: string, items: BatchItem[]): Promise<EnqueueResult[]> {
+    try {
+      this.checkOpen();
+      this.checkQueueArgument(queue);
+      if (!Array.isArray(items)) throw new InvalidArgumentError('items', 'expected an array');
+      for (const item of items) {
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
+        checkPayload(item?.payload);
+        checkEnqueueOptions(item.options);
+      }
+      return this._enqueueBatch(queue, items);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
-    this.checkOpen();
-    checkSettlement(settlement);
-    return this._settle(claim, settlement);
+  claim(queue: string, options?: { leaseMs?: number; limit?: number }): Promise<Claim[]> {
+    try {
+      this.checkOpen();
+      this.checkQueueArgument(queue);
+      if (options?.leaseMs !== undefined) checkPositiveInt('leaseMs', options.leaseMs);
+      const limit = options?.limit ?? 1;
+      checkPositiveInt('limit', limit);
+      return this._claim(queue, options?.leaseMs ?? this.configs.get(queue).leaseDurationMs, limit);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
-    this.checkOpen();
-    checkPositiveInt('extendMs', extendMs);
-    return this._renewLease(claim, extendMs);
+  settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+    try {
+      this.checkOpen();
+      checkSettlement(settlement);
+      return this._settle(claim, settlement);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
-    this.checkOpen();
-    this.checkJobIdArgument(jobId);
-    checkEffects(effects);
-    return this._cancel(jobId, effects);
+  renewLease(claim: ClaimRef, extendMs: number): Promise<RenewResult> {
+    try {
+      this.checkOpen();
+      checkPositiveInt('extendMs', extendMs);
+      return this._renewLease(claim, extendMs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async reap(): Promise<ReapReport> {
-    this.checkOpen();
-    return this._reap();
+  cancel(jobId: string, effects?: Effects): Promise<CancelResult> {
+    try {
+      this.checkOpen();
+      this.checkJobIdArgument(jobId);
+      checkEffects(effects);
+      return this._cancel(jobId, effects);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async promote(): Promise<number> {
-    this.checkOpen();
-    return this._promote();
+  reap(): Promise<ReapReport> {
+    try {
+      this.checkOpen();
+      return this._reap();
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async requeueDead(jobId: string): Promise<void> {
-    this.checkOpen();
-    this.checkJobIdArgument(jobId);
-    return this._requeueDead(jobId);
+  promote(): Promise<number> {
+    try {
+      this.checkOpen();
+      return this._promote();
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async getJob(jobId: string): Promise<JobRecord | undefined> {
-    this.checkOpen();
-    this.checkJobIdArgument(jobId);
-    return this._getJob(jobId);
+  requeueDead(jobId: string): Promise<void> {
+    try {
+      this.checkOpen();
+      this.checkJobIdArgument(jobId);
+      return this._requeueDead(jobId);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]> {
-    this.checkOpen();
-    this.checkQueueArgument(queue);
-    const limit = options?.limit ?? DEFAULT_DEAD_PAGE;
-    checkPositiveInt('limit', limit);
-    return this._deadJobs(queue, options?.after, limit);
+  getJob(jobId: string): Promise<JobRecord | undefined> {
+    try {
+      this.checkOpen();
+      this.checkJobIdArgument(jobId);
+      return this._getJob(jobId);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async stats(queue: string): Promise<QueueStats> {
-    this.checkOpen();
-    this.checkQueueArgument(queue);
-    return this._stats(queue);
+  deadJobs(queue: string, options?: { after?: string; limit?: number }): Promise<JobRecord[]> {
+    try {
+      this.checkOpen();
+      this.checkQueueArgument(queue);
+      const limit = options?.limit ?? DEFAULT_DEAD_PAGE;
+      checkPositiveInt('limit', limit);
+      return this._deadJobs(queue, options?.after, limit);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async listQueues(): Promise<string[]> {
-    this.checkOpen();
-    return this._listQueues();
+  stats(queue: string): Promise<QueueStats> {
+    try {
+      this.checkOpen();
+      this.checkQueueArgument(queue);
+      return this._stats(queue);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  listQueues(): Promise<string[]> {
+    try {
+      this.checkOpen();
+      return this._listQueues();
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   async waitForCompletion(jobId: string, timeoutMs: number): Promise<CompletionResult> {
@@ -327,18 +381,26 @@ export abstract class BaseQueueStore implements QueueStore {
     return waiter.result;
   }
 
-  async kvGet(key: string): Promise<Uint8Array | undefined> {
-    this.checkOpen();
-    this.checkKvKeyArgument(key);
-    return this._kvGet(key);
+  kvGet(key: string): Promise<Uint8Array | undefined> {
+    try {
+      this.checkOpen();
+      this.checkKvKeyArgument(key);
+      return this._kvGet(key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async kvDelete(key: string, options?: { ifValue?: Uint8Array }): Promise<boolean> {
-    this.checkOpen();
-    this.checkKvKeyArgument(key);
-    const ifValue = options?.ifValue;
-    if (ifValue !== undefined) checkPayload(ifValue, 'ifValue');
-    return this._kvDelete(key, ifValue);
+  kvDelete(key: string, options?: { ifValue?: Uint8Array }): Promise<boolean> {
+    try {
+      this.checkOpen();
+      this.checkKvKeyArgument(key);
+      const ifValue = options?.ifValue;
+      if (ifValue !== undefined) checkPayload(ifValue, 'ifValue');
+      return this._kvDelete(key, ifValue);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void {
