@@ -1,3 +1,4 @@
+/* global process, AbortController, performance, console */
 /**
  * The runtime alone on a memory store: 1,000 runs x 10 immediately
  * continuing steps, 16 at once, in-process hook; prints transitions/s and
