@@ -5,28 +5,11 @@
  */
 import { copyHeaders } from '../../core/headers.js';
 import { compareIds } from '../../core/ids.js';
-import type { Headers, JobRecord, JobStatus, KvPrecondition, ReaperDeadLetterBranch } from '../../core/queue-store.js';
+import type { JobRecord, KvPrecondition, ReaperDeadLetterBranch } from '../../core/queue-store.js';
 import { bytesEqual } from '../../core/store-validation.js';
 
-/** A job in the model: the record fields plus the token of the current claim. */
-export interface ModelJob {
-  id: string;
-  queue: string;
-  payload: Uint8Array;
-  headers: Headers;
-  status: JobStatus;
-  attempts: number;
-  maxAttempts: number;
-  priority: number;
-  enqueuedAt: number;
-  claimedAt?: number;
-  leaseExpiresAt?: number;
-  runAt?: number;
-  lastError?: string;
-  dedupKey?: string;
-  completedAt?: number;
-  failedAt?: number;
-  cancelRequested: boolean;
+/** A job in the model: the record's fields plus the token of the current claim and the branch it carries for its reaper. */
+export interface ModelJob extends JobRecord {
   token?: string;
   reaperDeadLetter?: ReaperDeadLetterBranch;
 }

@@ -1,6 +1,7 @@
 /** Shared helpers of the PostgreSQL tests: server detection, fresh schemas, admin queries. */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { MIGRATIONS, render } from '../../adapters/postgres/postgres-migrations.js';
 
 export const PG_URL = process.env.TAQUBA_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -49,4 +50,27 @@ export async function terminateBackends(filter: string): Promise<number> {
     `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database() AND (${filter})`,
   );
   return rows.filter((r) => r.ok).length;
+}
+
+/**
+ * Creates `schema` as the code of `version` left it: its migrations applied
+ * the way `migrate` applies them, in one transaction. The schema joins
+ * `created`, for the caller's clean-up.
+ */
+export async function schemaAtVersion(schema: string, created: Set<string>, version: number): Promise<void> {
+  created.add(schema);
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(`CREATE SCHEMA "${schema}"`);
+    await client.query(`CREATE TABLE "${schema}".schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
+    for (let v = 1; v <= version; v++) {
+      await client.query(render(MIGRATIONS[v - 1] as string, schema, `taquba_${schema}`));
+      await client.query(`INSERT INTO "${schema}".schema_migrations (version) VALUES ($1)`, [v]);
+    }
+    await client.query('COMMIT');
+  } finally {
+    await client.end();
+  }
 }

@@ -7,40 +7,20 @@
  * 2 s after the settlement, in database time. Fresh random schemas, dropped
  * afterwards.
  */
-import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ManualClock, SystemClock } from '../../core/clock.js';
 import type { Clock, TimerOptions } from '../../core/clock.js';
 import { StepOutcome, WorkflowRuntime } from '../../core/index.js';
 import type { JobRecord } from '../../core/queue-store.js';
 import { PostgresStore } from '../../adapters/postgres/index.js';
-import { MIGRATIONS, render } from '../../adapters/postgres/postgres-migrations.js';
-import { PG_URL, admin, dropSchema, freshSchemaName, postgresAvailable } from './helpers.js';
+import { MIGRATIONS } from '../../adapters/postgres/postgres-migrations.js';
+import { PG_URL, admin, dropSchema, freshSchemaName, postgresAvailable, schemaAtVersion } from './helpers.js';
 
 const available = await postgresAvailable();
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 const base64 = (s: string): string => Buffer.from(s).toString('base64');
 const T0 = Date.parse('2026-01-01');
 const schemas = new Set<string>();
-
-/** A schema as the code of `version` left it: its migrations applied the way `migrate` applies them. */
-async function schemaAtVersion(schema: string, version: number): Promise<void> {
-  schemas.add(schema);
-  const client = new pg.Client({ connectionString: PG_URL });
-  await client.connect();
-  try {
-    await client.query('BEGIN');
-    await client.query(`CREATE SCHEMA "${schema}"`);
-    await client.query(`CREATE TABLE "${schema}".schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
-    for (let v = 1; v <= version; v++) {
-      await client.query(render(MIGRATIONS[v - 1] as string, schema, `taquba_${schema}`));
-      await client.query(`INSERT INTO "${schema}".schema_migrations (version) VALUES ($1)`, [v]);
-    }
-    await client.query('COMMIT');
-  } finally {
-    await client.end();
-  }
-}
 
 /** The database's clock, in epoch ms. */
 async function databaseNow(): Promise<number> {
@@ -73,7 +53,7 @@ describe.skipIf(!available)('PostgresStore schema version 4', () => {
 
   it('a version-3 schema migrates in place: jobs from before are reaped after, carried effects apply on it', async () => {
     const schema = freshSchemaName('tq_v3');
-    await schemaAtVersion(schema, 3);
+    await schemaAtVersion(schema, schemas, 3);
     // Version 3's own functions: two jobs on their last attempt, one of them claimed with a 1 s lease.
     const job = (id: string): unknown => ({ id, own: true, queue: 'q', payload: base64(id), headers: '{}', priority: 0, maxAttempts: 1 });
     await admin(`SELECT "${schema}".enqueue($1::bigint, $2::jsonb, NULL, false)`, [T0, JSON.stringify([job('before-claimed'), job('before-pending')])]);

@@ -12,34 +12,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../core/clock.js';
 import { DEFAULT_QUEUE_CONFIG, resolveQueueConfig } from '../../core/queue-config.js';
 import { PostgresStore, SCHEMA_VERSION } from '../../adapters/postgres/index.js';
-import { MIGRATIONS, MIGRATION_FILES, render } from '../../adapters/postgres/postgres-migrations.js';
+import { MIGRATION_FILES } from '../../adapters/postgres/postgres-migrations.js';
 import { retryDelays } from '../../adapters/postgres/postgres-rows.js';
-import { PG_URL, admin, dropSchema, freshSchemaName, postgresAvailable } from './helpers.js';
+import { PG_URL, admin, dropSchema, freshSchemaName, postgresAvailable, schemaAtVersion } from './helpers.js';
 
 const available = await postgresAvailable();
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 const base64 = (s: string): string => Buffer.from(s).toString('base64');
 const T0 = Date.parse('2026-01-01');
 const schemas = new Set<string>();
-
-/** A schema as the code of `version` left it: its migration files applied the way `migrate` applies them. */
-async function schemaAtVersion(schema: string, version: number): Promise<void> {
-  schemas.add(schema);
-  const client = new pg.Client({ connectionString: PG_URL });
-  await client.connect();
-  try {
-    await client.query('BEGIN');
-    await client.query(`CREATE SCHEMA "${schema}"`);
-    await client.query(`CREATE TABLE "${schema}".schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
-    for (let v = 1; v <= version; v++) {
-      await client.query(render(MIGRATIONS[v - 1] as string, schema, `taquba_${schema}`));
-      await client.query(`INSERT INTO "${schema}".schema_migrations (version) VALUES ($1)`, [v]);
-    }
-    await client.query('COMMIT');
-  } finally {
-    await client.end();
-  }
-}
 
 /** The source of every function in `schema`, by name. */
 async function functionSources(schema: string): Promise<Map<string, string>> {
@@ -71,7 +52,7 @@ describe.skipIf(!available)('PostgresStore schema version 5', () => {
     expect(onDisk).toEqual([...MIGRATION_FILES]);
     expect(SCHEMA_VERSION).toBe(MIGRATION_FILES.length);
     const schema = freshSchemaName('tq_files');
-    await schemaAtVersion(schema, SCHEMA_VERSION);
+    await schemaAtVersion(schema, schemas, SCHEMA_VERSION);
     const functions = await functionSources(schema);
     expect(functions.has('claim')).toBe(false);
     expect(functions.has('settle_batch')).toBe(false);
@@ -85,7 +66,7 @@ describe.skipIf(!available)('PostgresStore schema version 5', () => {
 
   it('a version-4 schema migrates in place: jobs of every status, a live lease, a dedup key, kv and counters survive and work', async () => {
     const schema = freshSchemaName('tq_v4');
-    await schemaAtVersion(schema, 4);
+    await schemaAtVersion(schema, schemas, 4);
     // Version 4's own functions and payloads.
     const S = `"${schema}"`;
     const v4Config = JSON.stringify({ default: { ...resolveQueueConfig({ keepDoneJobsMs: 3_600_000 }) }, queues: {} });
