@@ -52,7 +52,7 @@ export interface FaultRates {
   cancel: number;
 }
 
-/** The rates of the issue's example; pass `faults` to change them. */
+/** Default fault rates per delivery: 5% crashes, 5% lease expiries, 2% store errors, 2% external cancels; pass `faults` to change them. */
 export const DEFAULT_FAULTS: Readonly<FaultRates> = Object.freeze({ crash: 0.05, leaseExpiry: 0.05, storeError: 0.02, cancel: 0.02 });
 
 /** A run to submit at the start of the simulation. */
