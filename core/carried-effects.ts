@@ -64,29 +64,7 @@ type Json = Record<string, unknown>;
 const base64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 const fromBase64 = (text: unknown): Uint8Array => new Uint8Array(Buffer.from(String(text), 'base64'));
 
-function effectsToJson(effects: Effects | undefined): Json | undefined {
-  if (effects === undefined) return undefined;
-  return {
-    enqueue: effects.enqueue?.map((r) => ({ queue: r.queue, payload: base64(r.payload), options: optionsToJson(r.options) })),
-    kvWrites: effects.kvWrites?.map((w) => ({ key: w.key, value: base64(w.value) })),
-    kvDeletes: effects.kvDeletes,
-  };
-}
-
-function optionsToJson(options: EnqueueOptions | undefined): Json | undefined {
-  if (options === undefined) return undefined;
-  const { reaperDeadLetter, ...rest } = options;
-  return reaperDeadLetter === undefined ? rest : { ...rest, reaperDeadLetter: branchToJson(reaperDeadLetter) };
-}
-
-function branchToJson(branch: ReaperDeadLetterBranch): Json {
-  return {
-    precondition: branch.precondition && { key: branch.precondition.key, equals: base64(branch.precondition.equals) },
-    effects: effectsToJson(branch.effects),
-    ifCancelRequested: effectsToJson(branch.ifCancelRequested),
-  };
-}
-
+// The first column form, still read: a plain object, every byte array in base64.
 function effectsFromJson(json: Json | undefined): Effects | undefined {
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the text comes from a store column
   if (json === undefined || json === null) return undefined;

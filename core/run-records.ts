@@ -40,7 +40,7 @@ export function encodeRecord(record: RunIdentity | RunCursor): Uint8Array {
  * the common case, and a byte loop beats `TextEncoder` (and `encodeInto`)
  * several times over at this size; this runs several times per step.
  */
-export function encodeShortString(text: string): Uint8Array {
+function encodeShortString(text: string): Uint8Array {
   const bytes = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i);
