@@ -29,6 +29,7 @@ import type {
   QueueStats,
   QueueStore,
   ReapReport,
+  ReaperTemplate,
   RenewResult,
   SettleResult,
   Settlement,
@@ -46,6 +47,7 @@ import {
   checkSettlement,
   checkTimeoutMs,
 } from './store-validation.js';
+import { checkReaperTemplate } from './reaper-template.js';
 
 /** One item of `enqueueBatch`. */
 export interface BatchItem {
@@ -96,6 +98,8 @@ export abstract class BaseQueueStore implements QueueStore {
   protected abstract _cancel(jobId: string, effects: Effects | undefined): Promise<CancelResult>;
   protected abstract _reap(): Promise<ReapReport>;
   protected abstract _promote(): Promise<number>;
+  /** `template` arrives checked and is the caller's: keep a copy (`copyReaperTemplate`) or its text form. */
+  protected abstract _setReaperTemplate(queue: string, template: ReaperTemplate | undefined): Promise<void>;
   protected abstract _requeueDead(jobId: string): Promise<void>;
   protected abstract _getJob(jobId: string): Promise<JobRecord | undefined>;
   protected abstract _deadJobs(queue: string, after: string | undefined, limit: number): Promise<JobRecord[]>;
@@ -301,6 +305,17 @@ export abstract class BaseQueueStore implements QueueStore {
     try {
       this.checkOpen();
       return this._promote();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  setReaperTemplate(queue: string, template: ReaperTemplate | undefined): Promise<void> {
+    try {
+      this.checkOpen();
+      this.checkQueueArgument(queue);
+      checkReaperTemplate(template);
+      return this._setReaperTemplate(queue, template);
     } catch (error) {
       return Promise.reject(error);
     }

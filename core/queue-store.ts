@@ -120,6 +120,50 @@ export interface ReaperDeadLetterBranch {
   ifCancelRequested?: Effects;
 }
 
+/**
+ * Text made from the job being reaped, joined in order: literal strings,
+ * the job's id (`{ jobId: true }`) and the values of its headers
+ * (`{ header: name }`).
+ */
+export type JobText = ReadonlyArray<string | JobTextField>;
+
+/** A part of `JobText` read from the job. */
+export type JobTextField = { readonly jobId: true } | { readonly header: string };
+
+/** A job a reaper template enqueues: always a new job, with an id the store generates. */
+export interface TemplateEnqueue {
+  queue: string;
+  payload: Uint8Array;
+  /** Start from a copy of the reaped job's headers (then `headers` are set over them). */
+  copyJobHeaders?: boolean;
+  /** Literal headers, set after the copied ones. */
+  headers?: Headers;
+  dedupKey?: JobText;
+}
+
+/** Effects of a reaper template, made from the reaped job. */
+export interface TemplateEffects {
+  enqueue?: TemplateEnqueue[];
+  kvDeletes?: JobText[];
+}
+
+/**
+ * What the reaper commits for every job of one queue it dead-letters on
+ * its last attempt whose job carries no `reaperDeadLetter` of its own: a
+ * `ReaperDeadLetterBranch` whose run-specific parts are made from the job
+ * (its id and headers) at the reap. Kept by the store, once per queue
+ * (`setReaperTemplate`), so every process that reaps applies it and no job
+ * has to carry it. A template naming a header the job lacks makes nothing:
+ * the job goes dead with no effects, as when the precondition fails.
+ */
+export interface ReaperTemplate {
+  /** The record at `key` must exist and equal the UTF-8 bytes of `equals`. */
+  precondition?: { key: JobText; equals: JobText };
+  effects?: TemplateEffects;
+  /** Made and applied instead of `effects` when the job's cancel flag is set. */
+  ifCancelRequested?: TemplateEffects;
+}
+
 /** One key-value write. Values are at most `KV_VALUE_MAX_BYTES`. */
 export interface KvWrite {
   key: string;
@@ -241,10 +285,11 @@ export interface ReapReport {
   /**
    * Expired claims on their last attempt, now `dead` with `lastError =
    * "lease expired"`, each committed with the effects it carried
-   * (`EnqueueOptions.reaperDeadLetter`) when their precondition held.
+   * (`EnqueueOptions.reaperDeadLetter`), or else those of its queue's
+   * reaper template, when their precondition held.
    */
   deadLettered: JobRecord[];
-  /** Ids of the dead-lettered jobs whose carried effects committed with them, in `deadLettered` order. */
+  /** Ids of the dead-lettered jobs whose carried or template effects committed with them, in `deadLettered` order. */
   effectsApplied: string[];
   /** Done jobs deleted by retention. */
   doneSwept: number;
@@ -360,7 +405,9 @@ export interface QueueStore {
    * `failedAt`). A job dead-lettered here commits, in the same transaction,
    * the effects it carries (`reaperDeadLetter`: `ifCancelRequested` when its
    * cancel flag is set, `effects` otherwise; none when its precondition does
-   * not hold), so what the dead-letter implies is durable whichever process
+   * not hold); a job that carries none commits those of its queue's reaper
+   * template (`setReaperTemplate`) as it stands at the reap, made from the
+   * job. So what the dead-letter implies is durable whichever process
    * reaps. Several such dead-letters of one pass apply their effects in job
    * id order, each seeing the effects before it (a precondition included).
    * A job dead-lettered here is swept in the same pass when its retention
@@ -368,6 +415,15 @@ export interface QueueStore {
    * inside the report is not part of the contract.
    */
   reap(): Promise<ReapReport>;
+
+  /**
+   * Stores the reaper template of `queue` (see `ReaperTemplate`), replacing
+   * the one before; `undefined` removes it. Durable like a job: every
+   * instance and process sharing the storage reaps with the template last
+   * set. The store keeps a copy. Errors: `InvalidArgumentError` for a bad
+   * queue name or a malformed template.
+   */
+  setReaperTemplate(queue: string, template: ReaperTemplate | undefined): Promise<void>;
 
   /**
    * Scheduled jobs with `runAt <= now` become pending (`runAt` cleared).

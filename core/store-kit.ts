@@ -22,6 +22,7 @@ export {
   checkPrecondition,
   checkQueueName,
   checkSettlement,
+  isValidKvKey,
   checkTimeoutMs,
   checkNewJobIds,
   jobIdInUse,
@@ -29,6 +30,7 @@ export {
 export { QueueConfigs, resolveQueueConfig, retryDelayMs, enqueueDueAt } from './queue-config.js';
 export type { QueueConfig, StoreOptions } from './queue-config.js';
 export { STALE_BRANCH, copyEffects, copyReaperBranch, reaperEffects, encodeReaperBranch, decodeReaperBranch } from './carried-effects.js';
+export { checkReaperTemplate, copyReaperTemplate, decodeReaperTemplate, encodeReaperTemplate, instantiateReaperTemplate, renderJobText } from './reaper-template.js';
 export { compareIds, newId } from './ids.js';
 export { jobRecord } from './job-record.js';
 export type { JobFields } from './job-record.js';

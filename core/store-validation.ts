@@ -104,8 +104,13 @@ export function checkPrecondition(precondition: KvPrecondition | undefined): voi
   checkPayload(precondition.equals, 'precondition value');
 }
 
+/** A kv key a store accepts: a non-empty string of at most 1024 characters. */
+export function isValidKvKey(key: unknown): key is string {
+  return typeof key === 'string' && key.length > 0 && key.length <= 1024;
+}
+
 export function checkKvKey(key: unknown): asserts key is string {
-  if (typeof key !== 'string' || key.length === 0 || key.length > 1024) {
+  if (!isValidKvKey(key)) {
     throw new InvalidArgumentError('kv key', `expected a non-empty string of at most 1024 characters, got ${describe(key)}`);
   }
 }

@@ -18,6 +18,7 @@ export const WRITE_OPS: ReadonlySet<StoreOp> = new Set<StoreOp>([
   'cancel',
   'reap',
   'promote',
+  'setReaperTemplate',
   'requeueDead',
   'kvDelete',
 ]);
@@ -122,6 +123,9 @@ export class InterceptingStore implements QueueStore {
   }
   promote(): ReturnType<QueueStore['promote']> {
     return this.call('promote', [], () => this.inner.promote());
+  }
+  setReaperTemplate(...args: Parameters<QueueStore['setReaperTemplate']>): ReturnType<QueueStore['setReaperTemplate']> {
+    return this.call('setReaperTemplate', args, () => this.inner.setReaperTemplate(...args));
   }
   requeueDead(...args: Parameters<QueueStore['requeueDead']>): ReturnType<QueueStore['requeueDead']> {
     return this.call('requeueDead', args, () => this.inner.requeueDead(...args));

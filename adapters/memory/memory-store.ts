@@ -6,6 +6,7 @@ import { jobRecord } from '../../core/job-record.js';
 import { compareIds, hasNativeIdOrder, newId } from '../../core/ids.js';
 import { enqueueDueAt, retryDelayMs } from '../../core/queue-config.js';
 import { STALE_BRANCH, copyReaperBranch, reaperEffects } from '../../core/carried-effects.js';
+import { copyReaperTemplate, reaperBranchOf } from '../../core/reaper-template.js';
 import type { StoreOptions } from '../../core/queue-config.js';
 import type {
   CancelResult,
@@ -21,6 +22,7 @@ import type {
   KvWrite,
   QueueStats,
   ReaperDeadLetterBranch,
+  ReaperTemplate,
   ReapReport,
   RenewResult,
   SettleResult,
@@ -116,6 +118,7 @@ export class MemoryStore extends BaseQueueStore {
   private readonly jobs = new Map<string, StoredJob>();
   private readonly queues = new Map<string, QueueState>();
   private readonly kv = new Map<string, Uint8Array>();
+  private readonly templates = new Map<string, ReaperTemplate>();
   private tokenSeq = 0;
   /** Claims since the last yield to the event loop (see `claim`). */
   private claimsSinceYield = 0;
@@ -264,7 +267,7 @@ export class MemoryStore extends BaseQueueStore {
         if (job.attempts >= job.maxAttempts) {
           job.lastError = 'lease expired';
           this.makeDead(state, job, now);
-          if (job.reaperDeadLetter !== undefined) carrying.push(job);
+          if (job.reaperDeadLetter !== undefined || this.templates.has(name)) carrying.push(job);
           deadHere.push(toRecord(job));
         } else {
           this.makePending(state, job);
@@ -305,6 +308,11 @@ export class MemoryStore extends BaseQueueStore {
 
   protected async _promote(): Promise<number> {
     return this.promoteDue();
+  }
+
+  protected async _setReaperTemplate(queue: string, template: ReaperTemplate | undefined): Promise<void> {
+    if (template === undefined) this.templates.delete(queue);
+    else this.templates.set(queue, copyReaperTemplate(template));
   }
 
   protected async _requeueDead(jobId: string): Promise<void> {
@@ -423,7 +431,8 @@ export class MemoryStore extends BaseQueueStore {
 
   /** The effects a reaper-dead job carries; none when one of their ids is taken (see the contract). */
   private applyReaperEffects(job: StoredJob): boolean {
-    const effects = reaperEffects(job.reaperDeadLetter, job.cancelRequested, (p) => this.holds(p));
+    const branch = reaperBranchOf(job.reaperDeadLetter, this.templates.get(job.queue), job);
+    const effects = reaperEffects(branch, job.cancelRequested, (p) => this.holds(p));
     if (effects === undefined) return false;
     try {
       this.checkNewIds(effects.enqueue ?? []);

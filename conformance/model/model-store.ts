@@ -23,6 +23,7 @@ import type {
   QueueStats,
   QueueStore,
   ReapReport,
+  ReaperTemplate,
   RenewResult,
   SettleResult,
   Settlement,
@@ -124,6 +125,10 @@ export class ModelStore implements QueueStore {
 
   async promote(): Promise<number> {
     return this.run((now) => this.model.promote(now));
+  }
+
+  async setReaperTemplate(queue: string, template: ReaperTemplate | undefined): Promise<void> {
+    this.run(() => this.model.setReaperTemplate(queue, template));
   }
 
   async requeueDead(jobId: string): Promise<void> {

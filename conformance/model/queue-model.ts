@@ -16,6 +16,7 @@ import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostErr
 import { copyHeaders } from '../../core/headers.js';
 import { compareIds } from '../../core/ids.js';
 import { copyReaperBranch } from '../../core/carried-effects.js';
+import { checkReaperTemplate, copyReaperTemplate, reaperBranchOf } from '../../core/reaper-template.js';
 import { QueueConfigs, retryDelayMs } from '../../core/queue-config.js';
 import type { StoreOptions } from '../../core/queue-config.js';
 import type {
@@ -31,6 +32,7 @@ import type {
   KvWrite,
   QueueStats,
   ReapReport,
+  ReaperTemplate,
   RenewResult,
   SettleResult,
   Settlement,
@@ -56,7 +58,7 @@ import type { ModelEvents, ModelJob, ModelState } from './state.js';
  * (the property tests use readable sequential ids; `ModelStore` uses ULIDs).
  */
 export class QueueModel {
-  state: ModelState = { jobs: [], kv: new Map(), doneCount: new Map(), queues: new Set(), tokenSeq: 0 };
+  state: ModelState = { jobs: [], kv: new Map(), doneCount: new Map(), queues: new Set(), reaperTemplates: new Map(), tokenSeq: 0 };
   /** Events of the last successful operation. */
   events: ModelEvents = noEvents();
   readonly configs: QueueConfigs;
@@ -147,7 +149,8 @@ export class QueueModel {
 
   /** The job's carried effects, by its cancel flag; none when the precondition fails or an id is taken. */
   private applyReaperEffects(state: ModelState, events: ModelEvents, now: number, job: ModelJob): boolean {
-    const branch = job.reaperDeadLetter;
+    // The branch the job carries, else the one its queue's template makes from it.
+    const branch = reaperBranchOf(job.reaperDeadLetter, state.reaperTemplates.get(job.queue), job);
     if (branch === undefined) return false;
     if (branch.precondition !== undefined && !holds(state, branch.precondition)) return false;
     const effects = job.cancelRequested ? branch.ifCancelRequested : branch.effects;
@@ -357,6 +360,15 @@ export class QueueModel {
         }
       }
       return report;
+    });
+  }
+
+  setReaperTemplate(queue: string, template: ReaperTemplate | undefined): void {
+    checkQueueName(queue);
+    checkReaperTemplate(template);
+    this.transaction((state) => {
+      if (template === undefined) state.reaperTemplates.delete(queue);
+      else state.reaperTemplates.set(queue, copyReaperTemplate(template));
     });
   }
 

@@ -5,7 +5,7 @@
  */
 import { copyHeaders } from '../../core/headers.js';
 import { compareIds } from '../../core/ids.js';
-import type { JobRecord, KvPrecondition, ReaperDeadLetterBranch } from '../../core/queue-store.js';
+import type { JobRecord, KvPrecondition, ReaperDeadLetterBranch, ReaperTemplate } from '../../core/queue-store.js';
 import { bytesEqual } from '../../core/store-validation.js';
 
 /** A job in the model: the record's fields plus the token of the current claim and the branch it carries for its reaper. */
@@ -23,6 +23,8 @@ export interface ModelState {
   doneCount: Map<string, number>;
   /** Queues that ever held a job. */
   queues: Set<string>;
+  /** Reaper templates by queue (kept as copies, never changed in place). */
+  reaperTemplates: Map<string, ReaperTemplate>;
   tokenSeq: number;
 }
 
@@ -43,6 +45,7 @@ export function cloneState(state: ModelState): ModelState {
     kv: new Map(state.kv),
     doneCount: new Map(state.doneCount),
     queues: new Set(state.queues),
+    reaperTemplates: new Map(state.reaperTemplates),
     tokenSeq: state.tokenSeq,
   };
 }

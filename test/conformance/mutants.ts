@@ -26,6 +26,7 @@ import type {
   QueueStats,
   QueueStore,
   ReapReport,
+  ReaperTemplate,
   RenewResult,
   SettleResult,
   Settlement,
@@ -59,6 +60,9 @@ export class ForwardingStore implements QueueStore {
   }
   promote(): Promise<number> {
     return this.inner.promote();
+  }
+  setReaperTemplate(queue: string, template: ReaperTemplate | undefined): Promise<void> {
+    return this.inner.setReaperTemplate(queue, template);
   }
   requeueDead(jobId: string): Promise<void> {
     return this.inner.requeueDead(jobId);
@@ -299,6 +303,7 @@ const STORE_METHODS = new Set([
   'cancel',
   'reap',
   'promote',
+  'setReaperTemplate',
   'requeueDead',
   'getJob',
   'deadJobs',
