@@ -199,11 +199,11 @@ async function storeSnapshot(store: QueueStore, scenario: Scenario): Promise<unk
   return { jobs, kv, q: await store.stats('q'), q2: await store.stats('q2') };
 }
 
-function modelSnapshot(model: QueueModel, scenario: Scenario): unknown {
+function modelSnapshot(model: QueueModel, scenario: Scenario, now: number): unknown {
   const jobs: Record<string, unknown> = {};
   for (const id of knownIds(scenario)) jobs[id] = model.getJob(id);
   const kv: Record<string, unknown> = {};
-  for (const key of kvKeys(scenario)) kv[key] = model.kvGet(key);
+  for (const key of kvKeys(scenario)) kv[key] = model.kvGet(now, key);
   return { jobs, kv, q: model.stats('q'), q2: model.stats('q2') };
 }
 
@@ -309,7 +309,7 @@ export async function checkStoreConcurrency(options: ConformanceOptions): Promis
         const modelSide: Side = { call: async (_label, _run, onModel) => outcome(() => onModel(history, now)) };
         const serial: unknown[] = new Array(scenario.ops.length);
         for (const i of order) serial[i] = await issue(scenario.ops[i] as ConcurrentOp, i, modelSide, claims, takenByOtherClaims);
-        if (canonical({ results: serial, state: modelSnapshot(history, scenario) }) === actual) return;
+        if (canonical({ results: serial, state: modelSnapshot(history, scenario, now) }) === actual) return;
       }
       throw new ConformanceError(
         `no serial order of the concurrent calls explains the store's results and final state:\n  ops: ${show(scenario.ops)}\n  store: ${actual}`,

@@ -1068,6 +1068,57 @@ const exampleChecks: ConformanceCheck[] = [
       ),
   },
   {
+    name: 'kv records with ttlMs expire on the store clock: from now + ttlMs on, kvGet, preconditions, ifValue and ifAbsent see no record; a write without it makes one permanent',
+    run: (options) =>
+      withStore(
+        options,
+        async (store, clock) => {
+          await store.enqueue('q', bytes('a'), { id: 'a' }, [
+            { key: 'short', value: bytes('s'), ttlMs: 100 },
+            { key: 'kept', value: bytes('k'), ttlMs: 100 },
+            { key: 'cas', value: bytes('c'), ttlMs: 100 },
+          ]);
+          const [claim] = await store.claim('q');
+          // Made permanent again by a write without ttlMs (here inside settlement effects).
+          await store.settle(claim as ClaimRef, {
+            action: { type: 'ack' },
+            effects: {
+              kvWrites: [
+                { key: 'kept', value: bytes('k2') },
+                { key: 'later', value: bytes('l'), ttlMs: 500 },
+              ],
+            },
+          });
+          clock.advance(99);
+          assertEqual('before the expiry', [await store.kvGet('short'), await store.kvGet('later')], [bytes('s'), bytes('l')]);
+          clock.advance(1);
+          assertEqual(
+            'at now + ttlMs: gone; the rewritten one kept; the one written later still there',
+            await Promise.all(['short', 'kept', 'cas', 'later'].map((k) => store.kvGet(k))),
+            [undefined, bytes('k2'), undefined, bytes('l')],
+          );
+          assertEqual('compare-and-delete of an expired record deletes nothing', await store.kvDelete('cas', { ifValue: bytes('c') }), false);
+          const created = await store.enqueue('q', bytes('b'), { id: 'b' }, [{ key: 'short', value: bytes('new'), ifAbsent: true }]);
+          assertEqual('ifAbsent of an expired key writes', created, { kind: 'new', id: 'b' });
+          assertEqual('the new value', await store.kvGet('short'), bytes('new'));
+          await store.enqueue('q', bytes('c'), { id: 'c' }, [{ key: 'guard', value: bytes('g'), ttlMs: 50 }]);
+          const claims = await store.claim('q', { limit: 2 });
+          clock.advance(50);
+          const settled = await store.settle(claims.find((c) => c.jobId === 'c') as ClaimRef, {
+            action: { type: 'ack' },
+            precondition: { key: 'guard', equals: bytes('g') },
+            effects: { kvWrites: [{ key: 'applied', value: bytes('1') }] },
+          });
+          assertEqual('a precondition on an expired record does not hold', settled.branch, 'stale');
+          assertEqual('no effects', await store.kvGet('applied'), undefined);
+          clock.advance(1000);
+          await store.reap();
+          assertEqual('after a reap, as before it', [await store.kvGet('later'), await store.kvGet('kept')], [undefined, bytes('k2')]);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
     name: 'retention: done jobs kept for keepDoneJobsMs, dead jobs for deadRetentionMs',
     run: (options) =>
       withStore(
@@ -1278,6 +1329,16 @@ const BAD_CALLS: BadCall[] = [
     what: 'setReaperTemplate with a header value that is not a string',
     code: 'INVALID_ARGUMENT',
     call: (s) => s.setReaperTemplate('q', { effects: { enqueue: [{ queue: 'o', payload: bytes('x'), headers: { h: 1 as unknown as string } }] } }),
+  },
+  {
+    what: 'enqueue with a kv write whose ttlMs is 0',
+    code: 'INVALID_ARGUMENT',
+    call: (s) => s.enqueue('q', bytes('n'), { id: 'n1' }, [{ key: 'k2', value: bytes('v'), ttlMs: 0 }]),
+  },
+  {
+    what: 'settle with a kv write whose ttlMs is not an integer',
+    code: 'INVALID_ARGUMENT',
+    call: (s, c) => s.settle(c, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k2', value: bytes('v'), ttlMs: 1.5 }] } }),
   },
   { what: 'claim with limit 0', code: 'INVALID_ARGUMENT', call: (s) => s.claim('q', { limit: 0 }) },
   { what: 'claim with leaseMs 0', code: 'INVALID_ARGUMENT', call: (s) => s.claim('q', { leaseMs: 0 }) },

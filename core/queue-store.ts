@@ -174,6 +174,15 @@ export interface KvWrite {
    * `kvConflict`. Used to make "create once" records race-free across processes.
    */
   ifAbsent?: boolean;
+  /**
+   * Keep the record for this many milliseconds of the store's clock from
+   * the commit (the database's clock for shared stores), a positive
+   * integer. From `now + ttlMs` on, the record is gone for every read:
+   * `kvGet`, preconditions, `ifValue` and `ifAbsent` see no record, and
+   * `reap` deletes it. Without it the record stays until deleted; a write
+   * without it makes an expiring record permanent again.
+   */
+  ttlMs?: number;
 }
 
 /** Largest kv value a store accepts (256 KiB). */
@@ -201,7 +210,7 @@ export interface EnqueueRequest {
 export interface Effects {
   /** Jobs to enqueue, each under the dedup rules of `enqueue`. */
   enqueue?: EnqueueRequest[];
-  /** Plain writes (`ifAbsent` is not honoured inside effects). */
+  /** Plain writes (`ifAbsent` is not honoured inside effects; `ttlMs` is). */
   kvWrites?: KvWrite[];
   kvDeletes?: string[];
 }
@@ -401,8 +410,8 @@ export interface QueueStore {
    * `lastError = "lease expired"` and `failedAt = now` when `attempts >=
    * maxAttempts`, otherwise back to `pending` (attempts unchanged, lease
    * fields cleared). Then deletes done jobs older than `keepDoneJobsMs`
-   * (by `completedAt`) and dead jobs older than `deadRetentionMs` (by
-   * `failedAt`). A job dead-lettered here commits, in the same transaction,
+   * (by `completedAt`), dead jobs older than `deadRetentionMs` (by
+   * `failedAt`) and kv records whose `ttlMs` has passed. A job dead-lettered here commits, in the same transaction,
    * the effects it carries (`reaperDeadLetter`: `ifCancelRequested` when its
    * cancel flag is set, `effects` otherwise; none when its precondition does
    * not hold); a job that carries none commits those of its queue's reaper

@@ -120,6 +120,7 @@ export function checkKvWrites(writes: KvWrite[] | undefined): void {
     checkKvKey(write.key);
     checkPayload(write.value, `kv value of "${write.key}"`);
     if (write.value.byteLength > KV_VALUE_MAX_BYTES) throw new KvValueTooLargeError(write.key, write.value.byteLength, KV_VALUE_MAX_BYTES);
+    if (write.ttlMs !== undefined) checkPositiveInt(`ttlMs of "${write.key}"`, write.ttlMs);
   }
 }
 

@@ -7,6 +7,7 @@ import { compareIds, hasNativeIdOrder, newId } from '../../core/ids.js';
 import { enqueueDueAt, retryDelayMs } from '../../core/queue-config.js';
 import { STALE_BRANCH, copyReaperBranch, reaperEffects } from '../../core/carried-effects.js';
 import { copyReaperTemplate, reaperBranchOf } from '../../core/reaper-template.js';
+import { MemoryKv } from './memory-kv.js';
 import type { StoreOptions } from '../../core/queue-config.js';
 import type {
   CancelResult,
@@ -117,7 +118,7 @@ export type MemoryStoreOptions = StoreOptions;
 export class MemoryStore extends BaseQueueStore {
   private readonly jobs = new Map<string, StoredJob>();
   private readonly queues = new Map<string, QueueState>();
-  private readonly kv = new Map<string, Uint8Array>();
+  private readonly kv = new MemoryKv();
   private readonly templates = new Map<string, ReaperTemplate>();
   private tokenSeq = 0;
   /** Claims since the last yield to the event loop (see `claim`). */
@@ -132,7 +133,7 @@ export class MemoryStore extends BaseQueueStore {
     const existing = options?.dedupKey === undefined ? undefined : this.queues.get(queue)?.dedup.get(options.dedupKey);
     if (existing !== undefined) return { kind: 'alreadyEnqueued', id: existing };
     for (const write of kvWrites ?? []) {
-      if (write.ifAbsent && this.kv.has(write.key)) return { kind: 'kvConflict', key: write.key };
+      if (write.ifAbsent && this.kv.get(write.key, this.clock.now()) !== undefined) return { kind: 'kvConflict', key: write.key };
     }
     this.checkNewIds([options === undefined ? { queue, payload } : { queue, payload, options }]);
     const result = this.insertJob(queue, payload, options);
@@ -253,6 +254,7 @@ export class MemoryStore extends BaseQueueStore {
     const now = this.clock.now();
     const report: ReapReport = { requeued: [], deadLettered: [], effectsApplied: [], doneSwept: 0, deadSwept: 0 };
     const carrying: StoredJob[] = [];
+    this.kv.sweep(now);
     for (const [name, state] of this.queues) {
       const config = this.configs.get(name);
       const deadHere: JobRecord[] = [];
@@ -358,14 +360,15 @@ export class MemoryStore extends BaseQueueStore {
   }
 
   protected async _kvGet(key: string): Promise<Uint8Array | undefined> {
-    return this.kv.get(key)?.slice();
+    return this.kv.get(key, this.clock.now())?.slice();
   }
 
   protected async _kvDelete(key: string, ifValue: Uint8Array | undefined): Promise<boolean> {
-    const current = this.kv.get(key);
+    const current = this.kv.get(key, this.clock.now());
     if (current === undefined) return false;
     if (ifValue !== undefined && !bytesEqual(current, ifValue)) return false;
-    return this.kv.delete(key);
+    this.kv.delete(key);
+    return true;
   }
 
   protected async _close(): Promise<void> {}
@@ -425,7 +428,7 @@ export class MemoryStore extends BaseQueueStore {
   }
 
   private holds(precondition: KvPrecondition): boolean {
-    const current = this.kv.get(precondition.key);
+    const current = this.kv.get(precondition.key, this.clock.now());
     return current !== undefined && bytesEqual(current, precondition.equals);
   }
 
@@ -451,7 +454,7 @@ export class MemoryStore extends BaseQueueStore {
   }
 
   private applyKvWrites(writes: KvWrite[] | undefined): void {
-    for (const write of writes ?? []) this.kv.set(write.key, write.value.slice());
+    for (const write of writes ?? []) this.kv.set(write.key, write.value.slice(), write.ttlMs === undefined ? undefined : this.clock.now() + write.ttlMs);
   }
 
   private releaseDedup(state: QueueState, job: StoredJob): void {

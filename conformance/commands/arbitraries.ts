@@ -45,10 +45,14 @@ const oneTiming = (spec: OptionSpec): OptionSpec => {
 };
 const baseOptionSpecArb: fc.Arbitrary<OptionSpec> = fc.record(baseOptionFields, { requiredKeys: [] }).map((r) => oneTiming(definedOnly<OptionSpec>(r)));
 
+/** Some records expire (`ttlMs`), at times the clock commands step over. */
+const ttlArb = maybe(fc.constantFrom(1, 300, 3000), 3);
 export const kvWriteArb: fc.Arbitrary<KvWrite> = fc
-  .record({ key: fc.constantFrom(...KV_KEYS), value: kvValueArb, ifAbsent: fc.boolean() })
-  .map((w) => (w.ifAbsent ? w : { key: w.key, value: w.value }));
-const plainKvWriteArb: fc.Arbitrary<KvWrite> = fc.record({ key: fc.constantFrom(...KV_KEYS), value: kvValueArb });
+  .record({ key: fc.constantFrom(...KV_KEYS), value: kvValueArb, ifAbsent: fc.boolean(), ttlMs: ttlArb })
+  .map((w) => definedOnly<KvWrite>({ key: w.key, value: w.value, ...(w.ifAbsent ? { ifAbsent: true } : {}), ttlMs: w.ttlMs }));
+const plainKvWriteArb: fc.Arbitrary<KvWrite> = fc
+  .record({ key: fc.constantFrom(...KV_KEYS), value: kvValueArb, ttlMs: ttlArb })
+  .map((w) => definedOnly<KvWrite>(w));
 
 /** Reaper effects report no enqueue results, so their jobs carry supplied ids (as cancel effects do). */
 const reaperEffectsArb: fc.Arbitrary<EffectsSpec> = fc.record({

@@ -16,7 +16,7 @@ export class KvDeleteCommand implements StoreCommand {
     await both(
       world,
       this.toString(),
-      () => world.model.kvDelete(this.key, options),
+      (now) => world.model.kvDelete(now, this.key, options),
       () => world.store.kvDelete(this.key, options),
       (v) => v,
     );

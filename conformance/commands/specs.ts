@@ -111,7 +111,7 @@ export function showEffects(spec: EffectsSpec | undefined): string {
   if (!spec) return 'none';
   const parts: string[] = [];
   for (const e of spec.enqueue) parts.push(`enqueue(${e.queue}, ${show(e.payload)}, ${showOptions(e.options)})`);
-  for (const w of spec.kvWrites) parts.push(`set ${w.key}=${show(w.value)}`);
+  for (const w of spec.kvWrites) parts.push(`set ${w.key}=${show(w.value)}${w.ttlMs === undefined ? '' : ` ttl ${w.ttlMs}`}`);
   for (const k of spec.kvDeletes) parts.push(`delete ${k}`);
   return `[${parts.join('; ')}]`;
 }
@@ -126,5 +126,5 @@ export function showAction(action: SettleAction): string {
 }
 
 export function showKvWrites(writes: KvWrite[]): string {
-  return `[${writes.map((w) => `${w.key}=${show(w.value)}${w.ifAbsent ? ' ifAbsent' : ''}`).join(', ')}]`;
+  return `[${writes.map((w) => `${w.key}=${show(w.value)}${w.ifAbsent ? ' ifAbsent' : ''}${w.ttlMs === undefined ? '' : ` ttl ${w.ttlMs}`}`).join(', ')}]`;
 }

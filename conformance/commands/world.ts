@@ -127,7 +127,7 @@ export class StoreWorld {
       }
     }
     expectSame(`after ${after}: listQueues()`, this.model.listQueues(), await this.store.listQueues());
-    for (const key of KV_KEYS) expectSame(`after ${after}: kvGet(${key})`, this.model.kvGet(key), await this.store.kvGet(key));
+    for (const key of KV_KEYS) expectSame(`after ${after}: kvGet(${key})`, this.model.kvGet(this.clock.now(), key), await this.store.kvGet(key));
   }
 }
 

@@ -163,11 +163,11 @@ export class ModelStore implements QueueStore {
   }
 
   async kvGet(key: string): Promise<Uint8Array | undefined> {
-    return this.run(() => this.model.kvGet(key));
+    return this.run((now) => this.model.kvGet(now, key));
   }
 
   async kvDelete(key: string, options?: { ifValue?: Uint8Array }): Promise<boolean> {
-    return this.run(() => this.model.kvDelete(key, options));
+    return this.run((now) => this.model.kvDelete(now, key, options));
   }
 
   subscribe(queue: string, listener: (notification: StoreNotification) => void): () => void {

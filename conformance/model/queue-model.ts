@@ -50,7 +50,7 @@ import {
   checkQueueName,
   checkSettlement,
 } from '../../core/store-validation.js';
-import { claimOrder, cloneState, holds, modelRecord, noEvents } from './state.js';
+import { claimOrder, cloneState, holds, liveKv, modelRecord, noEvents, writeKv } from './state.js';
 import type { ModelEvents, ModelJob, ModelState } from './state.js';
 
 /**
@@ -142,7 +142,7 @@ export class QueueModel {
 
   private applyEffects(state: ModelState, events: ModelEvents, now: number, effects: Effects | undefined): EnqueueResult[] {
     const enqueued = (effects?.enqueue ?? []).map((request) => this.insert(state, events, now, request.queue, request.payload, request.options));
-    for (const write of effects?.kvWrites ?? []) state.kv.set(write.key, write.value.slice());
+    for (const write of effects?.kvWrites ?? []) writeKv(state, write, now);
     for (const key of effects?.kvDeletes ?? []) state.kv.delete(key);
     return enqueued;
   }
@@ -152,7 +152,7 @@ export class QueueModel {
     // The branch the job carries, else the one its queue's template makes from it.
     const branch = reaperBranchOf(job.reaperDeadLetter, state.reaperTemplates.get(job.queue), job);
     if (branch === undefined) return false;
-    if (branch.precondition !== undefined && !holds(state, branch.precondition)) return false;
+    if (branch.precondition !== undefined && !holds(state, branch.precondition, now)) return false;
     const effects = job.cancelRequested ? branch.ifCancelRequested : branch.effects;
     if (effects === undefined) return false;
     try {
@@ -181,11 +181,11 @@ export class QueueModel {
     return this.transaction((state, events) => {
       const holder = this.dedupHolder(state, queue, options?.dedupKey);
       if (holder) return { kind: 'alreadyEnqueued', id: holder.id };
-      const conflict = (kvWrites ?? []).find((write) => write.ifAbsent === true && state.kv.has(write.key));
+      const conflict = (kvWrites ?? []).find((write) => write.ifAbsent === true && liveKv(state, write.key, now) !== undefined);
       if (conflict) return { kind: 'kvConflict', key: conflict.key };
       this.checkNewIds(state, [options === undefined ? { queue, payload } : { queue, payload, options }]);
       const result = this.insert(state, events, now, queue, payload, options);
-      for (const write of kvWrites ?? []) state.kv.set(write.key, write.value.slice());
+      for (const write of kvWrites ?? []) writeKv(state, write, now);
       return result;
     });
   }
@@ -248,7 +248,7 @@ export class QueueModel {
     checkSettlement(settlement);
     return this.transaction((state, events) => {
       const job = this.owned(state, claim);
-      const stale = settlement.precondition !== undefined && !holds(state, settlement.precondition);
+      const stale = settlement.precondition !== undefined && !holds(state, settlement.precondition, now);
       const useCancel = !stale && job.cancelRequested && settlement.ifCancelRequested !== undefined;
       const branch: SettlementBranch = stale
         ? { action: { type: 'ack' } }
@@ -329,6 +329,7 @@ export class QueueModel {
   reap(now: number): ReapReport {
     return this.transaction((state, events) => {
       const report: ReapReport = { requeued: [], deadLettered: [], effectsApplied: [], doneSwept: 0, deadSwept: 0 };
+      for (const [key, entry] of state.kv) if (entry.expiresAt !== undefined && entry.expiresAt <= now) state.kv.delete(key);
       // Id order: the carried effects of several dead-letters commit in that order.
       const expired = state.jobs
         .filter((job) => job.status === 'claimed' && job.leaseExpiresAt !== undefined && job.leaseExpiresAt <= now)
@@ -435,16 +436,16 @@ export class QueueModel {
     return [...this.state.queues].sort();
   }
 
-  kvGet(key: string): Uint8Array | undefined {
+  kvGet(now: number, key: string): Uint8Array | undefined {
     checkKvKey(key);
-    return this.state.kv.get(key)?.slice();
+    return liveKv(this.state, key, now)?.slice();
   }
 
-  kvDelete(key: string, options?: { ifValue?: Uint8Array }): boolean {
+  kvDelete(now: number, key: string, options?: { ifValue?: Uint8Array }): boolean {
     checkKvKey(key);
     if (options?.ifValue !== undefined) checkPayload(options.ifValue, 'ifValue');
     return this.transaction((state) => {
-      const current = state.kv.get(key);
+      const current = liveKv(state, key, now);
       if (current === undefined) return false;
       if (options?.ifValue !== undefined && !bytesEqual(current, options.ifValue)) return false;
       state.kv.delete(key);

@@ -5,7 +5,7 @@
  */
 import { copyHeaders } from '../../core/headers.js';
 import { compareIds } from '../../core/ids.js';
-import type { JobRecord, KvPrecondition, ReaperDeadLetterBranch, ReaperTemplate } from '../../core/queue-store.js';
+import type { JobRecord, KvPrecondition, KvWrite, ReaperDeadLetterBranch, ReaperTemplate } from '../../core/queue-store.js';
 import { bytesEqual } from '../../core/store-validation.js';
 
 /** A job in the model: the record's fields plus the token of the current claim and the branch it carries for its reaper. */
@@ -18,7 +18,8 @@ export interface ModelJob extends JobRecord {
 export interface ModelState {
   /** Every live job, in insertion order (order is irrelevant: claims sort explicitly). */
   jobs: ModelJob[];
-  kv: Map<string, Uint8Array>;
+  /** Kv records; one with `expiresAt <= now` is gone for every read (`liveKv`), and a reap deletes it. */
+  kv: Map<string, { value: Uint8Array; expiresAt?: number }>;
   /** Cumulative acks per queue. */
   doneCount: Map<string, number>;
   /** Queues that ever held a job. */
@@ -74,9 +75,20 @@ export function modelRecord(job: ModelJob): JobRecord {
   return record;
 }
 
-/** Whether a kv precondition holds: the record exists and is byte-equal. */
-export function holds(state: ModelState, precondition: KvPrecondition): boolean {
-  const current = state.kv.get(precondition.key);
+/** The value of a kv record that has not expired at `now`. */
+export function liveKv(state: ModelState, key: string, now: number): Uint8Array | undefined {
+  const entry = state.kv.get(key);
+  return entry === undefined || (entry.expiresAt !== undefined && entry.expiresAt <= now) ? undefined : entry.value;
+}
+
+/** Writes a kv record: permanent, or until `now + ttlMs`. */
+export function writeKv(state: ModelState, write: KvWrite, now: number): void {
+  state.kv.set(write.key, write.ttlMs === undefined ? { value: write.value.slice() } : { value: write.value.slice(), expiresAt: now + write.ttlMs });
+}
+
+/** Whether a kv precondition holds at `now`: the record exists, has not expired and is byte-equal. */
+export function holds(state: ModelState, precondition: KvPrecondition, now: number): boolean {
+  const current = liveKv(state, precondition.key, now);
   return current !== undefined && bytesEqual(current, precondition.equals);
 }
 

@@ -368,6 +368,22 @@ class CompletesOnRetry extends MemoryInstance {
 }
 
 /** Drops `reaperDeadLetter` from every job it enqueues, directly or through effects. */
+/** Drops `ttlMs` from the kv writes of enqueues and settlements (after the argument checks would have seen it). */
+class DropsKvTtl extends MemoryInstance {
+  private strip(writes: KvWrite[] | undefined): KvWrite[] | undefined {
+    return writes?.map((w) =>
+      w.ttlMs !== undefined && Number.isSafeInteger(w.ttlMs) && w.ttlMs > 0 ? { key: w.key, value: w.value, ...(w.ifAbsent ? { ifAbsent: true } : {}) } : w,
+    );
+  }
+  override enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
+    return super.enqueue(queue, payload, options, this.strip(kvWrites));
+  }
+  override settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+    const kvWrites = this.strip(settlement.effects?.kvWrites);
+    return super.settle(claim, kvWrites === undefined ? settlement : { ...settlement, effects: { ...settlement.effects, kvWrites } });
+  }
+}
+
 class IgnoresReaperTemplates extends MemoryInstance {
   override async setReaperTemplate(queue: string, template: ReaperTemplate | undefined): Promise<void> {
     // Checked like the real call, then dropped.
@@ -795,6 +811,12 @@ export const MUTANTS: Mutant[] = [
     bug: 'the effects a job carries for the reaper are not kept, so a reaper dead-letter applies none of them',
     create: (ctx) => new DropsReaperEffects(memory(ctx), 0),
     ...shared(() => (inner, i) => new DropsReaperEffects(inner, i)),
+  },
+  {
+    name: 'kv-ttl-ignored',
+    bug: 'kv writes keep their records forever: ttlMs is accepted and dropped',
+    create: (ctx) => new DropsKvTtl(memory(ctx), 0),
+    ...shared(() => (inner, i) => new DropsKvTtl(inner, i)),
   },
   {
     name: 'reaper-template-ignored',

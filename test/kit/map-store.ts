@@ -37,7 +37,8 @@ const update = (job: Job, changes: Partial<Job>): void => void Object.assign(job
 
 export class MapStore extends BaseQueueStore {
   private readonly jobs = new Map<string, Job>();
-  private readonly kv = new Map<string, Uint8Array>();
+  /** Kv records, each with the time it expires at (`ttlMs`), if any. */
+  private readonly kv = new Map<string, { value: Uint8Array; expiresAt: number | undefined }>();
   private readonly templates = new Map<string, ReaperTemplate>();
   private readonly doneCounts = new Map<string, number>();
   private readonly queues = new Set<string>();
@@ -51,7 +52,7 @@ export class MapStore extends BaseQueueStore {
   protected async _enqueue(queue: string, payload: Uint8Array, options: EnqueueOptions | undefined, kvWrites: KvWrite[] | undefined): Promise<EnqueueResult> {
     const holder = this.dedupHolder(queue, options?.dedupKey);
     if (holder) return { kind: 'alreadyEnqueued', id: holder.id };
-    const conflict = kvWrites?.find((write) => write.ifAbsent && this.kv.has(write.key));
+    const conflict = kvWrites?.find((write) => write.ifAbsent && this.live(write.key) !== undefined);
     if (conflict) return { kind: 'kvConflict', key: conflict.key };
     this.checkNewIds([options === undefined ? { queue, payload } : { queue, payload, options }]);
     const result = this.insert(queue, payload, options);
@@ -156,6 +157,7 @@ export class MapStore extends BaseQueueStore {
       if (doneExpired) report.doneSwept++;
       if (deadExpired) report.deadSwept++;
     }
+    for (const [key, entry] of this.kv) if (entry.expiresAt !== undefined && entry.expiresAt <= now) this.kv.delete(key);
     for (const [queue, jobs] of deadByQueue) this.notify(queue, { type: 'deadLettered', queue, jobs });
     return report;
   }
@@ -205,11 +207,11 @@ export class MapStore extends BaseQueueStore {
   }
 
   protected async _kvGet(key: string): Promise<Uint8Array | undefined> {
-    return this.kv.get(key)?.slice();
+    return this.live(key)?.slice();
   }
 
   protected async _kvDelete(key: string, ifValue: Uint8Array | undefined): Promise<boolean> {
-    const current = this.kv.get(key);
+    const current = this.live(key);
     if (current === undefined || (ifValue !== undefined && !bytesEqual(current, ifValue))) return false;
     return this.kv.delete(key);
   }
@@ -252,13 +254,20 @@ export class MapStore extends BaseQueueStore {
     return { kind: 'new', id };
   }
 
+  /** A kv value that has not expired. */
+  private live(key: string): Uint8Array | undefined {
+    const entry = this.kv.get(key);
+    return entry === undefined || (entry.expiresAt !== undefined && entry.expiresAt <= this.clock.now()) ? undefined : entry.value;
+  }
+
   private holds(precondition: KvPrecondition): boolean {
-    const current = this.kv.get(precondition.key);
+    const current = this.live(precondition.key);
     return current !== undefined && bytesEqual(current, precondition.equals);
   }
 
   private writeKv(writes: KvWrite[] | undefined): void {
-    for (const write of writes ?? []) this.kv.set(write.key, write.value.slice());
+    const now = this.clock.now();
+    for (const write of writes ?? []) this.kv.set(write.key, { value: write.value.slice(), expiresAt: write.ttlMs === undefined ? undefined : now + write.ttlMs });
   }
 
   private applyEffects(effects: Effects | undefined): EnqueueResult[] {
