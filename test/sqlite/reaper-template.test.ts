@@ -3,7 +3,8 @@
  * the template lives in the file, so every store on it (and a store opened
  * later) reaps with the one last set by any of them; the write honours both
  * commit modes and the closed store; and the template is taken as it stood
- * at the call, whatever the caller does to its object afterwards.
+ * at the call, whatever the caller does to its object before the group
+ * commit runs.
  */
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../core/clock.js';
