@@ -69,6 +69,17 @@ CREATE TABLE taquba_removed (
 CREATE INDEX taquba_removed_age ON taquba_removed (removed_at);`;
 
 /**
+ * The reaper template of each queue that has one (`setReaperTemplate`), as
+ * `encodeReaperTemplate` text. Kept in the file, not in the store, so every
+ * connection reaps with the template last set by any of them.
+ */
+const REAPER_TEMPLATES_TABLE = `
+CREATE TABLE taquba_reaper_templates (
+  queue TEXT NOT NULL PRIMARY KEY,
+  template TEXT NOT NULL
+) WITHOUT ROWID;`;
+
+/**
  * The layout of version 2, which a new file is created with before the
  * migrations after it run. The counters of `taquba_queues` are updated by the
  * store in the same transaction as every job change (one row update per
@@ -108,6 +119,7 @@ CREATE TABLE taquba_kv (
  * - 2 → 3: the record of removed jobs (see `REMOVED_TABLE`).
  * - 3 → 4: `reaper_dead_letter`, the effects a job carries for the
  *   reaper's dead-letter of it (text from `encodeReaperBranch`, or NULL).
+ * - 4 → 5: the reaper templates of queues (see `REAPER_TEMPLATES_TABLE`).
  */
 const MIGRATIONS: ReadonlyArray<(db: BetterSqlite3.Database) => void> = [
   (db) =>
@@ -119,6 +131,7 @@ const MIGRATIONS: ReadonlyArray<(db: BetterSqlite3.Database) => void> = [
       ${JOBS_INDEXES}`),
   (db) => db.exec(REMOVED_TABLE),
   (db) => db.exec('ALTER TABLE taquba_jobs ADD COLUMN reaper_dead_letter TEXT'),
+  (db) => db.exec(REAPER_TEMPLATES_TABLE),
 ];
 
 /** The version `SCHEMA` creates; migrations then bring a new file to `SCHEMA_VERSION`. */
@@ -149,7 +162,7 @@ export function ensureSchema(db: BetterSqlite3.Database, file: string, now: numb
           'open it with the version that created it, or use a new file',
       );
     }
-    if (hasTable('taquba_jobs') || hasTable('taquba_kv') || hasTable('taquba_queues') || hasTable('taquba_removed')) {
+    if (hasTable('taquba_jobs') || hasTable('taquba_kv') || hasTable('taquba_queues') || hasTable('taquba_removed') || hasTable('taquba_reaper_templates')) {
       throw new IncompatibleSchemaError(`${file}: has taquba_ tables without a schema version; it was not made by taquba-workflow's SQLite store`);
     }
     return 0;

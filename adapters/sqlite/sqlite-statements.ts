@@ -75,6 +75,9 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
     ),
     removedEnqueuedAt: p('SELECT enqueued_at FROM taquba_removed WHERE id = ?').pluck(),
     sweepRemoved: p('DELETE FROM taquba_removed WHERE removed_at <= ?'),
+    reaperTemplate: p('SELECT template FROM taquba_reaper_templates WHERE queue = ?').pluck(),
+    putReaperTemplate: p('INSERT INTO taquba_reaper_templates (queue, template) VALUES (?, ?) ON CONFLICT (queue) DO UPDATE SET template = excluded.template'),
+    deleteReaperTemplate: p('DELETE FROM taquba_reaper_templates WHERE queue = ?'),
   };
   return statements;
 }
@@ -115,6 +118,9 @@ type StatementName =
   | 'dataVersion'
   | 'recordRemoved'
   | 'removedEnqueuedAt'
-  | 'sweepRemoved';
+  | 'sweepRemoved'
+  | 'reaperTemplate'
+  | 'putReaperTemplate'
+  | 'deleteReaperTemplate';
 
 export type Statements = Record<StatementName, Stmt>;

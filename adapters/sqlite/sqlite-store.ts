@@ -6,6 +6,7 @@ import { STALE_BRANCH, decodeReaperBranch, encodeReaperBranch, reaperEffects } f
 import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError, StoreCorruptedError } from '../../core/errors.js';
 import type { WorkflowError } from '../../core/errors.js';
 import { compareIds, newId } from '../../core/ids.js';
+import { copyReaperTemplate, decodeReaperTemplate, encodeReaperTemplate, reaperBranchOf } from '../../core/reaper-template.js';
 import { enqueueDueAt, retryDelayMs } from '../../core/queue-config.js';
 import type {
   CancelResult,
@@ -19,6 +20,8 @@ import type {
   KvPrecondition,
   KvWrite,
   QueueStats,
+  ReaperDeadLetterBranch,
+  ReaperTemplate,
 } from '../../core/queue-store.js';
 import type { ReapReport, RenewResult, SettleResult, Settlement, SettlementBranch } from '../../core/queue-store.js';
 import { bytesEqual, checkNewJobIds, describe, jobIdInUse } from '../../core/store-validation.js';
@@ -250,10 +253,12 @@ export class SqliteStore extends BaseQueueStore {
     const now = this.clock.now();
     const report: ReapReport = { requeued: [], deadLettered: [], effectsApplied: [], doneSwept: 0, deadSwept: 0 };
     const deadByQueue = new Map<string, JobRecord[]>();
-    const carrying: ReapedRow[] = [];
+    const carrying: Array<{ id: string; cancelRequested: boolean; branch: ReaperDeadLetterBranch }> = [];
+    const templates = new Map<string, ReaperTemplate | undefined>();
     for (const row of this.sql.reapDead.all({ now }) as ReapedRow[]) {
-      if (row.reaper_dead_letter !== null) carrying.push(row);
       const record = rowToRecord(row);
+      const branch = this.reaperBranch(row, record, templates);
+      if (branch !== undefined) carrying.push({ id: row.id, cancelRequested: row.cancel_requested !== 0, branch });
       this.writes.count(row.queue, 'claimed', -1);
       this.writes.count(row.queue, 'dead', 1);
       report.deadLettered.push(record);
@@ -262,13 +267,13 @@ export class SqliteStore extends BaseQueueStore {
       list.push(record);
       this.writes.completedAfterCommit(row.id, { kind: 'completed', job: record });
     }
-    // Carried effects commit in job-id order.
+    // Carried and template effects commit in job-id order, each seeing those before it.
     carrying.sort((a, b) => compareIds(a.id, b.id));
-    for (const row of carrying) {
-      const effects = reaperEffects(decodeReaperBranch(row.reaper_dead_letter as string), row.cancel_requested !== 0, (p) => this.holds(p));
+    for (const { id, cancelRequested, branch } of carrying) {
+      const effects = reaperEffects(branch, cancelRequested, (p) => this.holds(p));
       if (effects === undefined || !this.idsFree(effects.enqueue)) continue;
       this.applyEffects(effects, now);
-      report.effectsApplied.push(row.id);
+      report.effectsApplied.push(id);
     }
     for (const row of this.sql.reapRequeue.all({ now }) as RequeuedRow[]) {
       report.requeued.push(row.id);
@@ -290,8 +295,33 @@ export class SqliteStore extends BaseQueueStore {
     return report;
   }
 
+  /**
+   * The branch the reaper applies to a job it dead-letters: the one the job
+   * carries, else the one its queue's template makes from it. A template is
+   * read (in the reap's transaction, so as any connection last set it) only
+   * for a job that carries nothing, and once per queue and pass.
+   */
+  private reaperBranch(row: ReapedRow, job: JobRecord, templates: Map<string, ReaperTemplate | undefined>): ReaperDeadLetterBranch | undefined {
+    const carried = row.reaper_dead_letter === null ? undefined : decodeReaperBranch(row.reaper_dead_letter);
+    if (carried === undefined && !templates.has(row.queue)) {
+      const text = this.sql.reaperTemplate.get(row.queue) as string | undefined;
+      templates.set(row.queue, text === undefined ? undefined : decodeReaperTemplate(text));
+    }
+    return reaperBranchOf(carried, templates.get(row.queue), job);
+  }
+
   protected _promote(): Promise<number> {
     return this.writes.write('promote', () => this.promoteDue());
+  }
+
+  protected _setReaperTemplate(queue: string, template: ReaperTemplate | undefined): Promise<void> {
+    // Encoded now: a group commit runs the write later, and the caller may change its object meanwhile.
+    // The copy leaves out whatever the template holds beyond its fields.
+    const text = template === undefined ? undefined : encodeReaperTemplate(copyReaperTemplate(template));
+    return this.writes.write('setReaperTemplate', () => {
+      if (text === undefined) this.sql.deleteReaperTemplate.run(queue);
+      else this.sql.putReaperTemplate.run(queue, text);
+    });
   }
 
   protected _requeueDead(jobId: string): Promise<void> {
