@@ -1165,6 +1165,43 @@ const exampleChecks: ConformanceCheck[] = [
       ),
   },
   {
+    name: "bytes given as Node Buffers are copied too (a Buffer's slice() is a view, not a copy): changing them once the call resolved changes nothing stored",
+    run: (options) =>
+      withStore(
+        options,
+        async (store, clock) => {
+          const payload = Buffer.from('payload');
+          const value = Buffer.from('value');
+          await store.enqueue('q', payload, { id: 'j', maxAttempts: 1 }, [{ key: 'k', value }]);
+          const notice = Buffer.from('notice');
+          await store.setReaperTemplate('q', { effects: { enqueue: [{ queue: 'outcomes', payload: notice }] } });
+          const [claim] = await store.claim('q');
+          payload.fill(0x78);
+          value.fill(0x78);
+          notice.fill(0x78);
+          assertEqual('payload as given', claim?.job.payload, bytes('payload'));
+          assertEqual('kv value as given', await store.kvGet('k'), bytes('value'));
+          const effectPayload = Buffer.from('next');
+          const effectValue = Buffer.from('second');
+          await store.enqueue('q', bytes('n'), { id: 'n' });
+          const [next] = await store.claim('q');
+          await store.settle(next as ClaimRef, {
+            action: { type: 'ack' },
+            effects: { enqueue: [{ queue: 'q2', payload: effectPayload, options: { id: 'e' } }], kvWrites: [{ key: 'k2', value: effectValue }] },
+          });
+          effectPayload.fill(0x78);
+          effectValue.fill(0x78);
+          assertEqual('an effect payload as given', (await store.getJob('e'))?.payload, bytes('next'));
+          assertEqual('an effect kv value as given', await store.kvGet('k2'), bytes('second'));
+          clock.advance(60_000);
+          await store.reap();
+          const [reaped] = await store.claim('outcomes');
+          assertEqual('a template payload as given', reaped?.job.payload, bytes('notice'));
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
     name: 'bytes given as a view of a larger buffer: exactly the viewed bytes are stored',
     run: (options) =>
       withStore(

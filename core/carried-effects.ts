@@ -6,6 +6,7 @@
  * call that handed them over, so it must never hold the caller's objects or
  * byte arrays), and the branch of a stale settlement.
  */
+import { copyBytes } from './bytes.js';
 import { copyHeaders } from './headers.js';
 import type { Effects, EnqueueOptions, KvPrecondition, ReaperDeadLetterBranch, SettlementBranch } from './queue-store.js';
 
@@ -28,16 +29,16 @@ export function copyEffects(effects: Effects | undefined): Effects | undefined {
   if (effects.enqueue) {
     copy.enqueue = effects.enqueue.map((r) => {
       const options = copyOptions(r.options);
-      return options === undefined ? { queue: r.queue, payload: r.payload.slice() } : { queue: r.queue, payload: r.payload.slice(), options };
+      return options === undefined ? { queue: r.queue, payload: copyBytes(r.payload) } : { queue: r.queue, payload: copyBytes(r.payload), options };
     });
   }
-  if (effects.kvWrites) copy.kvWrites = effects.kvWrites.map((w) => ({ ...w, value: w.value.slice() }));
+  if (effects.kvWrites) copy.kvWrites = effects.kvWrites.map((w) => ({ ...w, value: copyBytes(w.value) }));
   if (effects.kvDeletes) copy.kvDeletes = [...effects.kvDeletes];
   return copy;
 }
 
 function copyPrecondition(precondition: KvPrecondition): KvPrecondition {
-  return { key: precondition.key, equals: precondition.equals.slice() };
+  return { key: precondition.key, equals: copyBytes(precondition.equals) };
 }
 
 export function copyReaperBranch(branch: ReaperDeadLetterBranch): ReaperDeadLetterBranch {

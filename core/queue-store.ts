@@ -19,7 +19,10 @@
  *   also fail on state (a stale token, an id in use). A call that throws
  *   changes nothing.
  * - Records handed out are copies: mutating them never changes the store,
- *   and the store never keeps the caller's objects or byte arrays.
+ *   and the store never keeps the caller's objects or byte arrays (it may
+ *   read them until the call's promise settles, as a store that batches
+ *   writes does; a caller changes them only after that). Node `Buffer`s
+ *   included: their `slice()` is a view, so copy with `copyBytes`.
  * - "Id order" (claim tie-breaks among equal priorities, `deadJobs` pages,
  *   the order a batch locks jobs in) is the order of the ids' UTF-8 bytes,
  *   which is Unicode code point order: `compareIds` (core/ids.ts) in

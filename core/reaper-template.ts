@@ -5,6 +5,7 @@
  * (or, in SQL, by the same rules), so all of them agree on what a template
  * makes from a job.
  */
+import { copyBytes } from './bytes.js';
 import { copyHeaders } from './headers.js';
 import { InvalidArgumentError } from './errors.js';
 import { checkHeaders, checkPayload, checkQueueName, describe, isValidKvKey } from './store-validation.js';
@@ -58,7 +59,7 @@ function instantiateEffects(template: TemplateEffects, job: Pick<JobRecord, 'id'
         if (dedupKey === undefined || dedupKey.length === 0) return undefined;
         options.dedupKey = dedupKey;
       }
-      enqueue.push({ queue: request.queue, payload: request.payload.slice(), options });
+      enqueue.push({ queue: request.queue, payload: copyBytes(request.payload), options });
     }
     effects.enqueue = enqueue;
   }
@@ -138,7 +139,7 @@ function copyTemplateEffects(effects: TemplateEffects): TemplateEffects {
   const copy: TemplateEffects = {};
   if (effects.enqueue !== undefined) {
     copy.enqueue = effects.enqueue.map((request) => {
-      const out: TemplateEnqueue = { queue: request.queue, payload: request.payload.slice() };
+      const out: TemplateEnqueue = { queue: request.queue, payload: copyBytes(request.payload) };
       if (request.copyJobHeaders !== undefined) out.copyJobHeaders = request.copyJobHeaders;
       if (request.headers !== undefined) out.headers = copyHeaders(request.headers);
       if (request.dedupKey !== undefined) out.dedupKey = copyText(request.dedupKey);

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'eventemitter3';
+import { copyBytes } from './bytes.js';
 import { SystemClock } from './clock.js';
 import type { Clock } from './clock.js';
 import {
@@ -891,7 +892,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     if (!(spec.input instanceof Uint8Array)) throw new InvalidArgumentError('input', `expected a Uint8Array, got ${describe(spec.input)}`);
     let input: Uint8Array;
     try {
-      input = spec.input.slice();
+      input = copyBytes(spec.input);
     } catch {
       throw new InvalidArgumentError('input', 'its ArrayBuffer is detached (transferred); pass a buffer you still own');
     }

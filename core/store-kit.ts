@@ -39,6 +39,7 @@ export {
   reaperBranchOf,
   renderJobText,
 } from './reaper-template.js';
+export { copyBytes } from './bytes.js';
 export { compareIds, newId } from './ids.js';
 export { jobRecord } from './job-record.js';
 export type { JobFields } from './job-record.js';

@@ -1,4 +1,5 @@
 import { BaseQueueStore } from '../../core/base-store.js';
+import { copyBytes } from '../../core/bytes.js';
 import type { BatchItem, CompletionState } from '../../core/base-store.js';
 import { InvalidStateError, JobNotFoundError, LeaseLostError } from '../../core/errors.js';
 import { copyHeaders } from '../../core/headers.js';
@@ -409,7 +410,7 @@ export class MemoryStore extends BaseQueueStore {
     const job = new StoredJob(
       id,
       queue,
-      payload.slice(),
+      copyBytes(payload),
       copyHeaders(options?.headers),
       options?.maxAttempts ?? config.maxAttempts,
       options?.priority ?? config.defaultPriority,
@@ -454,7 +455,7 @@ export class MemoryStore extends BaseQueueStore {
   }
 
   private applyKvWrites(writes: KvWrite[] | undefined): void {
-    for (const write of writes ?? []) this.kv.set(write.key, write.value.slice(), write.ttlMs === undefined ? undefined : this.clock.now() + write.ttlMs);
+    for (const write of writes ?? []) this.kv.set(write.key, copyBytes(write.value), write.ttlMs === undefined ? undefined : this.clock.now() + write.ttlMs);
   }
 
   private releaseDedup(state: QueueState, job: StoredJob): void {

@@ -12,6 +12,7 @@
  * The retry delay is core's `retryDelayMs`: the store-operation examples pin
  * its values with literals, so the model need not restate the formula.
  */
+import { copyBytes } from '../../core/bytes.js';
 import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostError } from '../../core/errors.js';
 import { copyHeaders } from '../../core/headers.js';
 import { compareIds } from '../../core/ids.js';
@@ -122,7 +123,7 @@ export class QueueModel {
     const job: ModelJob = {
       id,
       queue,
-      payload: payload.slice(),
+      payload: copyBytes(payload),
       headers: copyHeaders(options?.headers),
       status: scheduled ? 'scheduled' : 'pending',
       attempts: 0,

@@ -3,6 +3,7 @@
  * `done` recomputed by counting, and the few pure helpers the operations
  * share (copying the state, public records, preconditions, claim order).
  */
+import { copyBytes } from '../../core/bytes.js';
 import { copyHeaders } from '../../core/headers.js';
 import { compareIds } from '../../core/ids.js';
 import type { JobRecord, KvPrecondition, KvWrite, ReaperDeadLetterBranch, ReaperTemplate } from '../../core/queue-store.js';
@@ -83,7 +84,7 @@ export function liveKv(state: ModelState, key: string, now: number): Uint8Array 
 
 /** Writes a kv record: permanent, or until `now + ttlMs`. */
 export function writeKv(state: ModelState, write: KvWrite, now: number): void {
-  state.kv.set(write.key, write.ttlMs === undefined ? { value: write.value.slice() } : { value: write.value.slice(), expiresAt: now + write.ttlMs });
+  state.kv.set(write.key, write.ttlMs === undefined ? { value: copyBytes(write.value) } : { value: copyBytes(write.value), expiresAt: now + write.ttlMs });
 }
 
 /** Whether a kv precondition holds at `now`: the record exists, has not expired and is byte-equal. */

@@ -416,6 +416,19 @@ describe('submit snapshots its input and headers', () => {
     expect(identity.inputSha256).toBe(sha256Hex(bytes('original')));
   });
 
+  it('a Node Buffer input is snapshotted too (its slice() would be a view of the same memory)', async () => {
+    const { store, clock } = freshStore();
+    const runtime = new WorkflowRuntime({ store, clock, runner: never });
+    const input = Buffer.from('original');
+    const submitted = runtime.submit({ runId: 'r1', input });
+    input.fill(0x78);
+    await submitted;
+    const [claim] = await store.claim('workflow-steps');
+    expect(Buffer.from(claim!.job.payload).toString()).toBe('original');
+    const identity = decodeRecord<RunIdentity>((await store.kvGet(runKeys('workflow-steps', 'r1').identity))!);
+    expect(identity.inputSha256).toBe(sha256Hex(bytes('original')));
+  });
+
   it('a detached input buffer is refused with INVALID_ARGUMENT', async () => {
     const { store, clock } = freshStore();
     const runtime = new WorkflowRuntime({ store, clock, runner: never });

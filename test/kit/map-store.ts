@@ -20,7 +20,7 @@ import type {
   StoreOptions,
 } from '../../core/index.js';
 import { BaseQueueStore, STALE_BRANCH, bytesEqual, checkNewJobIds, compareIds, copyHeaders, copyReaperBranch, enqueueDueAt } from '../../core/store-kit.js';
-import { copyReaperTemplate, jobRecord, newId, reaperBranchOf, reaperEffects, retryDelayMs } from '../../core/store-kit.js';
+import { copyBytes, copyReaperTemplate, jobRecord, newId, reaperBranchOf, reaperEffects, retryDelayMs } from '../../core/store-kit.js';
 import type { BatchItem, CompletionState, JobFields } from '../../core/store-kit.js';
 
 /** A job as kept: the public fields (unset ones `undefined`), the current claim token, the effects it carries for the reaper. */
@@ -247,7 +247,7 @@ export class MapStore extends BaseQueueStore {
     const [maxAttempts, priority] = [options?.maxAttempts ?? config.maxAttempts, options?.priority ?? config.defaultPriority];
     const fresh = { id, queue, status: 'pending', attempts: 0, enqueuedAt: now, cancelRequested: false, maxAttempts, priority } as const;
     const reaperDeadLetter = options?.reaperDeadLetter && copyReaperBranch(options.reaperDeadLetter);
-    const job: Job = { ...fresh, payload: payload.slice(), headers: copyHeaders(options?.headers), dedupKey: options?.dedupKey, reaperDeadLetter };
+    const job: Job = { ...fresh, payload: copyBytes(payload), headers: copyHeaders(options?.headers), dedupKey: options?.dedupKey, reaperDeadLetter };
     this.jobs.set(id, job);
     this.queues.add(queue);
     this.makeDue(job, enqueueDueAt(options, now));
@@ -267,7 +267,8 @@ export class MapStore extends BaseQueueStore {
 
   private writeKv(writes: KvWrite[] | undefined): void {
     const now = this.clock.now();
-    for (const write of writes ?? []) this.kv.set(write.key, { value: write.value.slice(), expiresAt: write.ttlMs === undefined ? undefined : now + write.ttlMs });
+    for (const write of writes ?? [])
+      this.kv.set(write.key, { value: copyBytes(write.value), expiresAt: write.ttlMs === undefined ? undefined : now + write.ttlMs });
   }
 
   private applyEffects(effects: Effects | undefined): EnqueueResult[] {
