@@ -28,8 +28,48 @@ export interface RunCursor {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export function runKeys(queueName: string, runId: string): { identity: string; cursor: string } {
-  return { identity: `workflow/${queueName}/run/${runId}`, cursor: `workflow/${queueName}/cursor/${runId}` };
+export function runKeys(queueName: string, runId: string): RunKeys {
+  return {
+    identity: `workflow/${queueName}/run/${runId}`,
+    cursor: `workflow/${queueName}/cursor/${runId}`,
+    ended: `workflow/${queueName}/ended/${runId}`,
+  };
+}
+
+/** Keys of a run's records: identity, cursor, and the receipt of its ending (`EndedReceipt`). */
+export interface RunKeys {
+  identity: string;
+  cursor: string;
+  ended: string;
+}
+
+/**
+ * Which commit ended a run, kept for `ENDED_RECEIPT_TTL_MS` under
+ * `RunKeys.ended` (with in-process hook delivery, where no notification job
+ * records it): the job whose settlement or removal ended the run, and how:
+ * its settlement's primary branch, its cancel branch, or a `cancel()` that
+ * removed it while pending. A runtime whose settle or cancel reply was lost
+ * reads it to learn whether its own commit ended the run, and so whether
+ * the hook is its to run.
+ */
+export interface EndedReceipt {
+  jobId: string;
+  how: 'primary' | 'cancel' | 'removed';
+}
+
+/** How long an ended receipt is kept: far longer than a settlement is retried (at most its lease). */
+export const ENDED_RECEIPT_TTL_MS = 60 * 60 * 1000;
+
+export function encodeReceipt(receipt: EndedReceipt): Uint8Array {
+  return encodeShortString(`${receipt.how}:${receipt.jobId}`);
+}
+
+export function decodeReceipt(bytes: Uint8Array): EndedReceipt | undefined {
+  const text = decoder.decode(bytes);
+  const colon = text.indexOf(':');
+  const how = text.slice(0, colon);
+  if (how !== 'primary' && how !== 'cancel' && how !== 'removed') return undefined;
+  return { how, jobId: text.slice(colon + 1) };
 }
 
 /** `runKeys` as text a reaper template makes from a job (`runId` is the text of the run id). */

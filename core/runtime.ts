@@ -29,9 +29,9 @@ import { LeaseKeeper } from './lease-keeper.js';
 import type { LeasedJob } from './lease-keeper.js';
 import { StepError, checkDueTime, describeFailure, noopHook, toRunnerResult } from './outcomes.js';
 import type { RunOutcome, RunnerResult, Step, StepOutcome, StepRunner, TerminalHook } from './outcomes.js';
-import type { Claim, Effects, Headers, JobRecord, KvWrite, QueueStore, SettleResult, Settlement, StoreNotification } from './queue-store.js';
-import { decodeNotification, decodeRecord, encodeRecord, runKeys, sha256Hex } from './run-records.js';
-import type { RunCursor, RunIdentity } from './run-records.js';
+import type { CancelResult, Claim, Effects, Headers, JobRecord, KvWrite, QueueStore, SettleResult, Settlement, StoreNotification } from './queue-store.js';
+import { decodeNotification, decodeReceipt, decodeRecord, encodeRecord, runKeys, sha256Hex } from './run-records.js';
+import type { EndedReceipt, RunCursor, RunIdentity, RunKeys } from './run-records.js';
 import {
   HEADER_RUN_ID,
   HEADER_STEP,
@@ -178,6 +178,8 @@ const RUN_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 const MAX_STORE_BACKOFF_MS = 5_000;
 /** Cap of the backoff between settlement retries (also a sixth of the lease, whichever is shorter). */
 const MAX_SETTLE_BACKOFF_MS = 1_000;
+/** Reads of an ended receipt while the store is unavailable (about a minute at the capped backoff). */
+const RECEIPT_READ_ATTEMPTS = 60;
 const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
 /** With durable delivery, hooks may hold at most this share of the slots, and are claimed first: neither starves the other. */
 const HOOK_SLOT_SHARE = 4;
@@ -436,16 +438,23 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       const cursor = decodeRecord<RunCursor>(raw);
       // Same job twice and still not found: it is not cancellable (done or dead, its run ending).
       if (cursor.jobId === previousJobId) return false;
-      let effects: Effects = { kvDeletes: [keys.identity, keys.cursor] };
-      if (this.outcomeQueue !== undefined) {
-        // The notification carries the outcome, and so the job's headers: read them first.
-        const job = await this.store.getJob(cursor.jobId);
-        // Attach them whatever the status read: they commit only with a removal, and the step may be re-queued meanwhile.
-        if (job) {
-          effects = endRunEffects({ keys, outcomeQueue: this.outcomeQueue, jobId: job.id }, cancelledOutcome(runId, job.headers, cursor.step));
-        }
+      // The outcome carries the job's headers: read them first. The effects are attached whatever the
+      // status read: they commit only with a removal, and the step may be re-queued meanwhile.
+      const job = await this.store.getJob(cursor.jobId);
+      const outcome = job && cancelledOutcome(runId, job.headers, cursor.step);
+      const effects: Effects = outcome
+        ? endRunEffects({ keys, outcomeQueue: this.outcomeQueue, jobId: cursor.jobId }, outcome, 'removed')
+        : { kvDeletes: [keys.identity, keys.cursor] };
+      let result: CancelResult;
+      try {
+        result = await this.store.cancel(cursor.jobId, effects);
+      } catch (error) {
+        // A reply lost after the removal committed: the receipt it wrote says so, and the hook is ours to run.
+        if (outcome === undefined || this.outcomeQueue !== undefined || !isTransientError(error)) throw error;
+        if ((await this.readReceipt(keys, cursor.jobId)) !== 'removed') throw error;
+        await this.finish(outcome);
+        return true;
       }
-      const result = await this.store.cancel(cursor.jobId, effects);
       if (result.outcome === 'removed') {
         await this.finish(cancelledOutcome(runId, result.job.headers, cursor.step));
         return true;
@@ -700,7 +709,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
           committed = { settled: await settling, decision };
         } catch (firstError) {
           const refused = (refusal: StepError): SettlementDecision => decideSettlement(facts, { ok: false, error: refusal });
-          committed = await this.settleRetrying(loop, leased, decision, Promise.reject(firstError), refused, runId);
+          committed = await this.settleRetrying(loop, leased, decision, Promise.reject(firstError), refused, runId, facts.keys);
         }
       } catch (error) {
         if (error instanceof LeaseLostError && !(error instanceof SettlementUncertainError)) this.emit('leaseLost', { runId, stepNumber, jobId: job.id });
@@ -776,9 +785,11 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
    * handed to `onRefused`, which builds the settlement that ends the run
    * with that failure instead; without one, or when that is refused too,
    * it is thrown. If a retry finds the lease gone after a transient
-   * failure, the failed attempt may have committed: `SettlementUncertainError`
-   * (no hook fires for an outcome that might not have committed; at worst
-   * the notification is lost, as in a crash between commit and hook).
+   * failure, the failed attempt may have committed. With in-process
+   * delivery and the run's `keys`, the run's ended receipt tells: when it
+   * names this job, the attempt committed the branch it names, returned as
+   * committed (its `enqueued` unknown, so empty); otherwise that attempt
+   * ended no run, and `SettlementUncertainError` is thrown (no hook is owed).
    */
   private async settleRetrying<D extends { settlement: Settlement }>(
     loop: WorkerLoop,
@@ -787,6 +798,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     first?: Promise<SettleResult>,
     onRefused?: (refusal: StepError) => D,
     runId?: string,
+    keys?: RunKeys,
   ): Promise<{ settled: SettleResult; decision: D }> {
     let current = decision;
     let pending = first ?? this.settleOnce(leased.claim, decision.settlement);
@@ -797,8 +809,13 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         return { settled: await pending, decision: current };
       } catch (error) {
         if (error instanceof LeaseLostError) {
-          if (lastTransient !== undefined) throw new SettlementUncertainError(leased.jobId, lastTransient);
-          throw error;
+          if (lastTransient === undefined) throw error;
+          // A failed attempt may have committed. With in-process delivery, its receipt says whether it ended the run.
+          const how = keys === undefined ? undefined : await this.readReceipt(keys, leased.jobId, loop);
+          if (how === undefined || how === 'removed') throw new SettlementUncertainError(leased.jobId, lastTransient);
+          const branch = how === 'cancel' ? current.settlement.ifCancelRequested : current.settlement;
+          const status = branch?.action.type === 'ack' ? 'done' : 'dead';
+          return { settled: { branch: how, status, enqueued: [] }, decision: current };
         }
         if (!isTransientError(error)) {
           // Refused for good: end the run on a settlement the store can take (the code alone, the second time).
@@ -923,6 +940,27 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     if (recorded !== this.hookDelivery) throw new HookDeliveryMismatchError(this.queueName, recorded, this.hookDelivery);
     this.deliveryModeVerified = true;
     return undefined;
+  }
+
+  /**
+   * How `jobId`'s commit ended its run, from the run's ended receipt
+   * (in-process delivery); `undefined` when the receipt names no ending by
+   * that job. Reads again with backoff while the store is unavailable (the
+   * commit in doubt was made during an outage), up to `RECEIPT_READ_ATTEMPTS`
+   * or until `run()` gives up on `loop`.
+   */
+  private async readReceipt(keys: RunKeys, jobId: string, loop?: WorkerLoop): Promise<EndedReceipt['how'] | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const raw = await this.store.kvGet(keys.ended);
+        const receipt = raw === undefined ? undefined : decodeReceipt(raw);
+        return receipt?.jobId === jobId ? receipt.how : undefined;
+      } catch (error) {
+        if (!isTransientError(error) || attempt + 1 >= RECEIPT_READ_ATTEMPTS || loop?.abandoned === true) throw error;
+        this.emit('storeError', { operation: 'readReceipt', error, jobId });
+        await sleepOn(this.clock, Math.min(MAX_SETTLE_BACKOFF_MS, 20 * 2 ** attempt));
+      }
+    }
   }
 
   /** Stores the reaper template of the step queue, once per runtime (see `reaperTemplate`). */

@@ -19,14 +19,17 @@
 import { HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX, createHeaders } from './headers.js';
 import {
   CURSOR_TEXT,
+  ENDED_RECEIPT_TTL_MS,
   HEADER_REAPED,
   OUTCOME_DEDUP_TEXT,
   REAPED_NOTICE_PAYLOAD,
   encodeCursor,
   encodeOutcome,
+  encodeReceipt,
   outcomeDedupKey,
   runKeyTexts,
 } from './run-records.js';
+import type { EndedReceipt, RunKeys } from './run-records.js';
 import { describeFailure } from './outcomes.js';
 import type { RunOutcome, RunnerResult } from './outcomes.js';
 import type {
@@ -59,14 +62,15 @@ export interface StepFacts {
   priority: number;
   userHeaders: Headers;
   /** Run record keys (see run-records.ts). */
-  keys: { identity: string; cursor: string };
+  keys: RunKeys;
   /** Id to give the next step's job, so the cursor can name it in the same commit. */
   nextJobId: string;
   /** Largest payload a continue may carry. */
   maxPayloadBytes: number;
   /**
    * Durable hook delivery: terminal branches also enqueue the outcome on this queue.
-   * `undefined` (no durable delivery) is written out: the facts are built in one shape on every step.
+   * `undefined` (in-process delivery: terminal branches write an ended receipt instead) is written
+   * out: the facts are built in one shape on every step.
    */
   outcomeQueue: string | undefined;
   /** Where the outcome of a run the reaper ends goes (whatever the hook delivery). */
@@ -101,7 +105,7 @@ export function cursorValue(jobId: string, step: number): Uint8Array {
 }
 
 /** The settlement's precondition: the run's cursor still names this job, so a stale job touches no run. */
-export function cursorPrecondition(keys: StepFacts['keys'], jobId: string, step: number): KvPrecondition {
+export function cursorPrecondition(keys: Pick<RunKeys, 'cursor'>, jobId: string, step: number): KvPrecondition {
   return { key: keys.cursor, equals: cursorValue(jobId, step) };
 }
 
@@ -148,7 +152,7 @@ function terminal(facts: StepFacts, action: SettleAction, outcome: RunOutcome, c
   return {
     settlement: {
       action,
-      effects: endRunEffects(facts, outcome),
+      effects: endRunEffects(facts, outcome, 'primary'),
       ifCancelRequested: cancelBranch,
       precondition: cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber),
     },
@@ -160,7 +164,7 @@ function terminal(facts: StepFacts, action: SettleAction, outcome: RunOutcome, c
 /** Decides the settlement of one step. Pure: same input, same output. */
 export function decideSettlement(facts: StepFacts, result: RunnerResult): SettlementDecision {
   const cancelOutcome = ended(facts, 'cancelled');
-  const cancelBranch: SettlementBranch = { action: ACK, effects: endRunEffects(facts, cancelOutcome) };
+  const cancelBranch: SettlementBranch = { action: ACK, effects: endRunEffects(facts, cancelOutcome, 'cancel') };
 
   if (result.ok) {
     const outcome = result.outcome;
@@ -203,7 +207,7 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
       case 'cancel': {
         // A runner-issued cancel wins over an external one: same branch either way.
         const own = ended(facts, 'cancelled', undefined, outcome.reason);
-        const branch: SettlementBranch = { action: ACK, effects: endRunEffects(facts, own) };
+        const branch: SettlementBranch = { action: ACK, effects: endRunEffects(facts, own, 'primary') };
         return {
           settlement: { ...branch, ifCancelRequested: branch, precondition: cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber) },
           primaryOutcome: own,
@@ -233,13 +237,21 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
 }
 
 /**
- * Effects that end a run: both run records deleted and, with durable hook
- * delivery, the outcome enqueued as a notification job in the same commit.
+ * Effects that end a run, `how` (see `EndedReceipt`): both run records
+ * deleted and, with durable hook delivery, the outcome enqueued as a
+ * notification job in the same commit; with in-process delivery, the ended
+ * receipt written instead (it expires on its own).
  */
-export function endRunEffects(facts: { keys: StepFacts['keys']; outcomeQueue?: string | undefined; jobId: string }, outcome: RunOutcome): Effects {
+export function endRunEffects(
+  facts: { keys: RunKeys; outcomeQueue?: string | undefined; jobId: string },
+  outcome: RunOutcome,
+  how: EndedReceipt['how'],
+): Effects {
   const effects: Effects = { kvDeletes: [facts.keys.identity, facts.keys.cursor] };
   if (facts.outcomeQueue !== undefined) {
     effects.enqueue = [{ queue: facts.outcomeQueue, payload: encodeOutcome(outcome), options: { dedupKey: outcomeDedupKey(facts.jobId) } }];
+  } else {
+    effects.kvWrites = [{ key: facts.keys.ended, value: encodeReceipt({ jobId: facts.jobId, how }), ttlMs: ENDED_RECEIPT_TTL_MS }];
   }
   return effects;
 }
