@@ -21,9 +21,7 @@ import { SqliteStore } from '../adapters/sqlite/index.js';
 import type { ClaimRow } from '../adapters/sqlite/sqlite-rows.js';
 import { prepareStatements } from '../adapters/sqlite/sqlite-statements.js';
 import { newId } from '../core/ids.js';
-import { encodeReaperBranch } from '../core/carried-effects.js';
 import { runKeys } from '../core/run-records.js';
-import { reaperBranch } from '../core/settlement.js';
 import type { SqliteSynchronous } from '../adapters/sqlite/index.js';
 
 export interface BaselineResult {
@@ -243,8 +241,6 @@ export function bareTransitionSqlTps(
     const payload = Buffer.from('{"step":0}');
     const keys = (run: number): { identity: string; cursor: string } => runKeys('chain', `r${run}`);
     const insert = (id: string, run: number, step: number): void => {
-      // The branch the runtime makes for every step job, encoded as the store keeps it.
-      const reaper = encodeReaperBranch(reaperBranch({ runId: `r${run}`, userHeaders: {}, keys: keys(run), reapedOutcomeQueue: 'chain.outcomes' }, id, step));
       sql.insertJob.run(
         id,
         'chain',
@@ -256,7 +252,7 @@ export function bareTransitionSqlTps(
         Date.now(),
         null,
         `run:r${run}:${step}`,
-        reaper,
+        null, // step jobs carry nothing for their reaper: the queue's template serves them
       );
     };
     db.transaction(() => {

@@ -5,7 +5,17 @@
  */
 import type { ManualClock } from '../core/clock.js';
 import { KV_VALUE_MAX_BYTES } from '../core/queue-store.js';
-import type { ClaimRef, CompletionResult, EnqueueResult, JobRecord, QueueStore } from '../core/queue-store.js';
+import type {
+  ClaimRef,
+  CompletionResult,
+  EnqueueResult,
+  JobRecord,
+  JobText,
+  QueueStore,
+  ReaperDeadLetterBranch,
+  ReaperTemplate,
+  TemplateEnqueue,
+} from '../core/queue-store.js';
 import { assert, assertCode, assertEqual, withStore } from './checks.js';
 import type { ConformanceCheck, ConformanceGroup } from './checks.js';
 import { canonical, outcome } from './compare.js';
@@ -939,6 +949,125 @@ const exampleChecks: ConformanceCheck[] = [
       ),
   },
   {
+    name: "a queue's reaper template makes the dead-letter branch of jobs that carry none: from the job's id and headers, by cancel flag, only if the precondition holds; a carried branch wins",
+    run: (options) =>
+      withStore(
+        options,
+        async (store, clock) => {
+          const cursor: JobText = ['cursor/', { header: 'run' }];
+          const notice = (how: string): TemplateEnqueue => ({
+            queue: 'outcomes',
+            payload: bytes('reaped'),
+            copyJobHeaders: true,
+            headers: { how },
+            dedupKey: ['outcome:', { jobId: true }],
+          });
+          await store.setReaperTemplate('q', {
+            precondition: { key: cursor, equals: ['at ', { jobId: true }] },
+            effects: { kvDeletes: [cursor], enqueue: [notice('failed')] },
+            ifCancelRequested: { kvDeletes: [cursor], enqueue: [notice('cancelled')] },
+          });
+          const job = async (id: string, headers: Record<string, string>, cursorValue?: string, queue = 'q', own?: ReaperDeadLetterBranch) => {
+            const writes = cursorValue === undefined || headers.run === undefined ? [] : [{ key: `cursor/${headers.run}`, value: bytes(cursorValue) }];
+            await store.enqueue(queue, bytes(id), { id, maxAttempts: 1, headers, ...(own ? { reaperDeadLetter: own } : {}) }, writes);
+          };
+          await job('j-a', { run: 'r1', user: 'x' }, 'at j-a');
+          await job('j-b', { run: 'r2' }, 'at j-b');
+          await job('j-c', { run: 'r3' }, 'at another job');
+          await job('j-d', {}, undefined);
+          await job('j-e', { run: 'r5' }, 'at j-e', 'q', { effects: { kvWrites: [{ key: 'e.own', value: bytes('1') }] } });
+          await job('j-f', { run: 'r6' }, 'at j-f', 'other');
+          await store.claim('q', { limit: 5 });
+          await store.claim('other');
+          await store.cancel('j-b');
+          clock.advance(1000);
+          const report = await store.reap();
+          assertEqual('dead-lettered', report.deadLettered.map((r) => r.id).sort(), ['j-a', 'j-b', 'j-c', 'j-d', 'j-e', 'j-f']);
+          // j-c: precondition fails; j-d: no `run` header, so the template makes nothing; j-f: its queue has no template.
+          assertEqual('effects applied', [...report.effectsApplied].sort(), ['j-a', 'j-b', 'j-e']);
+          assertEqual(
+            'cursors after the reap (r5 kept: j-e carried its own branch)',
+            await Promise.all(['cursor/r1', 'cursor/r2', 'cursor/r3', 'cursor/r5', 'cursor/r6', 'e.own'].map((k) => store.kvGet(k))),
+            [undefined, undefined, bytes('at another job'), bytes('at j-e'), bytes('at j-f'), bytes('1')],
+          );
+          const notices = (await store.claim('outcomes', { limit: 10 }))
+            .map((c) => c.job)
+            .sort((a, b) => (a.headers.run ?? '').localeCompare(b.headers.run ?? ''));
+          assertEqual(
+            'the notices: the job headers copied, then the literal ones',
+            notices.map((n) => [n.headers, new TextDecoder().decode(n.payload)]),
+            [
+              [{ run: 'r1', user: 'x', how: 'failed' }, 'reaped'],
+              [{ run: 'r2', how: 'cancelled' }, 'reaped'],
+            ],
+          );
+          assert(
+            `the notice ids are the store's own, got ${canonical(notices.map((n) => n.id))}`,
+            notices.every((n) => !n.id.startsWith('j-')),
+          );
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'reaper template dedup keys follow the enqueue rules: a pending job holding the made key keeps the notice out',
+    run: (options) =>
+      withStore(
+        options,
+        async (store, clock) => {
+          await store.setReaperTemplate('q', { effects: { enqueue: [{ queue: 'outcomes', payload: bytes('n'), dedupKey: ['outcome:', { header: 'run' }] }] } });
+          await store.enqueue('outcomes', bytes('first'), { id: 'held', dedupKey: 'outcome:r1' });
+          await store.enqueue('q', bytes('a'), { id: 'j-a', maxAttempts: 1, headers: { run: 'r1' } });
+          await store.enqueue('q', bytes('b'), { id: 'j-b', maxAttempts: 1, headers: { run: 'r2' } });
+          await store.claim('q', { limit: 2 });
+          clock.advance(1000);
+          assertEqual('both applied', [...(await store.reap()).effectsApplied].sort(), ['j-a', 'j-b']);
+          const pending = (await store.claim('outcomes', { limit: 10 })).map((c) => new TextDecoder().decode(c.job.payload)).sort();
+          assertEqual('one new notice; the held key kept the other out', pending, ['first', 'n']);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
+    name: 'setReaperTemplate replaces and removes; the template as it stands at the reap applies, copied from the caller; one that makes a bad key makes nothing',
+    run: (options) =>
+      withStore(
+        options,
+        async (store, clock) => {
+          const claimed = async (id: string, headers: Record<string, string>): Promise<void> => {
+            await store.enqueue('q', bytes(id), { id, maxAttempts: 1, headers });
+            await store.claim('q');
+          };
+          const reaped = async (id: string, headers: Record<string, string> = {}): Promise<string[]> => {
+            await claimed(id, headers);
+            clock.advance(1000);
+            return (await store.reap()).effectsApplied;
+          };
+          for (const key of ['k1', 'k-j1', 'k-j2', 'k3']) await store.enqueue('kv', bytes('x'), {}, [{ key, value: bytes('1') }]);
+          await store.setReaperTemplate('q', { effects: { kvDeletes: [['k1']] } });
+          await claimed('j1', {});
+          const deletes: JobText[] = [['k-', { jobId: true }]];
+          const template: ReaperTemplate = { effects: { kvDeletes: deletes } };
+          await store.setReaperTemplate('q', template);
+          deletes.push(['k1']);
+          clock.advance(1000);
+          assertEqual('the template set last applies, not the one at enqueue', (await store.reap()).effectsApplied, ['j1']);
+          assertEqual('as given, not as changed after', [await store.kvGet('k-j1'), await store.kvGet('k1')], [undefined, bytes('1')]);
+          await store.setReaperTemplate('q', undefined);
+          assertEqual('removed: nothing applies', await reaped('j2'), []);
+          assertEqual('k-j2 kept', await store.kvGet('k-j2'), bytes('1'));
+          await store.setReaperTemplate('q', { effects: { kvDeletes: [['k3'], [{ header: 'key' }]] } });
+          assertEqual('a made key that is empty: nothing applies', await reaped('j3', { key: '' }), []);
+          assertEqual('a made key over 1024 characters: nothing applies', await reaped('j4', { key: 'k'.repeat(1025) }), []);
+          assertEqual('k3 kept by both', await store.kvGet('k3'), bytes('1'));
+          await store.setReaperTemplate('q', { effects: { enqueue: [{ queue: 'outcomes', payload: bytes('n'), dedupKey: [{ header: 'key' }] }] } });
+          assertEqual('a made dedup key that is empty: nothing applies', await reaped('j5', { key: '' }), []);
+          assertEqual('no notice', (await store.stats('outcomes')).pending, 0);
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
     name: 'retention: done jobs kept for keepDoneJobsMs, dead jobs for deadRetentionMs',
     run: (options) =>
       withStore(
@@ -1128,6 +1257,27 @@ const BAD_CALLS: BadCall[] = [
           ],
         },
       }),
+  },
+  { what: 'setReaperTemplate of an empty queue name', code: 'INVALID_ARGUMENT', call: (s) => s.setReaperTemplate('', {}) },
+  {
+    what: 'setReaperTemplate with a template that is not an object',
+    code: 'INVALID_ARGUMENT',
+    call: (s) => s.setReaperTemplate('q', 'x' as unknown as ReaperTemplate),
+  },
+  {
+    what: 'setReaperTemplate with a text part that is neither a string, a job id nor a header',
+    code: 'INVALID_ARGUMENT',
+    call: (s) => s.setReaperTemplate('q', { effects: { kvDeletes: [[{ field: 'id' } as unknown as { jobId: true }]] } }),
+  },
+  {
+    what: 'setReaperTemplate with an enqueue payload that is not bytes',
+    code: 'INVALID_ARGUMENT',
+    call: (s) => s.setReaperTemplate('q', { ifCancelRequested: { enqueue: [{ queue: 'o', payload: 'x' as unknown as Uint8Array }] } }),
+  },
+  {
+    what: 'setReaperTemplate with a header value that is not a string',
+    code: 'INVALID_ARGUMENT',
+    call: (s) => s.setReaperTemplate('q', { effects: { enqueue: [{ queue: 'o', payload: bytes('x'), headers: { h: 1 as unknown as string } }] } }),
   },
   { what: 'claim with limit 0', code: 'INVALID_ARGUMENT', call: (s) => s.claim('q', { limit: 0 }) },
   { what: 'claim with leaseMs 0', code: 'INVALID_ARGUMENT', call: (s) => s.claim('q', { leaseMs: 0 }) },

@@ -14,7 +14,7 @@ export type { Step, StepRunner, RunOutcome, TerminalHook, TerminalStatus, Runner
 export {
   decideSettlement,
   endRunEffects,
-  reaperBranch,
+  reaperTemplate,
   cursorPrecondition,
   stepDedupKey,
   stepHeaders,

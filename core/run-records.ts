@@ -8,8 +8,9 @@
  * Both are deleted by the settlement (or cancel) that ends the run.
  */
 import { createHash } from 'node:crypto';
-import { HEADER_RUN_ID, HEADER_STEP, copyHeaders, parseHeadersJson, userHeaders } from './headers.js';
-import type { Headers } from './queue-store.js';
+import { HEADER_RUN_ID, HEADER_STEP, createHeaders, parseHeadersJson, userHeaders } from './headers.js';
+import type { Headers, JobText } from './queue-store.js';
+import { renderJobText } from './reaper-template.js';
 import type { RunOutcome } from './outcomes.js';
 
 export interface RunIdentity {
@@ -29,6 +30,26 @@ const decoder = new TextDecoder();
 
 export function runKeys(queueName: string, runId: string): { identity: string; cursor: string } {
   return { identity: `workflow/${queueName}/run/${runId}`, cursor: `workflow/${queueName}/cursor/${runId}` };
+}
+
+/** `runKeys` as text a reaper template makes from a job (`runId` is the text of the run id). */
+export function runKeyTexts(queueName: string, runId: JobText): { identity: JobText; cursor: JobText } {
+  return { identity: [`workflow/${queueName}/run/`, ...runId], cursor: [`workflow/${queueName}/cursor/`, ...runId] };
+}
+
+/**
+ * The cursor record of a step job, as text made from the job (its id, and
+ * its step header): the JSON of `RunCursor`, which `decodeRecord` reads. Job
+ * ids are ULIDs, which JSON needs no escapes for. The runtime writes the
+ * cursor from this text and the reaper template compares against it, so
+ * the two cannot disagree.
+ */
+export const CURSOR_TEXT: JobText = ['{"jobId":"', { jobId: true }, '","step":', { header: HEADER_STEP }, '}'];
+
+/** The bytes of `CURSOR_TEXT` for `jobId` at `step`. */
+export function encodeCursor(jobId: string, step: number): Uint8Array {
+  // A literal holds the one header (its key is not `__proto__`): this runs twice per step.
+  return encodeShortString(renderJobText(CURSOR_TEXT, { id: jobId, headers: { [HEADER_STEP]: String(step) } }) as string);
 }
 
 export function encodeRecord(record: RunIdentity | RunCursor): Uint8Array {
@@ -58,7 +79,7 @@ export function sha256Hex(input: Uint8Array): string {
   return createHash('sha256').update(input).digest('hex');
 }
 
-/** Payload of an outcome-notification job (a runtime's commit; the reaper's notices are `reapedNoticeHeaders`). */
+/** Payload of an outcome-notification job (a runtime's commit; the reaper's notices are `REAPED_NOTICE_PAYLOAD`). */
 export function encodeOutcome(outcome: RunOutcome): Uint8Array {
   const { result, ...rest } = outcome;
   const fields: Record<string, unknown> = rest;
@@ -84,19 +105,10 @@ export const HEADER_REAPED = 'workflow.reaped';
 
 /**
  * The payload of a reaper's notification: empty, as its headers carry the
- * outcome (run id, step, how it ended, the run's own headers). Every step
- * job carries two of these for its reaper, so they cost no encoding.
+ * outcome: the reaped step job's own (the run's headers, run id and step),
+ * plus how it ended.
  */
 export const REAPED_NOTICE_PAYLOAD: Uint8Array = new Uint8Array(0);
-
-/** Headers of the notification for a run the reaper ends on `step`. */
-export function reapedNoticeHeaders(runId: string, runHeaders: Headers, step: number, cancelled: boolean): Headers {
-  const headers = copyHeaders(runHeaders);
-  headers[HEADER_RUN_ID] = runId;
-  headers[HEADER_STEP] = String(step);
-  headers[HEADER_REAPED] = cancelled ? 'cancelled' : 'failed';
-  return headers;
-}
 
 /**
  * An outcome-notification job: the outcome, and whether the reaper ended
@@ -116,7 +128,12 @@ export function decodeNotification(bytes: Uint8Array, jobHeaders?: Headers): { o
   return { outcome, endedByReaper: endedByReaper === true };
 }
 
+/** Dedup key of the notification for a run that ended on a job, as text made from the job. */
+export const OUTCOME_DEDUP_TEXT: JobText = ['outcome:', { jobId: true }];
+
 /** Dedup key of the notification for a run that ended on `jobId`: at most one live notification per ending. */
 export function outcomeDedupKey(jobId: string): string {
-  return `outcome:${jobId}`;
+  return renderJobText(OUTCOME_DEDUP_TEXT, { id: jobId, headers: NO_HEADERS }) as string;
 }
+
+const NO_HEADERS: Headers = Object.freeze(createHeaders());

@@ -38,7 +38,7 @@ import {
   cursorValue,
   decideSettlement,
   endRunEffects,
-  reaperBranch,
+  reaperTemplate,
   stepDedupKey,
   stepHeaders,
 } from './settlement.js';
@@ -295,6 +295,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   private readonly hookDelivery: HookDelivery;
   /** The store's recorded delivery mode matched ours once: never read again. */
   private deliveryModeVerified = false;
+  /** The store holds this runtime's reaper template for its queue (set once, before its first step job). */
+  private reaperTemplateSet = false;
   private wakeUp: (() => void) | undefined;
   /** Whether the notification queue may hold a claimable job (set by its notices and by polls). */
   private notificationsMaybeWaiting = true;
@@ -360,6 +362,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     const now = this.clock.now();
     const jobId = newId(now);
     let modeWrite = await this.checkDeliveryMode();
+    await this.ensureReaperTemplate();
     for (let attempt = 0; attempt < 5; attempt++) {
       const existing = await this.store.kvGet(keys.identity);
       if (existing !== undefined) return this.duplicateSubmit(runId, existing, inputSha256);
@@ -375,7 +378,6 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
           id: jobId,
           headers: stepHeaders(headers, runId, 0),
           dedupKey: stepDedupKey(runId, 0),
-          reaperDeadLetter: reaperBranch({ runId, userHeaders: headers, keys, reapedOutcomeQueue: this.notificationQueue }, jobId, 0),
           ...(spec.priority === undefined ? {} : { priority: spec.priority }),
           ...(spec.maxAttemptsPerStep === undefined ? {} : { maxAttempts: spec.maxAttemptsPerStep }),
         },
@@ -506,6 +508,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         try {
           // Until a submit records the queue's mode, look again before each claim (a mismatch ends the loop).
           if (!this.deliveryModeVerified) await this.checkDeliveryMode();
+          // Before the first claim: the steps this loop's settlements enqueue are reaped by the template.
+          if (!this.reaperTemplateSet) await this.ensureReaperTemplate();
           for (const source of sources) {
             let free = Math.min(this.maxConcurrentSteps - loop.slotsHeld, 2 * this.maxConcurrentSteps - loop.unfinishedSteps);
             if (source.hooks) {
@@ -918,6 +922,13 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     if (recorded !== this.hookDelivery) throw new HookDeliveryMismatchError(this.queueName, recorded, this.hookDelivery);
     this.deliveryModeVerified = true;
     return undefined;
+  }
+
+  /** Stores the reaper template of the step queue, once per runtime (see `reaperTemplate`). */
+  private async ensureReaperTemplate(): Promise<void> {
+    if (this.reaperTemplateSet) return;
+    await this.store.setReaperTemplate(this.queueName, reaperTemplate(this.queueName, this.notificationQueue));
+    this.reaperTemplateSet = true;
   }
 
   private duplicateSubmit(runId: string, existing: Uint8Array, inputSha256: string): SubmitResult {

@@ -17,10 +17,30 @@
  *   (except a runner-issued cancel, whose reason wins)
  */
 import { HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX, createHeaders } from './headers.js';
-import { REAPED_NOTICE_PAYLOAD, encodeOutcome, encodeRecord, outcomeDedupKey, reapedNoticeHeaders } from './run-records.js';
+import {
+  CURSOR_TEXT,
+  HEADER_REAPED,
+  OUTCOME_DEDUP_TEXT,
+  REAPED_NOTICE_PAYLOAD,
+  encodeCursor,
+  encodeOutcome,
+  outcomeDedupKey,
+  runKeyTexts,
+} from './run-records.js';
 import { describeFailure } from './outcomes.js';
 import type { RunOutcome, RunnerResult } from './outcomes.js';
-import type { Effects, EnqueueOptions, Headers, KvPrecondition, ReaperDeadLetterBranch, SettleAction, Settlement, SettlementBranch } from './queue-store.js';
+import type {
+  Effects,
+  EnqueueOptions,
+  Headers,
+  JobText,
+  KvPrecondition,
+  ReaperTemplate,
+  SettleAction,
+  Settlement,
+  SettlementBranch,
+  TemplateEffects,
+} from './queue-store.js';
 
 export { HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX };
 
@@ -77,7 +97,7 @@ export function stepHeaders(userHeaders: Headers, runId: string, step: number): 
 
 /** The run cursor's value while `jobId` carries the run at `step`. */
 export function cursorValue(jobId: string, step: number): Uint8Array {
-  return encodeRecord({ jobId, step });
+  return encodeCursor(jobId, step);
 }
 
 /** The settlement's precondition: the run's cursor still names this job, so a stale job touches no run. */
@@ -86,32 +106,30 @@ export function cursorPrecondition(keys: StepFacts['keys'], jobId: string, step:
 }
 
 /**
- * What a step job carries for the reaper: if its lease expires on its last
- * attempt while the run's cursor still names it, the reaper's commit ends the
- * run (failed "lease expired", or cancelled when a cancel was requested) and
- * enqueues its outcome, whichever process reaps.
+ * The reaper template of a runtime's step queue: when a step job's lease
+ * expires on its last attempt while the run's cursor still names it, the
+ * reaper's commit ends the run (failed "lease expired", or cancelled when a
+ * cancel was requested) and enqueues its outcome, whichever process reaps.
+ * The store keeps it once per queue and makes each run's part from the
+ * reaped job's id and headers, so step jobs carry nothing for their reaper.
  */
-export function reaperBranch(
-  facts: Pick<StepFacts, 'runId' | 'userHeaders' | 'keys' | 'reapedOutcomeQueue'>,
-  jobId: string,
-  step: number,
-  cursor: Uint8Array = cursorValue(jobId, step),
-): ReaperDeadLetterBranch {
-  // Every step job carries this, so it is kept small and cheap to make: both branches share what they can,
-  // and the notification is an empty payload whose headers say it all (see `reapedNoticeHeaders`).
-  const kvDeletes = [facts.keys.identity, facts.keys.cursor];
-  const dedupKey = outcomeDedupKey(jobId);
-  const ending = (cancelled: boolean): Effects => ({
-    kvDeletes,
+export function reaperTemplate(queueName: string, reapedOutcomeQueue: string): ReaperTemplate {
+  const runId: JobText = [{ header: HEADER_RUN_ID }];
+  const keys = runKeyTexts(queueName, runId);
+  const ending = (cancelled: boolean): TemplateEffects => ({
+    kvDeletes: [keys.identity, keys.cursor],
     enqueue: [
       {
-        queue: facts.reapedOutcomeQueue,
+        queue: reapedOutcomeQueue,
         payload: REAPED_NOTICE_PAYLOAD,
-        options: { dedupKey, headers: reapedNoticeHeaders(facts.runId, facts.userHeaders, step, cancelled) },
+        // The step job's headers are the run's plus its id and step: all a notice needs (see `decodeNotification`).
+        copyJobHeaders: true,
+        headers: { [HEADER_REAPED]: cancelled ? 'cancelled' : 'failed' },
+        dedupKey: OUTCOME_DEDUP_TEXT,
       },
     ],
   });
-  return { precondition: { key: facts.keys.cursor, equals: cursor }, effects: ending(false), ifCancelRequested: ending(true) };
+  return { precondition: { key: keys.cursor, equals: CURSOR_TEXT }, effects: ending(false), ifCancelRequested: ending(true) };
 }
 
 /** Shared, frozen: stores read actions and never keep or change them. */
@@ -154,15 +172,12 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
           return terminal(facts, { type: 'deadLetter', reason: message }, ended(facts, 'failed', undefined, message), cancelBranch, cancelOutcome);
         }
         const nextStep = facts.stepNumber + 1;
-        // One encoding of the next cursor: the value written now is the one the next job's reaper branch expects.
-        const nextCursor = cursorValue(facts.nextJobId, nextStep);
         const options: EnqueueOptions = {
           id: facts.nextJobId,
           headers: stepHeaders(facts.userHeaders, facts.runId, nextStep),
           priority: facts.priority,
           maxAttempts: facts.maxAttempts,
           dedupKey: stepDedupKey(facts.runId, nextStep),
-          reaperDeadLetter: reaperBranch(facts, facts.nextJobId, nextStep, nextCursor),
         };
         // A delay, not a time: the store measures it on its own clock, which every host sharing it agrees on.
         if (outcome.kind === 'continueAfter' && outcome.delayMs > 0) options.delayMs = outcome.delayMs;
@@ -171,7 +186,7 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
             action: ACK,
             effects: {
               enqueue: [{ queue: facts.queueName, payload: outcome.payload, options }],
-              kvWrites: [{ key: facts.keys.cursor, value: nextCursor }],
+              kvWrites: [{ key: facts.keys.cursor, value: cursorValue(facts.nextJobId, nextStep) }],
             },
             ifCancelRequested: cancelBranch,
             precondition: cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber),

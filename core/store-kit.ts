@@ -30,7 +30,15 @@ export {
 export { QueueConfigs, resolveQueueConfig, retryDelayMs, enqueueDueAt } from './queue-config.js';
 export type { QueueConfig, StoreOptions } from './queue-config.js';
 export { STALE_BRANCH, copyEffects, copyReaperBranch, reaperEffects, encodeReaperBranch, decodeReaperBranch } from './carried-effects.js';
-export { checkReaperTemplate, copyReaperTemplate, decodeReaperTemplate, encodeReaperTemplate, instantiateReaperTemplate, renderJobText } from './reaper-template.js';
+export {
+  checkReaperTemplate,
+  copyReaperTemplate,
+  decodeReaperTemplate,
+  encodeReaperTemplate,
+  instantiateReaperTemplate,
+  reaperBranchOf,
+  renderJobText,
+} from './reaper-template.js';
 export { compareIds, newId } from './ids.js';
 export { jobRecord } from './job-record.js';
 export type { JobFields } from './job-record.js';

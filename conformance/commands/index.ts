@@ -17,6 +17,7 @@ import { kvDeleteCommands } from './kv-delete.js';
 import { reapCommands } from './reap.js';
 import { renewLeaseCommands } from './renew-lease.js';
 import { requeueDeadCommands } from './requeue-dead.js';
+import { setReaperTemplateCommands } from './set-reaper-template.js';
 import { settleCommands } from './settle.js';
 import type { StoreCommand } from './world.js';
 
@@ -34,6 +35,7 @@ export { KvDeleteCommand } from './kv-delete.js';
 export { AdvanceClockCommand } from './advance-clock.js';
 export { ReapCommand } from './reap.js';
 export { DeadJobsPageCommand } from './dead-jobs-page.js';
+export { SetReaperTemplateCommand } from './set-reaper-template.js';
 
 /** Every store command, weighted (a weight of n lists the arbitrary n times). */
 export function storeCommandArbitraries(): Array<fc.Arbitrary<StoreCommand>> {
@@ -51,5 +53,6 @@ export function storeCommandArbitraries(): Array<fc.Arbitrary<StoreCommand>> {
     ...weighted(3, advanceClockCommands),
     ...weighted(2, reapCommands),
     ...weighted(1, deadJobsPageCommands),
+    ...weighted(1, setReaperTemplateCommands),
   ];
 }

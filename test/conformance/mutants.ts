@@ -368,6 +368,29 @@ class CompletesOnRetry extends MemoryInstance {
 }
 
 /** Drops `reaperDeadLetter` from every job it enqueues, directly or through effects. */
+class IgnoresReaperTemplates extends MemoryInstance {
+  override async setReaperTemplate(queue: string, template: ReaperTemplate | undefined): Promise<void> {
+    // Checked like the real call, then dropped.
+    await super.setReaperTemplate(queue, template);
+    await super.setReaperTemplate(queue, undefined);
+  }
+}
+
+/** Strips what a job carries on queues that have a template: the template then applies instead. */
+class TemplateOverCarried extends MemoryInstance {
+  private readonly withTemplate = new Set<string>();
+  override async setReaperTemplate(queue: string, template: ReaperTemplate | undefined): Promise<void> {
+    await super.setReaperTemplate(queue, template);
+    if (template === undefined) this.withTemplate.delete(queue);
+    else this.withTemplate.add(queue);
+  }
+  override enqueue(queue: string, payload: Uint8Array, options?: EnqueueOptions, kvWrites?: KvWrite[]): Promise<EnqueueResult> {
+    if (!this.withTemplate.has(queue) || options?.reaperDeadLetter === undefined) return super.enqueue(queue, payload, options, kvWrites);
+    const { reaperDeadLetter: _carried, ...rest } = options;
+    return super.enqueue(queue, payload, rest, kvWrites);
+  }
+}
+
 class DropsReaperEffects extends MemoryInstance {
   private strip(options: EnqueueOptions | undefined): EnqueueOptions | undefined {
     if (options?.reaperDeadLetter === undefined) return options;
@@ -772,6 +795,18 @@ export const MUTANTS: Mutant[] = [
     bug: 'the effects a job carries for the reaper are not kept, so a reaper dead-letter applies none of them',
     create: (ctx) => new DropsReaperEffects(memory(ctx), 0),
     ...shared(() => (inner, i) => new DropsReaperEffects(inner, i)),
+  },
+  {
+    name: 'reaper-template-ignored',
+    bug: 'setReaperTemplate is accepted and forgotten, so a job that carries no branch of its own is dead-lettered with no effects',
+    create: (ctx) => new IgnoresReaperTemplates(memory(ctx), 0),
+    ...shared(() => (inner, i) => new IgnoresReaperTemplates(inner, i)),
+  },
+  {
+    name: 'reaper-template-over-carried',
+    bug: "a queue's reaper template is applied instead of the branch a job carries",
+    create: (ctx) => new TemplateOverCarried(memory(ctx), 0),
+    ...shared(() => (inner, i) => new TemplateOverCarried(inner, i)),
   },
 ];
 

@@ -7,8 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { decodeReaperBranch, encodeReaperBranch } from '../../core/carried-effects.js';
 import { copyHeaders } from '../../core/headers.js';
 import type { ReaperDeadLetterBranch } from '../../core/queue-store.js';
-import { runKeys } from '../../core/run-records.js';
-import { reaperBranch } from '../../core/settlement.js';
+import { instantiateReaperTemplate } from '../../core/reaper-template.js';
+import { reaperTemplate, stepHeaders } from '../../core/settlement.js';
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 const plain = (value: unknown): unknown => JSON.parse(JSON.stringify(value, (_k, v: unknown) => (v instanceof Uint8Array ? { bytes: [...v] } : v)));
@@ -46,11 +46,9 @@ describe('encodeReaperBranch / decodeReaperBranch', () => {
   });
 
   it('keeps a workflow step small: each string once, UTF-8 bytes as text', () => {
-    const branch = reaperBranch(
-      { runId: 'order-1234', userHeaders: {}, keys: runKeys('workflow-steps', 'order-1234'), reapedOutcomeQueue: 'workflow-steps.outcomes' },
-      '01KBMV7X2QZ8W3ZJ4YH0R1C2D3',
-      5,
-    );
+    // What a step job enqueued by an earlier version carries: the branch the runtime's template now makes for it.
+    const job = { id: '01KBMV7X2QZ8W3ZJ4YH0R1C2D3', headers: stepHeaders({}, 'order-1234', 5) };
+    const branch = instantiateReaperTemplate(reaperTemplate('workflow-steps', 'workflow-steps.outcomes'), job) as ReaperDeadLetterBranch;
     const encoded = encodeReaperBranch(branch);
     expect(encoded.length).toBeLessThan(520);
     expect(encoded.split('01KBMV7X2QZ8W3ZJ4YH0R1C2D3').length - 1).toBe(2); // the dedup key and the cursor value, once each

@@ -1,8 +1,9 @@
 /** Table-driven tests of the pure settlement decision: every row and precedence rule of the settlement table. */
 import { describe, expect, it } from 'vitest';
-import { StepError, StepOutcome, decideSettlement, decodeNotification, decodeRecord, runKeys } from '../../core/index.js';
+import { StepError, StepOutcome, decideSettlement, decodeNotification, decodeRecord, reaperTemplate, runKeys } from '../../core/index.js';
 import type { RunCursor, RunnerResult, SettlementDecision, StepFacts } from '../../core/index.js';
 import { bytes } from '../support/harness.js';
+import { instantiateReaperTemplate } from '../../core/store-kit.js';
 
 const keys = runKeys('q', 'run-1');
 const endRun = { kvDeletes: [keys.identity, keys.cursor] };
@@ -109,7 +110,6 @@ describe('decideSettlement', () => {
           priority: 7,
           maxAttempts: 9,
           dedupKey: 'run:run-1:5',
-          reaperDeadLetter: expect.objectContaining({ precondition: cursorIs('NEXT', 5) }),
         },
       },
     ]);
@@ -133,9 +133,11 @@ describe('decideSettlement', () => {
     expect(decision.settlement.effects!.enqueue![0]!.options!.delayMs).toBeUndefined();
   });
 
-  it('the next step carries the end of its run for the reaper: failed "lease expired", or cancelled, with the outcome enqueued', () => {
+  it('the next step carries nothing for its reaper: the queue template makes from it the end of its run, failed "lease expired" or cancelled, with the outcome enqueued', () => {
     const decision = decideSettlement(facts(), ok(StepOutcome.continue(bytes('p'))));
-    const carried = decision.settlement.effects!.enqueue![0]!.options!.reaperDeadLetter!;
+    const next = decision.settlement.effects!.enqueue![0]!.options!;
+    expect(next.reaperDeadLetter).toBeUndefined();
+    const carried = instantiateReaperTemplate(reaperTemplate('q', 'q.outcomes'), { id: next.id!, headers: next.headers! })!;
     expect(carried.precondition).toEqual(cursorIs('NEXT', 5));
     for (const [effects, outcome] of [
       [carried.effects!, { runId: 'run-1', status: 'failed', error: 'lease expired', headers: { tenant: 'acme' }, finalStep: 5 }],

@@ -12,6 +12,7 @@ import type {
   KvWrite,
   QueueStats,
   ReaperDeadLetterBranch,
+  ReaperTemplate,
   ReapReport,
   RenewResult,
   SettleResult,
@@ -19,7 +20,7 @@ import type {
   StoreOptions,
 } from '../../core/index.js';
 import { BaseQueueStore, STALE_BRANCH, bytesEqual, checkNewJobIds, compareIds, copyHeaders, copyReaperBranch, enqueueDueAt } from '../../core/store-kit.js';
-import { jobRecord, newId, reaperEffects, retryDelayMs } from '../../core/store-kit.js';
+import { copyReaperTemplate, jobRecord, newId, reaperBranchOf, reaperEffects, retryDelayMs } from '../../core/store-kit.js';
 import type { BatchItem, CompletionState, JobFields } from '../../core/store-kit.js';
 
 /** A job as kept: the public fields (unset ones `undefined`), the current claim token, the effects it carries for the reaper. */
@@ -37,6 +38,7 @@ const update = (job: Job, changes: Partial<Job>): void => void Object.assign(job
 export class MapStore extends BaseQueueStore {
   private readonly jobs = new Map<string, Job>();
   private readonly kv = new Map<string, Uint8Array>();
+  private readonly templates = new Map<string, ReaperTemplate>();
   private readonly doneCounts = new Map<string, number>();
   private readonly queues = new Set<string>();
   private tokens = 0;
@@ -164,6 +166,11 @@ export class MapStore extends BaseQueueStore {
     return due.length;
   }
 
+  protected async _setReaperTemplate(queue: string, template: ReaperTemplate | undefined): Promise<void> {
+    if (template === undefined) this.templates.delete(queue);
+    else this.templates.set(queue, copyReaperTemplate(template));
+  }
+
   protected async _requeueDead(jobId: string): Promise<void> {
     const job = this.jobs.get(jobId);
     if (!job) throw new JobNotFoundError(jobId);
@@ -263,7 +270,8 @@ export class MapStore extends BaseQueueStore {
 
   /** What a reaper dead-letter commits: none when the precondition fails or an enqueue names an id in use. */
   private applyCarriedEffects(job: Job): boolean {
-    const effects = reaperEffects(job.reaperDeadLetter, job.cancelRequested, (precondition) => this.holds(precondition));
+    const branch = reaperBranchOf(job.reaperDeadLetter, this.templates.get(job.queue), job);
+    const effects = reaperEffects(branch, job.cancelRequested, (precondition) => this.holds(precondition));
     if (effects === undefined) return false;
     try {
       this.checkNewIds(effects.enqueue ?? []);
