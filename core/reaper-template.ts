@@ -166,7 +166,11 @@ export function copyReaperTemplate(template: ReaperTemplate): ReaperTemplate {
  * rest as given. This is also the form the PostgreSQL store's SQL reads.
  */
 export function encodeReaperTemplate(template: ReaperTemplate): string {
-  return JSON.stringify(template, (_key, value: unknown) => (value instanceof Uint8Array ? Buffer.from(value).toString('base64') : value));
+  // The holder's own value, not `value`: a Buffer payload reaches the replacer already made its `toJSON()` form.
+  return JSON.stringify(template, function (this: Record<string, unknown>, key: string, value: unknown) {
+    const own = this[key];
+    return own instanceof Uint8Array ? Buffer.from(own).toString('base64') : value;
+  });
 }
 
 export function decodeReaperTemplate(text: string): ReaperTemplate {

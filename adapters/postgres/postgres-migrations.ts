@@ -20,7 +20,7 @@ import { quoteIdent } from './postgres-pool.js';
 export const REMOVED_RETENTION_MS = 3_600_000;
 
 /** Migration files in order; index + 1 is the version. Never edit a released one: append. */
-export const MIGRATION_FILES: readonly string[] = ['000001.sql', '000002.sql', '000003.sql', '000004.sql', '000005.sql'];
+export const MIGRATION_FILES: readonly string[] = ['000001.sql', '000002.sql', '000003.sql', '000004.sql', '000005.sql', '000006.sql'];
 
 /** The migrations' SQL, read once at load from the files next to this module. */
 export const MIGRATIONS: readonly string[] = MIGRATION_FILES.map((file) => readFileSync(new URL(`./sql/${file}`, import.meta.url), 'utf8'));

@@ -23,6 +23,8 @@ export interface Statements {
   cancel: { params: { now: Now; jobId: string; effects: string | null }; row: { result: CancelJson } };
   reap: { params: { now: Now; config: string }; row: { result: ReapJson } };
   promote: { params: { now: Now }; row: { result: PromoteJson } };
+  setReaperTemplate: { params: { queue: string; template: string }; row: never };
+  deleteReaperTemplate: { params: { queue: string }; row: never };
   requeueDead: { params: { jobId: string }; row: { queue: string } };
   getJob: { params: { jobId: string }; row: JobRow };
   completion: { params: { jobId: string; enqueuedAt: number }; row: { job: JobRow | null; removed: boolean } };
@@ -59,6 +61,9 @@ function texts(S: string): Record<StatementName, string> {
     cancel: `SELECT ${S}.cancel(:now::bigint, :jobId::text, :effects::jsonb) AS result`,
     reap: `SELECT ${S}.reap(:now::bigint, :config::jsonb) AS result`,
     promote: `SELECT ${S}.promote(:now::bigint) AS result`,
+    setReaperTemplate: `INSERT INTO ${S}.reaper_templates (queue, template) VALUES (:queue, :template::jsonb)
+                        ON CONFLICT (queue) DO UPDATE SET template = excluded.template`,
+    deleteReaperTemplate: `DELETE FROM ${S}.reaper_templates WHERE queue = :queue`,
     requeueDead: `SELECT ${S}.requeue_dead(:jobId::text) AS queue`,
     getJob: `SELECT ${JOB_COLUMNS} FROM ${S}.jobs WHERE id = :jobId`,
     // One snapshot: the job row (if any) and whether the job enqueued at that time was removed by a cancel.

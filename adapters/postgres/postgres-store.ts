@@ -18,10 +18,12 @@ import type {
   KvWrite,
   QueueStats,
   ReapReport,
+  ReaperTemplate,
   RenewResult,
   SettleResult,
   Settlement,
 } from '../../core/queue-store.js';
+import { copyReaperTemplate, encodeReaperTemplate } from '../../core/reaper-template.js';
 import { checkJobId, checkKvKey, checkPositiveInt, checkQueueName } from '../../core/store-validation.js';
 import { SQLSTATE, mapError, mapOpenError, serverError } from './postgres-errors.js';
 import { FlushPipeline } from './postgres-flush.js';
@@ -292,6 +294,15 @@ export class PostgresStore extends BaseQueueStore {
     for (const queue of result.queues) this.notify(queue, { type: 'jobsAvailable', queue });
     if (result.next !== null) this.wakeAt(Number(result.next));
     return Number(result.moved);
+  }
+
+  /**
+   * The template in `reaper_templates`, which `reap` reads (sql/000006.sql). The copy keeps only the template's own
+   * fields. A string jsonb cannot hold (a NUL, a lone surrogate) is a data exception there: `INVALID_ARGUMENT`.
+   */
+  protected async _setReaperTemplate(queue: string, template: ReaperTemplate | undefined): Promise<void> {
+    if (template === undefined) await this.query('deleteReaperTemplate', { queue });
+    else await this.query('setReaperTemplate', { queue, template: encodeReaperTemplate(copyReaperTemplate(template)) });
   }
 
   protected async _requeueDead(jobId: string): Promise<void> {
