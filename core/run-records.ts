@@ -46,30 +46,35 @@ export interface RunKeys {
 /**
  * Which commit ended a run, kept for `ENDED_RECEIPT_TTL_MS` under
  * `RunKeys.ended` (with in-process hook delivery, where no notification job
- * records it): the job whose settlement or removal ended the run, and how:
- * its settlement's primary branch, its cancel branch, or a `cancel()` that
- * removed it while pending. A runtime whose settle or cancel reply was lost
- * reads it to learn whether its own commit ended the run, and so whether
- * the hook is its to run.
+ * records it): the job whose settlement or removal ended the run, the
+ * delivery that settled it (its claim token; empty for a removal), and how:
+ * the settlement's primary branch, its cancel branch, or a `cancel()` that
+ * removed the job while pending. A runtime whose settle or cancel reply was
+ * lost reads it to learn whether its own commit ended the run, and so
+ * whether the hook is its to run: a re-delivery of the same job that ended
+ * the run names another token.
  */
 export interface EndedReceipt {
   jobId: string;
+  delivery: string;
   how: 'primary' | 'cancel' | 'removed';
 }
 
 /** How long an ended receipt is kept: far longer than a settlement is retried (at most its lease). */
 export const ENDED_RECEIPT_TTL_MS = 60 * 60 * 1000;
 
+/** `how:jobId:delivery` (job ids are ULIDs, with no colon; the token comes last, whatever it holds). */
 export function encodeReceipt(receipt: EndedReceipt): Uint8Array {
-  return encodeShortString(`${receipt.how}:${receipt.jobId}`);
+  return encodeShortString(`${receipt.how}:${receipt.jobId}:${receipt.delivery}`);
 }
 
 export function decodeReceipt(bytes: Uint8Array): EndedReceipt | undefined {
   const text = decoder.decode(bytes);
-  const colon = text.indexOf(':');
-  const how = text.slice(0, colon);
-  if (how !== 'primary' && how !== 'cancel' && how !== 'removed') return undefined;
-  return { how, jobId: text.slice(colon + 1) };
+  const first = text.indexOf(':');
+  const second = text.indexOf(':', first + 1);
+  const how = text.slice(0, first);
+  if (second < 0 || (how !== 'primary' && how !== 'cancel' && how !== 'removed')) return undefined;
+  return { how, jobId: text.slice(first + 1, second), delivery: text.slice(second + 1) };
 }
 
 /** `runKeys` as text a reaper template makes from a job (`runId` is the text of the run id). */

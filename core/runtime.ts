@@ -443,7 +443,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       const job = await this.store.getJob(cursor.jobId);
       const outcome = job && cancelledOutcome(runId, job.headers, cursor.step);
       const effects: Effects = outcome
-        ? endRunEffects({ keys, outcomeQueue: this.outcomeQueue, jobId: cursor.jobId }, outcome, 'removed')
+        ? endRunEffects({ keys, outcomeQueue: this.outcomeQueue, jobId: cursor.jobId, claimToken: '' }, outcome, 'removed')
         : { kvDeletes: [keys.identity, keys.cursor] };
       let result: CancelResult;
       try {
@@ -451,7 +451,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       } catch (error) {
         // A reply lost after the removal committed: the receipt it wrote says so, and the hook is ours to run.
         if (outcome === undefined || this.outcomeQueue !== undefined || !isTransientError(error)) throw error;
-        if ((await this.readReceipt(keys, cursor.jobId)) !== 'removed') throw error;
+        if ((await this.readReceipt(keys, cursor.jobId, '')) !== 'removed') throw error;
         await this.finish(outcome);
         return true;
       }
@@ -696,6 +696,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         outcomeQueue: this.outcomeQueue,
         reapedOutcomeQueue: this.notificationQueue,
         jobId: job.id,
+        claimToken: claim.token,
       };
       const decision = decideSettlement(facts, checkDueTime(returned, now));
       // Issued before the slot is freed, so the store sees the settlement ahead of the next claim.
@@ -811,7 +812,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         if (error instanceof LeaseLostError) {
           if (lastTransient === undefined) throw error;
           // A failed attempt may have committed. With in-process delivery, its receipt says whether it ended the run.
-          const how = keys === undefined ? undefined : await this.readReceipt(keys, leased.jobId, loop);
+          const how = keys === undefined ? undefined : await this.readReceipt(keys, leased.jobId, leased.claim.token, loop);
           if (how === undefined || how === 'removed') throw new SettlementUncertainError(leased.jobId, lastTransient);
           const branch = how === 'cancel' ? current.settlement.ifCancelRequested : current.settlement;
           const status = branch?.action.type === 'ack' ? 'done' : 'dead';
@@ -943,18 +944,18 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   }
 
   /**
-   * How `jobId`'s commit ended its run, from the run's ended receipt
-   * (in-process delivery); `undefined` when the receipt names no ending by
-   * that job. Reads again with backoff while the store is unavailable (the
+   * How `delivery` of `jobId` (its claim token; empty for a removal) ended
+   * its run, from the run's ended receipt (in-process delivery); `undefined`
+   * when the receipt names no ending by that delivery. Reads again with backoff while the store is unavailable (the
    * commit in doubt was made during an outage), up to `RECEIPT_READ_ATTEMPTS`
    * or until `run()` gives up on `loop`.
    */
-  private async readReceipt(keys: RunKeys, jobId: string, loop?: WorkerLoop): Promise<EndedReceipt['how'] | undefined> {
+  private async readReceipt(keys: RunKeys, jobId: string, delivery: string, loop?: WorkerLoop): Promise<EndedReceipt['how'] | undefined> {
     for (let attempt = 0; ; attempt++) {
       try {
         const raw = await this.store.kvGet(keys.ended);
         const receipt = raw === undefined ? undefined : decodeReceipt(raw);
-        return receipt?.jobId === jobId ? receipt.how : undefined;
+        return receipt?.jobId === jobId && receipt.delivery === delivery ? receipt.how : undefined;
       } catch (error) {
         if (!isTransientError(error) || attempt + 1 >= RECEIPT_READ_ATTEMPTS || loop?.abandoned === true) throw error;
         this.emit('storeError', { operation: 'readReceipt', error, jobId });

@@ -77,6 +77,8 @@ export interface StepFacts {
   reapedOutcomeQueue: string;
   /** Id of the job being settled (names the outcome notification; the cursor must name it). */
   jobId: string;
+  /** Claim token of this delivery (named by the ended receipt of in-process delivery). */
+  claimToken: string;
 }
 
 /** The decision: what to commit, and how the run ends on each branch. */
@@ -243,7 +245,7 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
  * receipt written instead (it expires on its own).
  */
 export function endRunEffects(
-  facts: { keys: RunKeys; outcomeQueue?: string | undefined; jobId: string },
+  facts: { keys: RunKeys; outcomeQueue?: string | undefined; jobId: string; claimToken: string },
   outcome: RunOutcome,
   how: EndedReceipt['how'],
 ): Effects {
@@ -251,7 +253,7 @@ export function endRunEffects(
   if (facts.outcomeQueue !== undefined) {
     effects.enqueue = [{ queue: facts.outcomeQueue, payload: encodeOutcome(outcome), options: { dedupKey: outcomeDedupKey(facts.jobId) } }];
   } else {
-    effects.kvWrites = [{ key: facts.keys.ended, value: encodeReceipt({ jobId: facts.jobId, how }), ttlMs: ENDED_RECEIPT_TTL_MS }];
+    effects.kvWrites = [{ key: facts.keys.ended, value: encodeReceipt({ jobId: facts.jobId, delivery: facts.claimToken, how }), ttlMs: ENDED_RECEIPT_TTL_MS }];
   }
   return effects;
 }

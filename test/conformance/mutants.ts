@@ -11,6 +11,8 @@
  * through `memoryInternals`, which fails loudly if the fields move.
  */
 import { MemoryStore } from '../../adapters/memory/index.js';
+import { MemoryKv } from '../../adapters/memory/memory-kv.js';
+import { copyBytes } from '../../core/bytes.js';
 import { LeaseLostError } from '../../core/errors.js';
 import type { QueueConfig } from '../../core/queue-config.js';
 import type {
@@ -99,12 +101,12 @@ export class ForwardingStore implements QueueStore {
 /** The few MemoryStore fields two mutants reach into (test-only; checked at construction). */
 interface MemoryInternals {
   jobs: Map<string, { attempts: number }>;
-  kv: Map<string, Uint8Array>;
+  kv: MemoryKv;
 }
 
 function memoryInternals(store: MemoryStore): MemoryInternals {
   const internals = store as unknown as Partial<MemoryInternals>;
-  if (!(internals.jobs instanceof Map) || !(internals.kv instanceof Map)) {
+  if (!(internals.jobs instanceof Map) || !(internals.kv instanceof MemoryKv)) {
     throw new Error('MemoryStore internals changed: update test/conformance/mutants.ts (fields "jobs" and "kv")');
   }
   return internals as MemoryInternals;
@@ -113,7 +115,7 @@ function memoryInternals(store: MemoryStore): MemoryInternals {
 /** Writes kv values the way a buggy adapter would: outside any transaction. */
 function forceKvWrites(store: MemoryStore, writes: KvWrite[] | undefined): void {
   const kv = memoryInternals(store).kv;
-  for (const write of writes ?? []) kv.set(write.key, write.value.slice());
+  for (const write of writes ?? []) kv.set(write.key, copyBytes(write.value), undefined);
 }
 
 /** Rewrites the `priority` reported in records (for mutants that store a different sort key). */

@@ -5,8 +5,9 @@
  * the hook runs exactly once, never zero times, never twice.
  */
 import { describe, expect, it } from 'vitest';
-import { StepOutcome, StoreUnavailableError, WorkflowRuntime } from '../../core/index.js';
-import type { QueueStore, RunOutcome, Settlement, StepRunner } from '../../core/index.js';
+import { SettlementUncertainError, StepOutcome, StoreUnavailableError, WorkflowRuntime, runKeys } from '../../core/index.js';
+import { encodeReceipt } from '../../core/run-records.js';
+import type { ManualClock, QueueStore, RunOutcome, Settlement, StepRunner } from '../../core/index.js';
 import { OutcomeChannel, bytes, eventually, freshStore, gate, startWorker } from '../support/harness.js';
 
 /** A view of `store` whose next `count` settles (or cancels) commit and then report a lost connection. */
@@ -26,9 +27,16 @@ function losingReplies(store: QueueStore, op: 'settle' | 'cancel', count = 1): {
   return { store: view, lost: () => lost };
 }
 
-async function settledHooks(hook: OutcomeChannel, expected: number): Promise<RunOutcome[]> {
-  for (let i = 0; i < expected; i++) await hook.next(2_000);
-  await new Promise((resolve) => setTimeout(resolve, 50)); // room for a second, wrong, hook
+/** Moves the clock (retries back off on it) until `expected` hooks ran, then a while more for a wrong extra one. */
+async function settledHooks(hook: OutcomeChannel, clock: ManualClock, expected: number): Promise<RunOutcome[]> {
+  for (let round = 0; round < 200 && hook.received.length < expected; round++) {
+    clock.advance(50);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  for (let round = 0; round < 20; round++) {
+    clock.advance(100);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
   return hook.received;
 }
 
@@ -44,7 +52,7 @@ describe('a settle reply lost after the commit', () => {
       const runtime = new WorkflowRuntime({ store, clock, runner, hook: hook.hook });
       const worker = startWorker(runtime);
       const { runId } = await runtime.submit({ input: bytes('x') });
-      const hooks = await settledHooks(hook, 1);
+      const hooks = await settledHooks(hook, clock, 1);
       expect(lost()).toBe(1);
       expect(hooks).toEqual([expect.objectContaining({ runId, ...expected })]);
       await worker.stop();
@@ -63,7 +71,7 @@ describe('a settle reply lost after the commit', () => {
       // Ignores its signal, so the settlement it returns is the one that meets the cancel flag.
       runner: async () => {
         started = true;
-        await release.wait;
+        await release.promise;
         return StepOutcome.succeed(bytes('late'));
       },
       hook: hook.hook,
@@ -73,7 +81,7 @@ describe('a settle reply lost after the commit', () => {
     await eventually(() => started);
     expect(await runtime.cancel(runId)).toBe(true);
     release.open();
-    const hooks = await settledHooks(hook, 1);
+    const hooks = await settledHooks(hook, clock, 1);
     expect(hooks).toEqual([expect.objectContaining({ runId, status: 'cancelled' })]);
     await worker.stop();
   });
@@ -90,9 +98,37 @@ describe('a settle reply lost after the commit', () => {
     });
     const worker = startWorker(runtime);
     const { runId } = await runtime.submit({ input: bytes('x') });
-    const hooks = await settledHooks(hook, 1);
+    const hooks = await settledHooks(hook, clock, 1);
     expect(lost()).toBe(1);
     expect(hooks).toEqual([expect.objectContaining({ runId, status: 'succeeded', finalStep: 1 })]);
+    await worker.stop();
+  });
+});
+
+describe('a settle that did not commit, where another delivery of the same job ended the run meanwhile', () => {
+  it('runs no hook: the receipt names the other delivery, whose process runs it', async () => {
+    const { store: inner, clock } = freshStore();
+    let first = true;
+    const store = Object.create(inner) as QueueStore;
+    store.settle = async (claim, settlement) => {
+      if (!first) return inner.settle(claim, settlement);
+      first = false;
+      // Another delivery of this job (after a lease expiry) settled it and ended the run; this attempt fails.
+      const keys = runKeys('workflow-steps', 'r-other');
+      await inner.settle(claim, { action: { type: 'ack' }, effects: { kvDeletes: [keys.identity, keys.cursor] } });
+      await inner.enqueue('scratch', bytes(''), {}, [
+        { key: keys.ended, value: encodeReceipt({ jobId: claim.jobId, delivery: 'another-delivery', how: 'primary' }), ttlMs: 60_000 },
+      ]);
+      throw new StoreUnavailableError('connection reset before the commit');
+    };
+    const hook = new OutcomeChannel();
+    const errors: unknown[] = [];
+    const runtime = new WorkflowRuntime({ store, clock, runner: () => StepOutcome.succeed(bytes('mine')), hook: hook.hook });
+    runtime.on('storeError', (e) => errors.push(e.error));
+    const worker = startWorker(runtime);
+    await runtime.submit({ runId: 'r-other', input: bytes('x') });
+    expect(await settledHooks(hook, clock, 0)).toEqual([]);
+    expect(errors.some((e) => e instanceof SettlementUncertainError)).toBe(true);
     await worker.stop();
   });
 });
@@ -106,7 +142,7 @@ describe('a cancel reply lost after the removal committed', () => {
     const { runId } = await runtime.submit({ input: bytes('x'), headers: { tenant: 'acme' } });
     expect(await runtime.cancel(runId)).toBe(true);
     expect(lost()).toBe(1);
-    const hooks = await settledHooks(hook, 1);
+    const hooks = await settledHooks(hook, clock, 1);
     expect(hooks).toEqual([expect.objectContaining({ runId, status: 'cancelled', headers: { tenant: 'acme' } })]);
     expect(await runtime.status(runId)).toBeUndefined();
   });

@@ -23,6 +23,7 @@ describe('durable hook delivery', () => {
         outcomeQueue: 'q.outcomes',
         reapedOutcomeQueue: 'q.outcomes',
         jobId: 'J',
+        claimToken: 'T',
       },
       { ok: true, outcome: StepOutcome.succeed(bytes('res')) },
     );

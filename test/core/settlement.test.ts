@@ -3,11 +3,17 @@ import { describe, expect, it } from 'vitest';
 import { StepError, StepOutcome, decideSettlement, decodeNotification, decodeRecord, reaperTemplate, runKeys } from '../../core/index.js';
 import type { RunCursor, RunnerResult, SettlementDecision, StepFacts } from '../../core/index.js';
 import { bytes } from '../support/harness.js';
+import { ENDED_RECEIPT_TTL_MS, encodeReceipt } from '../../core/run-records.js';
+import type { EndedReceipt } from '../../core/run-records.js';
 import { instantiateReaperTemplate } from '../../core/store-kit.js';
 
 const keys = runKeys('q', 'run-1');
-const endRun = { kvDeletes: [keys.identity, keys.cursor] };
-const externalCancel = { action: { type: 'ack' }, effects: endRun };
+/** In-process delivery: a branch that ends the run deletes its records and writes the receipt of how it ended. */
+const endRun = (how: EndedReceipt['how']) => ({
+  kvDeletes: [keys.identity, keys.cursor],
+  kvWrites: [{ key: keys.ended, value: encodeReceipt({ jobId: 'JOB', delivery: 'TOKEN', how }), ttlMs: ENDED_RECEIPT_TTL_MS }],
+});
+const externalCancel = { action: { type: 'ack' }, effects: endRun('cancel') };
 
 function facts(overrides: Partial<StepFacts> = {}): StepFacts {
   return {
@@ -24,6 +30,7 @@ function facts(overrides: Partial<StepFacts> = {}): StepFacts {
     outcomeQueue: undefined,
     reapedOutcomeQueue: 'q.outcomes',
     jobId: 'JOB',
+    claimToken: 'TOKEN',
     ...overrides,
   };
 }
@@ -83,10 +90,12 @@ describe('decideSettlement', () => {
       const decision = decideSettlement(facts({ attempts: row.attempts ?? 1 }), row.result);
       expect(decision.settlement.action).toEqual(row.action);
       expect(decision.primaryOutcome).toEqual(row.endsRun);
-      if (row.endsRun) expect(decision.settlement.effects).toEqual(endRun);
+      if (row.endsRun) expect(decision.settlement.effects).toEqual(endRun('primary'));
       else expect(decision.settlement.effects).toBeUndefined();
       // Whatever the runner did, an external cancel flagged at commit acks and ends the run cancelled, no error...
-      expect(decision.settlement.ifCancelRequested).toEqual(externalCancel);
+      if (row.cancelOutcome === undefined) expect(decision.settlement.ifCancelRequested).toEqual(externalCancel);
+      // ...(a runner-issued cancel commits its own branch either way)...
+      else expect(decision.settlement.ifCancelRequested).toEqual({ action: { type: 'ack' }, effects: endRun('primary') });
       // ...except a runner-issued cancel, whose reason is kept.
       expect(decision.cancelOutcome).toEqual(row.cancelOutcome ?? ended('cancelled'));
       // Every settlement applies only while the run's cursor still names the settled job.
