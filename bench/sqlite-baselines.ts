@@ -269,12 +269,12 @@ export function bareTransitionSqlTps(
         const headers = JSON.parse(row.headers) as Record<string, string>;
         const run = Number((headers['workflow.run_id'] as string).slice(1));
         const next = Number(headers['workflow.step']) + 1;
-        sql.kvGet.get(keys(run).cursor);
+        sql.kvGet.get(keys(run).cursor, now);
         sql.deleteOwned.get(row.id, row.claim_token);
         if (next < steps) {
           const id = newId();
           insert(id, run, next);
-          sql.kvUpsert.run(keys(run).cursor, Buffer.from(`{"jobId":"${id}","step":${next}}`));
+          sql.kvUpsert.run(keys(run).cursor, Buffer.from(`{"jobId":"${id}","step":${next}}`), null);
         } else {
           sql.kvDelete.run(keys(run).cursor);
         }

@@ -80,6 +80,18 @@ CREATE TABLE taquba_reaper_templates (
 ) WITHOUT ROWID;`;
 
 /**
+ * When a kv record expires (`KvWrite.ttlMs`): `expires_at`, on the store's
+ * clock, NULL for a permanent record. A record with `expires_at <= now` is
+ * gone for every read (each kv statement filters on it with the
+ * transaction's `now`) until the reaper deletes it; the partial index holds
+ * only expiring records, so the sweep is an index seek that finds nothing
+ * when none is due, and writing a permanent record leaves the index alone.
+ */
+const KV_EXPIRY = `
+ALTER TABLE taquba_kv ADD COLUMN expires_at INTEGER;
+CREATE INDEX taquba_kv_expiry ON taquba_kv (expires_at) WHERE expires_at IS NOT NULL;`;
+
+/**
  * The layout of version 2, which a new file is created with before the
  * migrations after it run. The counters of `taquba_queues` are updated by the
  * store in the same transaction as every job change (one row update per
@@ -119,7 +131,9 @@ CREATE TABLE taquba_kv (
  * - 2 → 3: the record of removed jobs (see `REMOVED_TABLE`).
  * - 3 → 4: `reaper_dead_letter`, the effects a job carries for the
  *   reaper's dead-letter of it (text from `encodeReaperBranch`, or NULL).
- * - 4 → 5: the reaper templates of queues (see `REAPER_TEMPLATES_TABLE`).
+ * - 4 → 5: the reaper templates of queues (see `REAPER_TEMPLATES_TABLE`),
+ *   and the expiry of kv records (see `KV_EXPIRY`; the records already
+ *   there stay permanent).
  */
 const MIGRATIONS: ReadonlyArray<(db: BetterSqlite3.Database) => void> = [
   (db) =>
@@ -131,7 +145,7 @@ const MIGRATIONS: ReadonlyArray<(db: BetterSqlite3.Database) => void> = [
       ${JOBS_INDEXES}`),
   (db) => db.exec(REMOVED_TABLE),
   (db) => db.exec('ALTER TABLE taquba_jobs ADD COLUMN reaper_dead_letter TEXT'),
-  (db) => db.exec(REAPER_TEMPLATES_TABLE),
+  (db) => db.exec(`${REAPER_TEMPLATES_TABLE}${KV_EXPIRY}`),
 ];
 
 /** The version `SCHEMA` creates; migrations then bring a new file to `SCHEMA_VERSION`. */

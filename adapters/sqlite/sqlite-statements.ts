@@ -9,6 +9,9 @@ import { CANCELLED_CLAIM_COLUMNS, CLAIM_COLUMNS, DELETED_COLUMNS, JOB_COLUMNS, O
 /** A prepared statement taking positional or named parameters. */
 export type Stmt = BetterSqlite3.Statement;
 
+/** The condition of a kv record that has not expired at the statement's last parameter, `now`. */
+const LIVE_KV = '(expires_at IS NULL OR expires_at > ?)';
+
 export function prepareStatements(db: BetterSqlite3.Database): Record<StatementName, Stmt> {
   const p = (sql: string): Stmt => db.prepare(sql);
   const statements = {
@@ -63,11 +66,20 @@ export function prepareStatements(db: BetterSqlite3.Database): Record<StatementN
     stats: p('SELECT pending, claimed, scheduled, dead, done FROM taquba_queues WHERE name = ?'),
     queueNames: p('SELECT name FROM taquba_queues ORDER BY name').pluck(),
     cancelledClaims: p(`SELECT ${CANCELLED_CLAIM_COLUMNS} FROM taquba_jobs WHERE status = 'claimed' AND cancel_requested = 1`),
-    kvGet: p('SELECT value FROM taquba_kv WHERE key = ?').pluck(),
-    kvExists: p('SELECT 1 FROM taquba_kv WHERE key = ?').pluck(),
-    kvUpsert: p('INSERT INTO taquba_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+    // Kv reads take the transaction's `now`: a record with `expires_at <= now` is gone (see `KV_EXPIRY`).
+    kvGet: p(`SELECT value FROM taquba_kv WHERE key = ? AND ${LIVE_KV}`).pluck(),
+    kvExists: p(`SELECT 1 FROM taquba_kv WHERE key = ? AND ${LIVE_KV}`).pluck(),
+    /** `expires_at` NULL makes the record permanent (also one that was expiring). */
+    kvUpsert: p(
+      'INSERT INTO taquba_kv (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at',
+    ),
+    /** For effects, where nothing tells an expired record from none: it deletes either. */
     kvDelete: p('DELETE FROM taquba_kv WHERE key = ?'),
-    kvDeleteIf: p('DELETE FROM taquba_kv WHERE key = ? AND value = ?'),
+    /** `kvDelete` and its `ifValue`: only a live record is deleted and counts (an expired one is left to the sweep). */
+    kvDeleteLive: p(`DELETE FROM taquba_kv WHERE key = ? AND ${LIVE_KV}`),
+    kvDeleteIf: p(`DELETE FROM taquba_kv WHERE key = ? AND value = ? AND ${LIVE_KV}`),
+    /** The reaper's sweep, through the partial index of expiring records (`taquba_kv_expiry`). */
+    sweepKv: p('DELETE FROM taquba_kv WHERE expires_at <= ?'),
     dataVersion: p('PRAGMA data_version').pluck(),
     recordRemoved: p(
       `INSERT INTO taquba_removed (id, enqueued_at, removed_at) VALUES (?, ?, ?)
@@ -114,7 +126,9 @@ type StatementName =
   | 'kvExists'
   | 'kvUpsert'
   | 'kvDelete'
+  | 'kvDeleteLive'
   | 'kvDeleteIf'
+  | 'sweepKv'
   | 'dataVersion'
   | 'recordRemoved'
   | 'removedEnqueuedAt'

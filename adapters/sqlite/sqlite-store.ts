@@ -102,10 +102,10 @@ export class SqliteStore extends BaseQueueStore {
         if (existing !== undefined) return { kind: 'alreadyEnqueued', id: existing };
       }
       for (const write of kvWrites ?? []) {
-        if (write.ifAbsent && this.sql.kvExists.get(write.key) !== undefined) return { kind: 'kvConflict', key: write.key };
+        if (write.ifAbsent && this.sql.kvExists.get(write.key, now) !== undefined) return { kind: 'kvConflict', key: write.key };
       }
       const result = this.insertJob(queue, payload, options, now);
-      this.applyKvWrites(kvWrites);
+      this.applyKvWrites(kvWrites, now);
       return result;
     });
   }
@@ -147,12 +147,12 @@ export class SqliteStore extends BaseQueueStore {
     }
     return this.writes.write('settle', () => {
       const owner = this.owned(claim);
-      const { taken, branch } = this.branchOf(settlement, owner.cancel_requested !== 0);
+      const now = this.clock.now();
+      const { taken, branch } = this.branchOf(settlement, owner.cancel_requested !== 0, now);
       this.checkNewIds(branch.effects?.enqueue, claim.jobId);
       const jobId = claim.jobId;
       const queue = owner.queue;
       const config = this.configs.get(queue);
-      const now = this.clock.now();
       const action = branch.action;
       let status: SettleResult['status'];
       this.writes.count(queue, 'claimed', -1);
@@ -194,19 +194,20 @@ export class SqliteStore extends BaseQueueStore {
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!deleted) throw new LeaseLostError(String(claim?.jobId));
     const queue = deleted.queue;
-    const { taken, branch } = this.branchOf(settlement, deleted.cancel_requested !== 0);
+    const now = this.clock.now();
+    const { taken, branch } = this.branchOf(settlement, deleted.cancel_requested !== 0, now);
     // Checked after the delete here: a throw still rolls the whole operation back.
     this.checkNewIds(branch.effects?.enqueue, claim.jobId);
     this.writes.count(queue, 'claimed', -1);
     this.writes.count(queue, 'done', 1);
     this.writes.completedAfterCommit(claim.jobId, { kind: 'completed' });
-    const enqueued = this.applyEffects(branch.effects, this.clock.now());
+    const enqueued = this.applyEffects(branch.effects, now);
     return { branch: taken, status: 'done', enqueued };
   }
 
-  /** The branch of a settlement that applies: a precondition that fails makes it stale, else a requested cancel picks its branch. */
-  private branchOf(settlement: Settlement, cancelRequested: boolean): { taken: SettleResult['branch']; branch: SettlementBranch } {
-    if (settlement.precondition !== undefined && !this.holds(settlement.precondition)) return { taken: 'stale', branch: STALE_BRANCH };
+  /** The branch of a settlement that applies at `now`: a precondition that fails makes it stale, else a requested cancel picks its branch. */
+  private branchOf(settlement: Settlement, cancelRequested: boolean, now: number): { taken: SettleResult['branch']; branch: SettlementBranch } {
+    if (settlement.precondition !== undefined && !this.holds(settlement.precondition, now)) return { taken: 'stale', branch: STALE_BRANCH };
     if (cancelRequested && settlement.ifCancelRequested !== undefined) return { taken: 'cancel', branch: settlement.ifCancelRequested };
     return { taken: 'primary', branch: settlement };
   }
@@ -255,6 +256,7 @@ export class SqliteStore extends BaseQueueStore {
     const deadByQueue = new Map<string, JobRecord[]>();
     const carrying: Array<{ id: string; cancelRequested: boolean; branch: ReaperDeadLetterBranch }> = [];
     const templates = new Map<string, ReaperTemplate | undefined>();
+    this.sql.sweepKv.run(now);
     for (const row of this.sql.reapDead.all({ now }) as ReapedRow[]) {
       const record = rowToRecord(row);
       const branch = this.reaperBranch(row, record, templates);
@@ -270,7 +272,7 @@ export class SqliteStore extends BaseQueueStore {
     // Carried and template effects commit in job-id order, each seeing those before it.
     carrying.sort((a, b) => compareIds(a.id, b.id));
     for (const { id, cancelRequested, branch } of carrying) {
-      const effects = reaperEffects(branch, cancelRequested, (p) => this.holds(p));
+      const effects = reaperEffects(branch, cancelRequested, (p) => this.holds(p, now));
       if (effects === undefined || !this.idsFree(effects.enqueue)) continue;
       this.applyEffects(effects, now);
       report.effectsApplied.push(id);
@@ -367,14 +369,15 @@ export class SqliteStore extends BaseQueueStore {
   }
 
   protected async _kvGet(key: string): Promise<Uint8Array | undefined> {
-    const value = this.read('kvGet', () => this.sql.kvGet.get(key) as Buffer | undefined);
+    const value = this.read('kvGet', () => this.sql.kvGet.get(key, this.clock.now()) as Buffer | undefined);
     return value === undefined ? undefined : new Uint8Array(value);
   }
 
   protected _kvDelete(key: string, ifValue: Uint8Array | undefined): Promise<boolean> {
-    return this.writes.write('kvDelete', () =>
-      ifValue === undefined ? this.sql.kvDelete.run(key).changes > 0 : this.sql.kvDeleteIf.run(key, ifValue).changes > 0,
-    );
+    return this.writes.write('kvDelete', () => {
+      const now = this.clock.now();
+      return (ifValue === undefined ? this.sql.kvDeleteLive.run(key, now) : this.sql.kvDeleteIf.run(key, ifValue, now)).changes > 0;
+    });
   }
 
   // ---- the base store's hooks -------------------------------------------------------
@@ -481,9 +484,9 @@ export class SqliteStore extends BaseQueueStore {
     checkNewJobIds(requests, requests.length === 1 ? (id) => id === removing : (id) => this.sql.jobExists.get(id) !== undefined);
   }
 
-  /** Whether a kv precondition holds: the record exists and is byte-equal. */
-  private holds(precondition: KvPrecondition): boolean {
-    const current = this.sql.kvGet.get(precondition.key) as Buffer | undefined;
+  /** Whether a kv precondition holds at `now`: the record exists, has not expired and is byte-equal. */
+  private holds(precondition: KvPrecondition, now: number): boolean {
+    const current = this.sql.kvGet.get(precondition.key, now) as Buffer | undefined;
     return current !== undefined && bytesEqual(current, precondition.equals);
   }
 
@@ -539,13 +542,14 @@ export class SqliteStore extends BaseQueueStore {
 
   private applyEffects(effects: Effects | undefined, now: number): EnqueueResult[] {
     const enqueued = (effects?.enqueue ?? []).map((request) => this.insertJob(request.queue, request.payload, request.options, now));
-    this.applyKvWrites(effects?.kvWrites);
+    this.applyKvWrites(effects?.kvWrites, now);
     for (const key of effects?.kvDeletes ?? []) this.sql.kvDelete.run(key);
     return enqueued;
   }
 
-  private applyKvWrites(writes: KvWrite[] | undefined): void {
-    for (const write of writes ?? []) this.sql.kvUpsert.run(write.key, write.value);
+  /** Each record permanent, or kept until `now + ttlMs`. */
+  private applyKvWrites(writes: KvWrite[] | undefined, now: number): void {
+    for (const write of writes ?? []) this.sql.kvUpsert.run(write.key, write.value, write.ttlMs === undefined ? null : now + write.ttlMs);
   }
 
   private promoteDue(): number {

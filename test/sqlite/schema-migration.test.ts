@@ -1,8 +1,9 @@
 /**
  * Opening a file made by an older version of the SQLite store migrates it in
  * place: every job (whatever its status, lease, dedup key or carried reaper
- * effects), counter and kv entry is kept and keeps working; a migration that
- * fails leaves the file as it was.
+ * effects), counter and kv entry is kept and keeps working (kv entries stay
+ * permanent; expiring ones can be written); a migration that fails leaves
+ * the file as it was.
  */
 import { readFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
@@ -105,6 +106,13 @@ function versionFourFile(): string {
   });
 }
 
+/** The kv table's rows as stored: key, value as text, and `expires_at`. */
+const kvRows = (db: Database.Database): unknown[] => db.prepare('SELECT key, CAST(value AS TEXT) AS value, expires_at FROM taquba_kv ORDER BY key').all();
+
+/** How SQLite runs the reaper's kv sweep on the file: through the partial index of expiring records. */
+const kvSweepPlan = (db: Database.Database): string[] =>
+  (db.prepare('EXPLAIN QUERY PLAN DELETE FROM taquba_kv WHERE expires_at <= ?').all(T0) as Array<{ detail: string }>).map((row) => row.detail);
+
 function readOnly<T>(path: string, fn: (db: Database.Database) => T): T {
   const db = new Database(path, { readonly: true });
   try {
@@ -119,6 +127,13 @@ describe('schema migration', () => {
     const path = tempDbPath();
     openStore({ path, backgroundMaintenance: false });
     expect(readOnly(path, (db) => db.prepare('SELECT version FROM taquba_schema').pluck().get())).toBe(SCHEMA_VERSION);
+    // Made at version 2 and migrated: the kv table has its expiry column and the sweep its index.
+    expect(readOnly(path, (db) => db.prepare("SELECT name FROM pragma_table_info('taquba_kv') ORDER BY cid").pluck().all())).toEqual([
+      'key',
+      'value',
+      'expires_at',
+    ]);
+    expect(readOnly(path, kvSweepPlan)).toEqual(['SEARCH taquba_kv USING INDEX taquba_kv_expiry (expires_at<?)']);
   });
 
   it('a version 1 file is migrated in place: every job, lease, dedup key, counter and kv entry is kept and works', async () => {
@@ -202,6 +217,12 @@ describe('schema migration', () => {
       'taquba_reaper_templates',
     ]);
     expect(readOnly(path, (db) => db.pragma('integrity_check', { simple: true }))).toBe('ok');
+    // The kv entries it held are permanent (no expiry); the sweep has its index.
+    expect(readOnly(path, kvRows)).toEqual([
+      { key: 'cursor', value: 'v', expires_at: null },
+      { key: 'lock:globex', value: 'held', expires_at: null },
+    ]);
+    expect(readOnly(path, kvSweepPlan)).toEqual(['SEARCH taquba_kv USING INDEX taquba_kv_expiry (expires_at<?)']);
 
     expect(await store.stats('q')).toEqual({ pending: 1, claimed: 3, scheduled: 1, dead: 1, done: 7 });
     expect(await store.kvGet('cursor')).toEqual(bytes('v'));
@@ -230,6 +251,46 @@ describe('schema migration', () => {
     expect(await store.stats('q')).toEqual({ pending: 1, claimed: 0, scheduled: 1, dead: 3, done: 8 });
   });
 
+  it('on a migrated version 4 file, its kv entries stay for good while records written with ttlMs expire and are swept', async () => {
+    const path = versionFourFile();
+    const clock = new ManualClock(T0 + 1_000);
+    const store = openStore({ path, clock, backgroundMaintenance: false });
+    const [claim] = await store.claim('q');
+    if (claim === undefined) throw new Error('expected the pending job');
+    // An old record (its precondition holds) made expiring, a new one with a ttl, and a new permanent one.
+    const settled = store.settle(claim, {
+      action: { type: 'ack' },
+      precondition: { key: 'cursor', equals: bytes('v') },
+      effects: {
+        kvWrites: [
+          { key: 'cursor', value: bytes('v2'), ttlMs: 5_000 },
+          { key: 'lease:a', value: bytes('a'), ttlMs: 1_000 },
+          { key: 'kept', value: bytes('k') },
+        ],
+      },
+    });
+    expect(await settled).toMatchObject({ branch: 'primary' });
+    expect(readOnly(path, kvRows)).toEqual([
+      { key: 'cursor', value: 'v2', expires_at: T0 + 6_000 },
+      { key: 'kept', value: 'k', expires_at: null },
+      { key: 'lease:a', value: 'a', expires_at: T0 + 2_000 },
+      { key: 'lock:globex', value: 'held', expires_at: null },
+    ]);
+    clock.advance(1_000);
+    expect(await store.kvGet('lease:a')).toBeUndefined();
+    expect(await store.kvGet('cursor')).toEqual(bytes('v2'));
+    // A write without ttlMs makes an expiring record permanent again.
+    expect(await store.enqueue('q', bytes('n'), { id: 'n' }, [{ key: 'cursor', value: bytes('v3') }])).toEqual({ kind: 'new', id: 'n' });
+    clock.advance(365 * 24 * 60 * 60 * 1000);
+    await store.reap();
+    expect(readOnly(path, kvRows)).toEqual([
+      { key: 'cursor', value: 'v3', expires_at: null },
+      { key: 'kept', value: 'k', expires_at: null },
+      { key: 'lock:globex', value: 'held', expires_at: null },
+    ]);
+    expect(await store.kvGet('lock:globex')).toEqual(bytes('held'));
+  });
+
   it('a migration that fails leaves the version 4 file as it was', () => {
     const path = versionFourFile();
     const db = new Database(path);
@@ -250,6 +311,10 @@ describe('schema migration', () => {
       expect(check.prepare('SELECT sql FROM sqlite_master WHERE name = ?').pluck().get('taquba_reaper_templates')).toBe(
         'CREATE TABLE taquba_reaper_templates (x)',
       );
+      // The kv table as version 4 left it, rows and all.
+      expect(check.prepare("SELECT name FROM pragma_table_info('taquba_kv') ORDER BY cid").pluck().all()).toEqual(['key', 'value']);
+      expect(check.prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'taquba_kv' AND type = 'index' AND sql IS NOT NULL").all()).toEqual([]);
+      expect(check.prepare('SELECT key FROM taquba_kv ORDER BY key').pluck().all()).toEqual(['cursor', 'lock:globex']);
     });
   });
 });
