@@ -41,6 +41,11 @@ export const HEADER_RUN_ID = 'workflow.run_id';
 /** Reserved step-job header carrying the zero-based step number. */
 export const HEADER_STEP = 'workflow.step';
 
+/** Reserved step-job header carrying the name of the run's workflow (runs started from a `defineWorkflow` definition). */
+export const HEADER_WORKFLOW = 'workflow.name';
+/** Reserved step-job header carrying the name of the step a job runs (named steps). */
+export const HEADER_STEP_NAME = 'workflow.step_name';
+
 /** Header keys the runtime owns: a submitter's headers never start with it. */
 export const RESERVED_HEADER_PREFIX = 'workflow.';
 

@@ -6,11 +6,15 @@
  * `taquba-workflow/store-kit`.
  */
 export { WorkflowRuntime, DEFAULT_LIMITS, SettlementUncertainError } from './runtime.js';
-export type { RunSpec, SubmitResult, RunState, RunStatus, RuntimeLimits, WorkflowRuntimeOptions, RuntimeEvents } from './runtime.js';
+export type { RunSpec, StartSpec, SubmitResult, RunState, RunStatus, RuntimeLimits, WorkflowRuntimeOptions, RuntimeEvents } from './runtime.js';
+export { defineWorkflow, WorkflowDefinitionError } from './workflow/define.js';
+export type { Workflow, WorkflowDefinition, StepContext, StepDefinition, StepFunction, WorkflowStepResult } from './workflow/define.js';
+export { json, bytes, CodecError } from './workflow/codec.js';
+export type { Codec } from './workflow/codec.js';
 export { StepOutcome, StepError, noopHook, describeFailure, toRunnerResult, checkDueTime } from './outcomes.js';
 export { DEFAULT_HOOK_RETRY, HEADER_HOOK_ATTEMPT, hookRetryDelayMs } from './hook-retry.js';
 export type { HookRetryPolicy } from './hook-retry.js';
-export type { Step, StepRunner, RunOutcome, TerminalHook, TerminalStatus, RunnerResult } from './outcomes.js';
+export type { Step, StepRunner, RunOutcome, TerminalHook, TerminalStatus, RunnerResult, NextStep } from './outcomes.js';
 export {
   decideSettlement,
   endRunEffects,

@@ -23,6 +23,8 @@ export interface LeasedJob {
   leaseExpiresAt: number;
   /** Clock ms the runner is timed out at; undefined for none (no timeout, or the runner returned). */
   deadline: number | undefined;
+  /** The step timeout the deadline was set from. */
+  readonly timeoutMs: number | undefined;
   /** A renewal of this lease is in flight. */
   renewing: boolean;
   /** Called once when `deadline` passes. */
@@ -69,6 +71,7 @@ export class LeaseKeeper {
       renewAt: now + renewalPeriod(leaseMs),
       leaseExpiresAt: now + leaseMs,
       deadline: timeoutMs === undefined ? undefined : now + timeoutMs,
+      timeoutMs,
       renewing: false,
       onTimeout: undefined,
       controller,

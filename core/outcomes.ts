@@ -3,11 +3,43 @@ import type { Headers } from './queue-store.js';
 
 /** What a runner decided for its step. Build with the `StepOutcome` helpers. */
 export type StepOutcome =
-  | { readonly kind: 'continue'; readonly payload: Uint8Array }
-  | { readonly kind: 'continueAfter'; readonly payload: Uint8Array; readonly delayMs: number }
+  | { readonly kind: 'continue'; readonly payload: Uint8Array; readonly next?: NextStep }
+  | { readonly kind: 'continueAfter'; readonly payload: Uint8Array; readonly delayMs: number; readonly next?: NextStep }
   | { readonly kind: 'succeed'; readonly result: Uint8Array }
   | { readonly kind: 'fail'; readonly reason: string }
   | { readonly kind: 'cancel'; readonly reason: string };
+
+/**
+ * What a continue says of the step it starts: its name (carried in the
+ * `workflow.step_name` header of its job) and its max attempts (else the
+ * current step's). Named steps are what `defineWorkflow` runs on.
+ */
+export interface NextStep {
+  readonly step: string;
+  readonly maxAttempts?: number;
+}
+
+/** A step name: 1 to 128 characters, none of them a control character. */
+export function checkStepName(name: unknown, what = 'step name'): asserts name is string {
+  // eslint-disable-next-line no-control-regex -- control characters are what is refused
+  if (typeof name !== 'string' || name.length === 0 || name.length > 128 || /[\u0000-\u001f\u007f]/.test(name)) {
+    throw new InvalidArgumentError(
+      what,
+      `expected 1 to 128 characters with no control characters, got ${typeof name === 'string' ? JSON.stringify(name) : typeof name}`,
+    );
+  }
+}
+
+function nextStep(value: unknown): NextStep | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object') throw new InvalidArgumentError('continue next', 'expected { step, maxAttempts? }');
+  const { step, maxAttempts } = value as NextStep;
+  checkStepName(step, 'continue next step');
+  if (maxAttempts !== undefined && (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1)) {
+    throw new InvalidArgumentError('continue next maxAttempts', `expected a positive integer, got ${String(maxAttempts)}`);
+  }
+  return value as NextStep;
+}
 
 function bytes(name: string, value: unknown): Uint8Array {
   if (!(value instanceof Uint8Array)) throw new InvalidArgumentError(name, 'expected a Uint8Array');
@@ -28,13 +60,18 @@ function text(name: string, value: unknown): string {
 
 /** Builders for `StepOutcome`. */
 export const StepOutcome = {
-  /** Run the next step now with `payload`. */
-  continue(payload: Uint8Array): StepOutcome {
-    return { kind: 'continue', payload: bytes('continue payload', payload) };
+  /** Run the next step now with `payload` (named `next.step`, when given). */
+  continue(payload: Uint8Array, next?: NextStep): StepOutcome {
+    const named = nextStep(next);
+    return named
+      ? { kind: 'continue', payload: bytes('continue payload', payload), next: named }
+      : { kind: 'continue', payload: bytes('continue payload', payload) };
   },
-  /** Run the next step with `payload` once `delayMs` has passed. */
-  continueAfter(payload: Uint8Array, delayMs: number): StepOutcome {
-    return { kind: 'continueAfter', payload: bytes('continueAfter payload', payload), delayMs: delay(delayMs) };
+  /** Run the next step with `payload` once `delayMs` has passed (named `next.step`, when given). */
+  continueAfter(payload: Uint8Array, delayMs: number, next?: NextStep): StepOutcome {
+    const named = nextStep(next);
+    const outcome = { kind: 'continueAfter' as const, payload: bytes('continueAfter payload', payload), delayMs: delay(delayMs) };
+    return named ? { ...outcome, next: named } : outcome;
   },
   /** End the run as succeeded with `result`. */
   succeed(result: Uint8Array): StepOutcome {
@@ -87,6 +124,8 @@ export interface Step {
   readonly attempts: number;
   /** Aborted when the run is cancelled (or this delivery lost its lease). */
   readonly signal: AbortSignal;
+  /** The step's name, for named steps (`StepOutcome.continue(payload, { step })`, and workflow definitions). */
+  readonly stepName?: string | undefined;
 }
 
 /** Runs one step. Must be idempotent for `(runId, stepNumber)`: delivery is at least once. */
@@ -107,6 +146,18 @@ export interface RunOutcome {
   headers: Headers;
   /** Step number the run ended on. */
   finalStep: number;
+  /** Name of the run's workflow (runs of a `defineWorkflow` definition). */
+  workflow?: string;
+  /**
+   * Workflow runs: the state the last step ran with, decoded by the
+   * workflow's codec (absent when the reaper ended the run: the reaper has
+   * no step's outcome to read it from).
+   */
+  lastState?: unknown;
+  /** Workflow runs that succeeded: the result, decoded by the workflow's result codec. */
+  output?: unknown;
+  /** Workflow runs: the bytes the last step ran with (what `lastState` is decoded from). */
+  lastPayload?: Uint8Array;
 }
 
 /** Called once per run after its terminal settlement committed. Errors are caught and reported. */
@@ -138,10 +189,12 @@ export function toRunnerResult(value: unknown): RunnerResult {
     switch (kind as StepOutcome['kind']) {
       case 'continue':
         bytes('continue payload', (outcome as { payload: unknown }).payload);
+        nextStep((outcome as { next?: unknown }).next);
         break;
       case 'continueAfter':
         bytes('continueAfter payload', (outcome as { payload: unknown }).payload);
         delay((outcome as { delayMs: unknown }).delayMs);
+        nextStep((outcome as { next?: unknown }).next);
         break;
       case 'succeed':
         bytes('succeed result', (outcome as { result: unknown }).result);

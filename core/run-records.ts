@@ -8,7 +8,7 @@
  * Both are deleted by the settlement (or cancel) that ends the run.
  */
 import { createHash } from 'node:crypto';
-import { HEADER_RUN_ID, HEADER_STEP, createHeaders, parseHeadersJson, userHeaders } from './headers.js';
+import { HEADER_RUN_ID, HEADER_STEP, HEADER_WORKFLOW, createHeaders, parseHeadersJson, userHeaders } from './headers.js';
 import type { Headers, JobText } from './queue-store.js';
 import { renderJobText } from './reaper-template.js';
 import type { RunOutcome } from './outcomes.js';
@@ -126,9 +126,11 @@ export function sha256Hex(input: Uint8Array): string {
 
 /** Payload of an outcome-notification job (a runtime's commit; the reaper's notices are `REAPED_NOTICE_PAYLOAD`). */
 export function encodeOutcome(outcome: RunOutcome): Uint8Array {
-  const { result, ...rest } = outcome;
+  // `lastState` and `output` are decoded where the hook runs, from the bytes.
+  const { result, lastPayload, lastState: _lastState, output: _output, ...rest } = outcome;
   const fields: Record<string, unknown> = rest;
   if (result !== undefined) fields.result = Buffer.from(result).toString('base64');
+  if (lastPayload !== undefined) fields.lastPayload = Buffer.from(lastPayload).toString('base64');
   return encodeShortString(JSON.stringify(fields));
 }
 
@@ -137,7 +139,8 @@ function decodeReapedNotice(headers: Headers): { outcome: RunOutcome; endedByRea
   const step = Number(headers[HEADER_STEP]);
   const how = headers[HEADER_REAPED];
   if (runId === undefined || !Number.isSafeInteger(step) || (how !== 'failed' && how !== 'cancelled')) throw new TypeError('malformed reaper notice headers');
-  const base = { runId, headers: userHeaders(headers), finalStep: step };
+  const base: Pick<RunOutcome, 'runId' | 'headers' | 'finalStep' | 'workflow'> = { runId, headers: userHeaders(headers), finalStep: step };
+  if (Object.hasOwn(headers, HEADER_WORKFLOW)) base.workflow = headers[HEADER_WORKFLOW] as string;
   return { outcome: how === 'cancelled' ? { ...base, status: 'cancelled' } : { ...base, status: 'failed', error: 'lease expired' }, endedByReaper: true };
 }
 
@@ -163,12 +166,17 @@ export const REAPED_NOTICE_PAYLOAD: Uint8Array = new Uint8Array(0);
  */
 export function decodeNotification(bytes: Uint8Array, jobHeaders?: Headers): { outcome: RunOutcome; endedByReaper: boolean } {
   if (bytes.length === 0 && jobHeaders !== undefined && Object.hasOwn(jobHeaders, HEADER_REAPED)) return decodeReapedNotice(jobHeaders);
-  const raw = JSON.parse(decoder.decode(bytes)) as Omit<RunOutcome, 'result'> & { result?: string; endedByReaper?: boolean };
-  const { result, headers, endedByReaper, ...rest } = raw;
+  const raw = JSON.parse(decoder.decode(bytes)) as Omit<RunOutcome, 'result' | 'lastPayload'> & {
+    result?: string;
+    lastPayload?: string;
+    endedByReaper?: boolean;
+  };
+  const { result, lastPayload, headers, endedByReaper, ...rest } = raw;
   const outcome: RunOutcome = {
     ...rest,
     headers: parseHeadersJson(JSON.stringify(headers)),
     ...(result === undefined ? {} : { result: new Uint8Array(Buffer.from(result, 'base64')) }),
+    ...(lastPayload === undefined ? {} : { lastPayload: new Uint8Array(Buffer.from(lastPayload, 'base64')) }),
   };
   return { outcome, endedByReaper: endedByReaper === true };
 }

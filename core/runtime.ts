@@ -1,5 +1,8 @@
 import { EventEmitter } from 'eventemitter3';
 import { copyBytes } from './bytes.js';
+import { definitionOf } from './workflow/define.js';
+import type { ResolvedWorkflow, Workflow } from './workflow/define.js';
+import { workflowRunner } from './workflow/run-step.js';
 import { SystemClock } from './clock.js';
 import type { Clock } from './clock.js';
 import {
@@ -19,7 +22,7 @@ import {
   isTransientError,
 } from './errors.js';
 import type { WorkflowError } from './errors.js';
-import { copyHeaders, headerBytes, userHeaders } from './headers.js';
+import { HEADER_STEP_NAME, HEADER_WORKFLOW, copyHeaders, headerBytes, userHeaders } from './headers.js';
 import { decodeDeliveryMode, deliveryModeKey, deliveryModeWrite } from './delivery-mode.js';
 import type { HookDelivery } from './delivery-mode.js';
 import { hookAttempt, hookFailureSettlement, resolveHookRetry } from './hook-retry.js';
@@ -43,7 +46,7 @@ import {
   stepDedupKey,
   stepHeaders,
 } from './settlement.js';
-import type { SettlementDecision, StepFacts } from './settlement.js';
+import type { SettlementDecision, StepFacts, StepNames } from './settlement.js';
 import { checkHeaders, checkNonNegativeInt, checkPositiveInt, checkQueueName, describe } from './store-validation.js';
 
 /** Spec of a new run. */
@@ -75,6 +78,15 @@ export interface RunStatus {
   runId: string;
   state: RunState;
   currentStep: number;
+  /** The run's workflow (runs of a definition). */
+  workflow?: string;
+  /** The name of its current step (named steps). */
+  step?: string;
+}
+
+/** Spec of a workflow run (`runtime.start`): `RunSpec` with a typed input. */
+export interface StartSpec<S> extends Omit<RunSpec, 'input' | 'maxAttemptsPerStep'> {
+  input: S;
 }
 
 /** Size caps on submitted runs (and on continue payloads). */
@@ -96,8 +108,21 @@ export const DEFAULT_LIMITS: Readonly<RuntimeLimits> = Object.freeze({
 /** Options of `WorkflowRuntime`. */
 export interface WorkflowRuntimeOptions {
   store: QueueStore;
-  /** Runs the steps. Optional for a runtime used only for submit, status and cancel; `run()` needs it. */
+  /**
+   * Runs the steps of runs started with `submit` (the low-level API).
+   * Optional: a runtime used only for submit, status and cancel needs none,
+   * and one with `workflows` runs those without it; `run()` needs one or the other.
+   */
   runner?: StepRunner;
+  /**
+   * Workflow definitions (`defineWorkflow`) this runtime runs, started with
+   * `start`. Each has its own step queue, `<queueName>:<name>` (and its
+   * notifications on `<queueName>:<name>.outcomes`), so a runtime never
+   * claims a step of a workflow it does not have: services with different
+   * workflows share one store and one `queueName`. Run ids are shared by
+   * all of them (one run id, one run).
+   */
+  workflows?: readonly Workflow[];
   /** Called once per ended run, after the terminal commit. Default: no-op. */
   hook?: TerminalHook;
   /** Queue carrying the step jobs. Default `workflow-steps`; at most 247 characters (`<queueName>.outcomes` carries the hook notifications). */
@@ -219,6 +244,7 @@ class RunnerStep implements Step {
     job: JobRecord,
     readonly headers: Headers,
     abort: LazyAbort,
+    readonly stepName: string | undefined,
   ) {
     this.payload = job.payload;
     this.jobId = job.id;
@@ -266,6 +292,40 @@ class WorkerLoop {
 }
 
 /**
+ * One step queue and what runs on it: the low-level runner on `queueName`,
+ * or one workflow definition on `<queueName>:<name>`. Each has its own
+ * notification queue and reaper template.
+ */
+class Lane {
+  readonly notificationQueue: string;
+  /** Whether the notification queue may hold a claimable job (set by its notices and by polls). */
+  notificationsMaybeWaiting = true;
+  /** The store holds this lane's reaper template (set once, before its first step job). */
+  templateSet = false;
+
+  constructor(
+    readonly queue: string,
+    readonly runner: StepRunner | undefined,
+    readonly workflow: ResolvedWorkflow | undefined,
+  ) {
+    this.notificationQueue = notificationQueueOf(queue);
+    checkQueueName(queue);
+    checkQueueName(this.notificationQueue);
+  }
+
+  /** The step timeout of `job`: its workflow step's own, else the runtime's. */
+  timeoutFor(stepName: string | undefined, fallback: number | undefined): number | undefined {
+    if (this.workflow === undefined) return fallback;
+    return this.workflow.steps.get(stepName ?? this.workflow.start)?.timeoutMs ?? fallback;
+  }
+}
+
+/** Where the outcome notifications of a step queue go. */
+function notificationQueueOf(stepQueue: string): string {
+  return `${stepQueue}.outcomes`;
+}
+
+/**
  * Drives workflow runs over a `QueueStore`: `submit` starts runs, `run`
  * executes their steps, `status` and `cancel` work from any runtime sharing
  * the store. All run state lives in the store, so any number of runtimes (in
@@ -275,7 +335,10 @@ class WorkerLoop {
 export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   readonly store: QueueStore;
   readonly queueName: string;
-  private readonly runner: StepRunner | undefined;
+  /** The low-level runner's lane (`queueName`), then one per workflow. */
+  private readonly lanes: Lane[];
+  private readonly lanesByQueue = new Map<string, Lane>();
+  private readonly lanesByWorkflow = new Map<string, Lane>();
   private readonly hook: TerminalHook;
   private readonly hookRetry: HookRetryPolicy;
   private readonly stepTimeoutMs: number | undefined;
@@ -298,11 +361,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   private readonly hookDelivery: HookDelivery;
   /** The store's recorded delivery mode matched ours once: never read again. */
   private deliveryModeVerified = false;
-  /** The store holds this runtime's reaper template for its queue (set once, before its first step job). */
-  private reaperTemplateSet = false;
   private wakeUp: (() => void) | undefined;
-  /** Whether the notification queue may hold a claimable job (set by its notices and by polls). */
-  private notificationsMaybeWaiting = true;
   private woken = false;
   private pollTimer: { dueAt: number; cancel: () => void } | undefined;
 
@@ -316,7 +375,6 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       throw new InvalidArgumentError('runner', 'expected a function (step) => StepOutcome');
     if (options.hook !== undefined && typeof options.hook !== 'function') throw new InvalidArgumentError('hook', 'expected a function');
     this.store = options.store;
-    this.runner = options.runner;
     this.hook = options.hook ?? noopHook;
     this.queueName = options.queueName ?? 'workflow-steps';
     checkQueueName(this.queueName);
@@ -331,9 +389,19 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       throw new InvalidArgumentError('hookDelivery', `expected "inProcess" or "durable", got ${describe(options.hookDelivery)}`);
     }
     this.hookDelivery = options.hookDelivery ?? 'inProcess';
-    this.notificationQueue = `${this.queueName}.outcomes`;
+    this.notificationQueue = notificationQueueOf(this.queueName);
     checkQueueName(this.notificationQueue);
     this.outcomeQueue = this.hookDelivery === 'durable' ? this.notificationQueue : undefined;
+    this.lanes = [new Lane(this.queueName, options.runner, undefined)];
+    if (options.workflows !== undefined && !Array.isArray(options.workflows)) throw new InvalidArgumentError('workflows', 'expected an array of workflows');
+    for (const workflow of options.workflows ?? []) {
+      const resolved = definitionOf(workflow);
+      if (this.lanesByWorkflow.has(resolved.name)) throw new InvalidArgumentError('workflows', `two workflows are named ${JSON.stringify(resolved.name)}`);
+      const lane = new Lane(`${this.queueName}:${resolved.name}`, workflowRunner(resolved), resolved);
+      this.lanes.push(lane);
+      this.lanesByWorkflow.set(resolved.name, lane);
+    }
+    for (const lane of this.lanes) this.lanesByQueue.set(lane.queue, lane);
     this.hookRetry = resolveHookRetry(options.hookRetry);
     if (options.stepTimeoutMs !== undefined) checkPositiveInt('stepTimeoutMs', options.stepTimeoutMs);
     this.stepTimeoutMs = options.stepTimeoutMs;
@@ -358,14 +426,52 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
    * `newlySubmitted: false`; a different input throws `InputMismatchError`.
    * Bad input throws a typed error and writes nothing.
    */
-  async submit(spec: RunSpec): Promise<SubmitResult> {
-    const { runId, headers, input } = this.checkSpec(spec);
+  submit(spec: RunSpec): Promise<SubmitResult> {
+    try {
+      const checked = this.checkSpec(spec, spec.input);
+      return this.submitTo(this.lanes[0] as Lane, checked, spec, undefined);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Starts a run of `workflow` at its start step with `spec.input`, encoded
+   * by the workflow's codec (a value it cannot encode is a `CodecError`,
+   * with nothing stored). Idempotent on `(runId, input)` as `submit` is.
+   * Any runtime sharing the store can start a run, whether or not it runs
+   * `workflow` itself.
+   */
+  start<S, R, K extends string>(workflow: Workflow<S, R, K>, spec: StartSpec<S>): Promise<SubmitResult> {
+    try {
+      const resolved = definitionOf(workflow);
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
+      if (!spec || typeof spec !== 'object') throw new InvalidArgumentError('start spec', `expected an object, got ${describe(spec)}`);
+      const input = resolved.codec.encode(spec.input);
+      const checked = this.checkSpec(spec, input);
+      const lane = this.lanesByWorkflow.get(resolved.name) ?? new Lane(`${this.queueName}:${resolved.name}`, undefined, resolved);
+      const maxAttempts = resolved.steps.get(resolved.start)?.retry?.maxAttempts;
+      return this.submitTo(lane, checked, maxAttempts === undefined ? spec : { ...spec, maxAttemptsPerStep: maxAttempts }, {
+        workflow: resolved.name,
+        step: resolved.start,
+      });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  private async submitTo(
+    lane: Lane,
+    { runId, headers, input }: { runId: string; headers: Headers; input: Uint8Array },
+    spec: Pick<RunSpec, 'priority' | 'maxAttemptsPerStep'>,
+    names: StepNames | undefined,
+  ): Promise<SubmitResult> {
     const keys = runKeys(this.queueName, runId);
     const inputSha256 = sha256Hex(input);
     const now = this.clock.now();
     const jobId = newId(now);
     let modeWrite = await this.checkDeliveryMode();
-    await this.ensureReaperTemplate();
+    await this.ensureReaperTemplate(lane);
     for (let attempt = 0; attempt < 5; attempt++) {
       const existing = await this.store.kvGet(keys.identity);
       if (existing !== undefined) return this.duplicateSubmit(runId, existing, inputSha256);
@@ -375,11 +481,11 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       ];
       if (modeWrite !== undefined) writes.push(modeWrite);
       const result = await this.store.enqueue(
-        this.queueName,
+        lane.queue,
         input,
         {
           id: jobId,
-          headers: stepHeaders(headers, runId, 0),
+          headers: stepHeaders(headers, runId, 0, names),
           dedupKey: stepDedupKey(runId, 0),
           ...(spec.priority === undefined ? {} : { priority: spec.priority }),
           ...(spec.maxAttemptsPerStep === undefined ? {} : { maxAttempts: spec.maxAttemptsPerStep }),
@@ -416,7 +522,12 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       const job = await this.store.getJob(cursor.jobId);
       if (!job) continue; // the run advanced between the two reads
       const state: RunState = job.cancelRequested ? 'cancelling' : job.status === 'pending' || job.status === 'scheduled' ? 'pending' : 'running';
-      return { runId, state, currentStep: cursor.step };
+      const status: RunStatus = { runId, state, currentStep: cursor.step };
+      const workflow = ownHeader(job.headers, HEADER_WORKFLOW);
+      if (workflow !== undefined) status.workflow = workflow;
+      const step = ownHeader(job.headers, HEADER_STEP_NAME);
+      if (step !== undefined) status.step = step;
+      return status;
     }
     return undefined;
   }
@@ -441,9 +552,11 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       // The outcome carries the job's headers: read them first. The effects are attached whatever the
       // status read: they commit only with a removal, and the step may be re-queued meanwhile.
       const job = await this.store.getJob(cursor.jobId);
-      const outcome = job && cancelledOutcome(runId, job.headers, cursor.step);
+      const outcome = job && cancelledOutcome(runId, job, cursor.step);
+      // The notification goes where the job's own lane sends them (the workflow's, for a workflow run).
+      const outcomeQueue = job && this.outcomeQueue !== undefined ? notificationQueueOf(job.queue) : undefined;
       const effects: Effects = outcome
-        ? endRunEffects({ keys, outcomeQueue: this.outcomeQueue, jobId: cursor.jobId, claimToken: '' }, outcome, 'removed')
+        ? endRunEffects({ keys, outcomeQueue, jobId: cursor.jobId, claimToken: '' }, outcome, 'removed')
         : { kvDeletes: [keys.identity, keys.cursor] };
       let result: CancelResult;
       try {
@@ -456,7 +569,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         return true;
       }
       if (result.outcome === 'removed') {
-        await this.finish(cancelledOutcome(runId, result.job.headers, cursor.step));
+        await this.finish(cancelledOutcome(runId, result.job, cursor.step));
         return true;
       }
       if (result.outcome === 'requested') {
@@ -479,10 +592,11 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
    * `RunnerRequiredError` on a runtime built without a runner.
    */
   async run(signal: AbortSignal): Promise<void> {
-    if (this.runner === undefined) throw new RunnerRequiredError();
+    const lanes = this.lanes.filter((lane) => lane.runner !== undefined);
+    if (lanes.length === 0) throw new RunnerRequiredError();
     if (this.running) throw new InvalidStateError(this.queueName, 'running', 'start a second worker loop on');
     this.running = true;
-    this.notificationsMaybeWaiting = true;
+    for (const lane of lanes) lane.notificationsMaybeWaiting = true;
     const loop = new WorkerLoop(() => this.wake());
     const crashed = (error: unknown): void => {
       this.emit('storeError', { operation: 'processStep', error });
@@ -496,9 +610,9 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     // claimed first, up to their share of the slots, so a step backlog
     // cannot starve them, nor they the steps.
     const hookSlots = Math.max(1, Math.floor(this.maxConcurrentSteps / HOOK_SLOT_SHARE));
-    const sources: Array<{ queue: string; hooks: boolean; process: (claim: Claim) => Promise<void> }> = [
-      { queue: this.notificationQueue, hooks: true, process: (c) => this.processOutcome(loop, c) },
-      { queue: this.queueName, hooks: false, process: (c) => this.processStep(loop, c) },
+    const sources: Array<{ queue: string; lane: Lane; hooks: boolean; process: (claim: Claim) => Promise<void> }> = [
+      ...lanes.map((lane) => ({ queue: lane.notificationQueue, lane, hooks: true, process: (c: Claim) => this.processOutcome(loop, c) })),
+      ...lanes.map((lane) => ({ queue: lane.queue, lane, hooks: false, process: (c: Claim) => this.processStep(loop, lane, c) })),
     ];
     const unsubscribes = sources.map((source) => this.store.subscribe(source.queue, (n) => this.onNotification(n)));
     const onAbort = (): void => this.wake();
@@ -519,20 +633,20 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
           // Until a submit records the queue's mode, look again before each claim (a mismatch ends the loop).
           if (!this.deliveryModeVerified) await this.checkDeliveryMode();
           // Before the first claim: the steps this loop's settlements enqueue are reaped by the template.
-          if (!this.reaperTemplateSet) await this.ensureReaperTemplate();
+          for (const lane of lanes) if (!lane.templateSet) await this.ensureReaperTemplate(lane);
           for (const source of sources) {
             let free = Math.min(this.maxConcurrentSteps - loop.slotsHeld, 2 * this.maxConcurrentSteps - loop.unfinishedSteps);
             if (source.hooks) {
               // Notifications are rare: their queue is claimed only when one may be there, not on every turn.
-              if (!this.notificationsMaybeWaiting) continue;
+              if (!source.lane.notificationsMaybeWaiting) continue;
               free = Math.min(free, hookSlots - loop.hookSlotsHeld);
             }
             if (free <= 0) continue;
-            if (source.hooks) this.notificationsMaybeWaiting = false;
+            if (source.hooks) source.lane.notificationsMaybeWaiting = false;
             const claims = await this.store.claim(source.queue, { limit: free });
             if (claims.length === free) {
               moreWaiting = true; // a full batch: more may be waiting
-              if (source.hooks) this.notificationsMaybeWaiting = true;
+              if (source.hooks) source.lane.notificationsMaybeWaiting = true;
             }
             for (const claim of claims) {
               loop.slotsHeld++;
@@ -548,7 +662,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
             break;
           }
           this.emit('storeError', { operation: 'claim', error });
-          this.notificationsMaybeWaiting = true;
+          for (const lane of lanes) lane.notificationsMaybeWaiting = true;
           if (!isTransientError(error)) {
             fatal = error; // the store refuses this loop for good: stop claiming, drain, report
             break;
@@ -624,7 +738,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         dueAt,
         cancel: this.clock.setTimer(() => {
           if (this.pollTimer === timer) this.pollTimer = undefined;
-          this.notificationsMaybeWaiting = true; // a notice from another process may have been missed
+          for (const lane of this.lanes) lane.notificationsMaybeWaiting = true; // a notice from another process may have been missed
           this.wake();
         }, ms),
       };
@@ -642,7 +756,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   private onNotification(notification: StoreNotification): void {
     switch (notification.type) {
       case 'jobsAvailable':
-        if (notification.queue === this.notificationQueue) this.notificationsMaybeWaiting = true;
+        for (const lane of this.lanes) if (notification.queue === lane.notificationQueue) lane.notificationsMaybeWaiting = true;
         this.wake();
         return;
       case 'cancelRequested':
@@ -655,12 +769,13 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
 
   // ---- one step ------------------------------------------------------------
 
-  private async processStep(loop: WorkerLoop, claim: Claim): Promise<void> {
+  private async processStep(loop: WorkerLoop, lane: Lane, claim: Claim): Promise<void> {
     let holdsSlot = true;
     let runId: string | undefined;
     const controller = new LazyAbort();
     const claimedAt = this.clock.now(); // this runtime's clock: the store's claim time may be another host's
-    const leased = this.keeper.hold(claim, controller, this.stepTimeoutMs);
+    const stepName = ownHeader(claim.job.headers, HEADER_STEP_NAME);
+    const leased = this.keeper.hold(claim, controller, lane.timeoutFor(stepName, this.stepTimeoutMs));
     try {
       const job = claim.job;
       const parsed = parseStepHeaders(job.headers);
@@ -675,7 +790,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       const headers = userHeaders(job.headers);
       if (job.cancelRequested) controller.abort(cancelReason());
       if (this.listenerCount('stepStarted') > 0) this.emit('stepStarted', { runId, stepNumber, jobId: job.id, attempts: job.attempts });
-      const running = this.runStep(leased, new RunnerStep(runId, stepNumber, job, headers, controller));
+      const running = this.runStep(lane.runner as StepRunner, leased, new RunnerStep(runId, stepNumber, job, headers, controller, stepName));
       // A runner that answers synchronously costs no extra promise hop.
       const returned = isThenable(running) ? await running : running;
       leased.deadline = undefined;
@@ -683,7 +798,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       if (loop.abandoned) return; // `run()` gave up on it at its grace deadline: left to its lease
       const now = this.clock.now();
       const facts: StepFacts = {
-        queueName: this.queueName,
+        queueName: lane.queue,
         runId,
         stepNumber,
         attempts: job.attempts,
@@ -693,10 +808,12 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         keys: runKeys(this.queueName, runId),
         nextJobId: newId(now),
         maxPayloadBytes: this.limits.maxPayloadBytes,
-        outcomeQueue: this.outcomeQueue,
-        reapedOutcomeQueue: this.notificationQueue,
+        outcomeQueue: this.outcomeQueue === undefined ? undefined : lane.notificationQueue,
+        reapedOutcomeQueue: lane.notificationQueue,
         jobId: job.id,
         claimToken: claim.token,
+        workflow: lane.workflow?.name,
+        payload: job.payload,
       };
       const decision = decideSettlement(facts, checkDueTime(returned, now));
       // Issued before the slot is freed, so the store sees the settlement ahead of the next claim.
@@ -748,17 +865,17 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
    * at the deadline the signal aborts and the step fails transiently with
    * `StepTimeoutError`; a later return is ignored.
    */
-  private runStep(leased: LeasedJob, step: RunnerStep): RunnerResult | Promise<RunnerResult> {
+  private runStep(runner: StepRunner, leased: LeasedJob, step: RunnerStep): RunnerResult | Promise<RunnerResult> {
     let returned: StepOutcome | Promise<StepOutcome>;
     try {
-      returned = (this.runner as StepRunner)(step);
+      returned = runner(step);
     } catch (error) {
       return { ok: false, error };
     }
     if (!isThenable(returned)) return toRunnerResult(returned);
     const result = Promise.resolve(returned).then(toRunnerResult, (error: unknown): RunnerResult => ({ ok: false, error }));
     if (leased.deadline === undefined) return result;
-    const timeoutMs = this.stepTimeoutMs as number;
+    const timeoutMs = leased.timeoutMs as number;
     const timedOut = new Promise<RunnerResult>((resolve) => {
       leased.onTimeout = () => {
         const error = new StepTimeoutError(timeoutMs);
@@ -847,8 +964,25 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
    * job runs the hook instead.
    */
   private async finish(outcome: RunOutcome): Promise<void> {
+    this.decodeWorkflowFields(outcome);
     this.emit('runEnded', outcome);
     if (this.outcomeQueue === undefined) await this.runHook(outcome);
+  }
+
+  /**
+   * A workflow run's `lastState` and `output`, decoded by its definition's
+   * codecs when this runtime has it (a submit-only runtime may not); left
+   * out when they cannot be decoded.
+   */
+  private decodeWorkflowFields(outcome: RunOutcome): void {
+    const workflow = outcome.workflow === undefined ? undefined : this.lanesByWorkflow.get(outcome.workflow)?.workflow;
+    if (workflow === undefined) return;
+    try {
+      if (outcome.lastPayload !== undefined) outcome.lastState = workflow.codec.decode(outcome.lastPayload);
+      if (outcome.status === 'succeeded' && outcome.result !== undefined) outcome.output = workflow.resultCodec.decode(outcome.result);
+    } catch (error) {
+      this.emit('storeError', { operation: 'decodeOutcome', error, runId: outcome.runId });
+    }
   }
 
   /** Runs the hook; reports and returns its error instead of throwing. */
@@ -875,6 +1009,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       try {
         ({ outcome, endedByReaper } = decodeNotification(claim.job.payload, claim.job.headers));
         leased.runId = outcome.runId;
+        this.decodeWorkflowFields(outcome);
       } catch (error) {
         await this.settleRetrying(loop, leased, {
           settlement: { action: { type: 'deadLetter', reason: `undecodable outcome: ${(error as Error).message}` } },
@@ -904,13 +1039,13 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
    * buffer and header object as soon as `submit()` returns its promise, so
    * the stored bytes and their hash come from one copy taken here.
    */
-  private checkSpec(spec: RunSpec): { runId: string; headers: Headers; input: Uint8Array } {
+  private checkSpec(spec: Omit<RunSpec, 'input'>, rawInput: unknown): { runId: string; headers: Headers; input: Uint8Array } {
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!spec || typeof spec !== 'object') throw new InvalidArgumentError('run spec', `expected an object, got ${describe(spec)}`);
-    if (!(spec.input instanceof Uint8Array)) throw new InvalidArgumentError('input', `expected a Uint8Array, got ${describe(spec.input)}`);
+    if (!(rawInput instanceof Uint8Array)) throw new InvalidArgumentError('input', `expected a Uint8Array, got ${describe(rawInput)}`);
     let input: Uint8Array;
     try {
-      input = copyBytes(spec.input);
+      input = copyBytes(rawInput);
     } catch {
       throw new InvalidArgumentError('input', 'its ArrayBuffer is detached (transferred); pass a buffer you still own');
     }
@@ -964,11 +1099,11 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     }
   }
 
-  /** Stores the reaper template of the step queue, once per runtime (see `reaperTemplate`). */
-  private async ensureReaperTemplate(): Promise<void> {
-    if (this.reaperTemplateSet) return;
-    await this.store.setReaperTemplate(this.queueName, reaperTemplate(this.queueName, this.notificationQueue));
-    this.reaperTemplateSet = true;
+  /** Stores the reaper template of a lane's step queue, once per runtime (see `reaperTemplate`). */
+  private async ensureReaperTemplate(lane: Lane): Promise<void> {
+    if (lane.templateSet) return;
+    await this.store.setReaperTemplate(lane.queue, reaperTemplate(this.queueName, lane.notificationQueue));
+    lane.templateSet = true;
   }
 
   private duplicateSubmit(runId: string, existing: Uint8Array, inputSha256: string): SubmitResult {
@@ -986,8 +1121,18 @@ export class SettlementUncertainError extends LeaseLostError {
   }
 }
 
-function cancelledOutcome(runId: string, jobHeaders: Headers, finalStep: number): RunOutcome {
-  return { runId, status: 'cancelled', headers: userHeaders(jobHeaders), finalStep };
+function cancelledOutcome(runId: string, job: JobRecord, finalStep: number): RunOutcome {
+  const outcome: RunOutcome = { runId, status: 'cancelled', headers: userHeaders(job.headers), finalStep };
+  const workflow = ownHeader(job.headers, HEADER_WORKFLOW);
+  if (workflow !== undefined) {
+    outcome.workflow = workflow;
+    outcome.lastPayload = job.payload;
+  }
+  return outcome;
+}
+
+function ownHeader(headers: Headers, key: string): string | undefined {
+  return Object.hasOwn(headers, key) ? headers[key] : undefined;
 }
 
 function checkRunId(runId: unknown): asserts runId is string {

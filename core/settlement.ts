@@ -16,7 +16,7 @@
  * | any of the above, cancel flagged   | ack + delete run records        | cancelled, no error |
  *   (except a runner-issued cancel, whose reason wins)
  */
-import { HEADER_RUN_ID, HEADER_STEP, RESERVED_HEADER_PREFIX, createHeaders } from './headers.js';
+import { HEADER_RUN_ID, HEADER_STEP, HEADER_STEP_NAME, HEADER_WORKFLOW, RESERVED_HEADER_PREFIX, createHeaders } from './headers.js';
 import {
   CURSOR_TEXT,
   ENDED_RECEIPT_TTL_MS,
@@ -79,6 +79,10 @@ export interface StepFacts {
   jobId: string;
   /** Claim token of this delivery (named by the ended receipt of in-process delivery). */
   claimToken: string;
+  /** The run's workflow (runs of a definition), carried to every step and into the outcome; else `undefined`. */
+  workflow: string | undefined;
+  /** The payload the step ran with: a workflow run's outcome carries it as `lastPayload`. */
+  payload: Uint8Array;
 }
 
 /** The decision: what to commit, and how the run ends on each branch. */
@@ -92,13 +96,21 @@ export interface SettlementDecision {
   next?: { jobId: string; stepNumber: number };
 }
 
-/** Step-job headers: the user's, plus the runtime's own. */
-export function stepHeaders(userHeaders: Headers, runId: string, step: number): Headers {
+/** Step-job headers: the user's, plus the runtime's own (the workflow and step names of named steps). */
+export function stepHeaders(userHeaders: Headers, runId: string, step: number, names?: StepNames): Headers {
   const headers = createHeaders();
   for (const key of Object.keys(userHeaders)) headers[key] = userHeaders[key] as string;
   headers[HEADER_RUN_ID] = runId;
   headers[HEADER_STEP] = String(step);
+  if (names?.workflow !== undefined) headers[HEADER_WORKFLOW] = names.workflow;
+  if (names?.step !== undefined) headers[HEADER_STEP_NAME] = names.step;
   return headers;
+}
+
+/** The names a step job of a workflow run carries. */
+export interface StepNames {
+  workflow?: string | undefined;
+  step?: string | undefined;
 }
 
 /** The run cursor's value while `jobId` carries the run at `step`. */
@@ -146,6 +158,10 @@ function ended(facts: StepFacts, status: RunOutcome['status'], result?: Uint8Arr
   const outcome: RunOutcome = { runId: facts.runId, status, headers: facts.userHeaders, finalStep: facts.stepNumber };
   if (result !== undefined) outcome.result = result;
   if (error !== undefined) outcome.error = error;
+  if (facts.workflow !== undefined) {
+    outcome.workflow = facts.workflow;
+    outcome.lastPayload = facts.payload;
+  }
   return outcome;
 }
 
@@ -178,11 +194,12 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
           return terminal(facts, { type: 'deadLetter', reason: message }, ended(facts, 'failed', undefined, message), cancelBranch, cancelOutcome);
         }
         const nextStep = facts.stepNumber + 1;
+        const named = outcome.next;
         const options: EnqueueOptions = {
           id: facts.nextJobId,
-          headers: stepHeaders(facts.userHeaders, facts.runId, nextStep),
+          headers: stepHeaders(facts.userHeaders, facts.runId, nextStep, named && { workflow: facts.workflow, step: named.step }),
           priority: facts.priority,
-          maxAttempts: facts.maxAttempts,
+          maxAttempts: named?.maxAttempts ?? facts.maxAttempts,
           dedupKey: stepDedupKey(facts.runId, nextStep),
         };
         // A delay, not a time: the store measures it on its own clock, which every host sharing it agrees on.

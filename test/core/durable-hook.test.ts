@@ -24,6 +24,8 @@ describe('durable hook delivery', () => {
         reapedOutcomeQueue: 'q.outcomes',
         jobId: 'J',
         claimToken: 'T',
+        workflow: undefined,
+        payload: new Uint8Array(0),
       },
       { ok: true, outcome: StepOutcome.succeed(bytes('res')) },
     );

@@ -31,6 +31,8 @@ function facts(overrides: Partial<StepFacts> = {}): StepFacts {
     reapedOutcomeQueue: 'q.outcomes',
     jobId: 'JOB',
     claimToken: 'TOKEN',
+    workflow: undefined,
+    payload: new Uint8Array(0),
     ...overrides,
   };
 }
