@@ -393,8 +393,9 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     checkQueueName(this.notificationQueue);
     this.outcomeQueue = this.hookDelivery === 'durable' ? this.notificationQueue : undefined;
     this.lanes = [new Lane(this.queueName, options.runner, undefined)];
-    if (options.workflows !== undefined && !Array.isArray(options.workflows)) throw new InvalidArgumentError('workflows', 'expected an array of workflows');
-    for (const workflow of options.workflows ?? []) {
+    const workflows: unknown = options.workflows ?? [];
+    if (!Array.isArray(workflows)) throw new InvalidArgumentError('workflows', 'expected an array of workflows');
+    for (const workflow of workflows as readonly Workflow[]) {
       const resolved = definitionOf(workflow);
       if (this.lanesByWorkflow.has(resolved.name)) throw new InvalidArgumentError('workflows', `two workflows are named ${JSON.stringify(resolved.name)}`);
       const lane = new Lane(`${this.queueName}:${resolved.name}`, workflowRunner(resolved), resolved);

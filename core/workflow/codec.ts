@@ -17,9 +17,6 @@ export interface Codec<T> {
 export class CodecError extends WorkflowError {
   readonly code = 'CODEC_FAILED';
   readonly isPermanent = true;
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
 }
 
 const encoder = new TextEncoder();

@@ -130,8 +130,8 @@ export function defineWorkflow<S, R = unknown, K extends string = string>(defini
   definitions.set(workflow, {
     name,
     start,
-    codec: (checkCodec(name, 'codec', definition.codec) ?? json<S>()) as Codec<unknown>,
-    resultCodec: (checkCodec(name, 'resultCodec', definition.resultCodec) ?? json<R>()) as Codec<unknown>,
+    codec: checkCodec(name, 'codec', definition.codec) ?? json<S>(),
+    resultCodec: checkCodec(name, 'resultCodec', definition.resultCodec) ?? json<R>(),
     steps: steps as unknown as ReadonlyMap<string, StepDefinition<unknown, unknown, string>>,
   });
   return workflow;
