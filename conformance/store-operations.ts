@@ -1119,6 +1119,38 @@ const exampleChecks: ConformanceCheck[] = [
       ),
   },
   {
+    name: "a nack's own delayMs replaces the queue's backoff for that retry (0: pending at once); the last attempt still goes dead",
+    run: (options) =>
+      withStore(
+        options,
+        async (store, clock) => {
+          await store.enqueue('q', bytes('a'), { id: 'j', maxAttempts: 3 });
+          let [claim] = await store.claim('q');
+          assertEqual('retry after its own delay', await store.settle(claim as ClaimRef, { action: { type: 'nack', error: 'e', delayMs: 5_000 } }), {
+            branch: 'primary',
+            status: 'scheduled',
+            enqueued: [],
+          });
+          assertEqual('runAt is now + delayMs, not the backoff', (await store.getJob('j'))?.runAt, clock.now() + 5_000);
+          clock.advance(5_000);
+          await store.promote();
+          [claim] = await store.claim('q');
+          assertEqual(
+            'delayMs 0: pending at once',
+            (await store.settle(claim as ClaimRef, { action: { type: 'nack', error: 'e', delayMs: 0 } })).status,
+            'pending',
+          );
+          [claim] = await store.claim('q');
+          assertEqual(
+            'the last attempt goes dead whatever the delay',
+            (await store.settle(claim as ClaimRef, { action: { type: 'nack', error: 'last', delayMs: 1 } })).status,
+            'dead',
+          );
+        },
+        EXAMPLE_CONTEXT,
+      ),
+  },
+  {
     name: 'retention: done jobs kept for keepDoneJobsMs, dead jobs for deadRetentionMs',
     run: (options) =>
       withStore(
@@ -1377,6 +1409,7 @@ const BAD_CALLS: BadCall[] = [
     code: 'INVALID_ARGUMENT',
     call: (s, c) => s.settle(c, { action: { type: 'ack' }, effects: { kvWrites: [{ key: 'k2', value: bytes('v'), ttlMs: 1.5 }] } }),
   },
+  { what: 'settle with a nack delayMs of -1', code: 'INVALID_ARGUMENT', call: (s, c) => s.settle(c, { action: { type: 'nack', error: 'e', delayMs: -1 } }) },
   { what: 'claim with limit 0', code: 'INVALID_ARGUMENT', call: (s) => s.claim('q', { limit: 0 }) },
   { what: 'claim with leaseMs 0', code: 'INVALID_ARGUMENT', call: (s) => s.claim('q', { leaseMs: 0 }) },
   { what: 'claim with leaseMs NaN', code: 'INVALID_ARGUMENT', call: (s) => s.claim('q', { leaseMs: Number.NaN }) },

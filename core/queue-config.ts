@@ -109,6 +109,11 @@ export class QueueConfigs {
   }
 }
 
+/** The delay of a nack's retry: its own `delayMs`, else the queue's backoff after the `attempts`-th failed attempt. */
+export function nackDelayMs(action: { delayMs?: number }, config: Pick<QueueConfig, 'retryBackoffBaseMs' | 'retryBackoffMaxMs'>, attempts: number): number {
+  return action.delayMs ?? retryDelayMs(config, attempts);
+}
+
 /** Retry delay after the `attempts`-th failed attempt (`min(base * 2^(attempts-1), max)`). */
 export function retryDelayMs(config: Pick<QueueConfig, 'retryBackoffBaseMs' | 'retryBackoffMaxMs'>, attempts: number): number {
   if (config.retryBackoffBaseMs === 0) return 0;

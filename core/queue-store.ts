@@ -226,8 +226,11 @@ export type SettleAction =
    * Record the error (`lastError`); `dead` (with `failedAt`) when attempts >=
    * maxAttempts, else `scheduled` after the queue's backoff (`retryDelayMs`:
    * `min(base * 2^(attempts-1), max)`), or straight `pending` when the base is 0.
+   * `delayMs`, when given, is this retry's delay instead of the queue's
+   * backoff (`0`: pending at once): a job with a retry policy of its own
+   * (`nackDelayMs` picks the delay).
    */
-  | { type: 'nack'; error: string }
+  | { type: 'nack'; error: string; delayMs?: number }
   /** Straight to `dead`, whatever the attempts. */
   | { type: 'deadLetter'; reason: string };
 

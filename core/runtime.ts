@@ -28,6 +28,7 @@ import type { HookDelivery } from './delivery-mode.js';
 import { hookAttempt, hookFailureSettlement, resolveHookRetry } from './hook-retry.js';
 import type { HookRetryPolicy } from './hook-retry.js';
 import { newId } from './ids.js';
+import { retryDelayMs } from './queue-config.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import type { LeasedJob } from './lease-keeper.js';
 import { StepError, checkDueTime, describeFailure, noopHook, toRunnerResult } from './outcomes.js';
@@ -311,6 +312,13 @@ class Lane {
     this.notificationQueue = notificationQueueOf(queue);
     checkQueueName(queue);
     checkQueueName(this.notificationQueue);
+  }
+
+  /** The delay before the retry of a step that failed on its `attempts`-th attempt: its own policy's, else `undefined` (the queue's). */
+  retryDelayFor(stepName: string | undefined, attempts: number): number | undefined {
+    const retry = this.workflow?.steps.get(stepName ?? this.workflow.start)?.retry;
+    if (retry?.initialDelayMs === undefined) return undefined;
+    return retryDelayMs({ retryBackoffBaseMs: retry.initialDelayMs, retryBackoffMaxMs: retry.maxDelayMs ?? 32 * retry.initialDelayMs }, attempts);
   }
 
   /** The step timeout of `job`: its workflow step's own, else the runtime's. */
@@ -815,6 +823,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         claimToken: claim.token,
         workflow: lane.workflow?.name,
         payload: job.payload,
+        retryDelayMs: lane.retryDelayFor(stepName, job.attempts),
       };
       const decision = decideSettlement(facts, checkDueTime(returned, now));
       // Issued before the slot is freed, so the store sees the settlement ahead of the next claim.

@@ -83,6 +83,8 @@ export interface StepFacts {
   workflow: string | undefined;
   /** The payload the step ran with: a workflow run's outcome carries it as `lastPayload`. */
   payload: Uint8Array;
+  /** The delay before a retry of this step, from its own retry policy; `undefined`: the queue's backoff. */
+  retryDelayMs: number | undefined;
 }
 
 /** The decision: what to commit, and how the run ends on each branch. */
@@ -244,9 +246,11 @@ export function decideSettlement(facts: StepFacts, result: RunnerResult): Settle
     // Last attempt: this nack dead-letters, and the run ends with it.
     return terminal(facts, { type: 'nack', error: failure.message }, ended(facts, 'failed', undefined, failure.message), cancelBranch, cancelOutcome);
   }
+  const nack: SettleAction =
+    facts.retryDelayMs === undefined ? { type: 'nack', error: failure.message } : { type: 'nack', error: failure.message, delayMs: facts.retryDelayMs };
   return {
     settlement: {
-      action: { type: 'nack', error: failure.message },
+      action: nack,
       ifCancelRequested: cancelBranch,
       precondition: cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber),
     },

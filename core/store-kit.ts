@@ -27,7 +27,7 @@ export {
   checkNewJobIds,
   jobIdInUse,
 } from './store-validation.js';
-export { QueueConfigs, resolveQueueConfig, retryDelayMs, enqueueDueAt } from './queue-config.js';
+export { QueueConfigs, resolveQueueConfig, retryDelayMs, nackDelayMs, enqueueDueAt } from './queue-config.js';
 export type { QueueConfig, StoreOptions } from './queue-config.js';
 export { STALE_BRANCH, copyEffects, copyReaperBranch, reaperEffects, encodeReaperBranch, decodeReaperBranch } from './carried-effects.js';
 export {

@@ -142,6 +142,7 @@ function checkAction(action: SettleAction): void {
       return;
     case 'nack':
       if (typeof action.error !== 'string') throw new InvalidArgumentError('nack error', 'expected a string');
+      if (action.delayMs !== undefined) checkNonNegativeInt('nack delayMs', action.delayMs);
       return;
     case 'deadLetter':
       if (typeof action.reason !== 'string') throw new InvalidArgumentError('dead-letter reason', 'expected a string');

@@ -5,7 +5,7 @@ import { InvalidStateError, JobNotFoundError, LeaseLostError } from '../../core/
 import { copyHeaders } from '../../core/headers.js';
 import { jobRecord } from '../../core/job-record.js';
 import { compareIds, hasNativeIdOrder, newId } from '../../core/ids.js';
-import { enqueueDueAt, retryDelayMs } from '../../core/queue-config.js';
+import { enqueueDueAt, nackDelayMs } from '../../core/queue-config.js';
 import { STALE_BRANCH, copyReaperBranch, reaperEffects } from '../../core/carried-effects.js';
 import { copyReaperTemplate, reaperBranchOf } from '../../core/reaper-template.js';
 import { MemoryKv } from './memory-kv.js';
@@ -213,7 +213,7 @@ export class MemoryStore extends BaseQueueStore {
       this.makeDead(state, job, now);
     } else {
       job.lastError = action.error;
-      const delay = retryDelayMs(config, job.attempts);
+      const delay = nackDelayMs(action, config, job.attempts);
       status = delay === 0 ? 'pending' : 'scheduled';
       if (delay === 0) this.makePending(state, job);
       else this.makeScheduled(state, job, now + delay);

@@ -7,7 +7,7 @@ import { InvalidArgumentError, InvalidStateError, JobNotFoundError, LeaseLostErr
 import type { WorkflowError } from '../../core/errors.js';
 import { compareIds, newId } from '../../core/ids.js';
 import { copyReaperTemplate, decodeReaperTemplate, encodeReaperTemplate, reaperBranchOf } from '../../core/reaper-template.js';
-import { enqueueDueAt, retryDelayMs } from '../../core/queue-config.js';
+import { enqueueDueAt, nackDelayMs } from '../../core/queue-config.js';
 import type {
   CancelResult,
   Claim,
@@ -172,7 +172,7 @@ export class SqliteStore extends BaseQueueStore {
         const row = this.sql.toDead.get(action.type === 'deadLetter' ? action.reason : action.error, now, jobId) as JobRow;
         this.writes.completedAfterCommit(jobId, { kind: 'completed', job: rowToRecord(row) });
       } else {
-        const delay = retryDelayMs(config, owner.attempts);
+        const delay = nackDelayMs(action, config, owner.attempts);
         status = delay === 0 ? 'pending' : 'scheduled';
         this.writes.count(queue, status, 1);
         this.sql.toRetry.run(status, delay === 0 ? null : now + delay, action.error, jobId);

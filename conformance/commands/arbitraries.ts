@@ -83,6 +83,8 @@ export const effectsArb: fc.Arbitrary<EffectsSpec> = fc.record({
 const actionArb: fc.Arbitrary<SettleAction> = fc.oneof(
   { weight: 3, arbitrary: fc.constant({ type: 'ack' }) },
   { weight: 3, arbitrary: fc.constantFrom<SettleAction>({ type: 'nack', error: 'e1' }, { type: 'nack', error: 'e2' }) },
+  // A retry delay of the job's own, instead of the queue's backoff.
+  { weight: 1, arbitrary: fc.constantFrom<SettleAction>({ type: 'nack', error: 'e3', delayMs: 0 }, { type: 'nack', error: 'e4', delayMs: 700 }) },
   { weight: 1, arbitrary: fc.constant<SettleAction>({ type: 'deadLetter', reason: 'r1' }) },
 );
 export const branchArb: fc.Arbitrary<BranchSpec> = fc

@@ -18,7 +18,7 @@ import { copyHeaders } from '../../core/headers.js';
 import { compareIds } from '../../core/ids.js';
 import { copyReaperBranch } from '../../core/carried-effects.js';
 import { checkReaperTemplate, copyReaperTemplate, reaperBranchOf } from '../../core/reaper-template.js';
-import { QueueConfigs, retryDelayMs } from '../../core/queue-config.js';
+import { QueueConfigs, nackDelayMs } from '../../core/queue-config.js';
 import type { StoreOptions } from '../../core/queue-config.js';
 import type {
   CancelResult,
@@ -281,7 +281,7 @@ export class QueueModel {
         this.makeDead(job, events, now, action.error);
       } else {
         job.lastError = action.error;
-        const delay = retryDelayMs(config, job.attempts);
+        const delay = nackDelayMs(action, config, job.attempts);
         if (delay === 0) {
           status = 'pending';
           job.status = 'pending';

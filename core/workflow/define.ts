@@ -43,11 +43,22 @@ export interface StepContext<S, R, K extends string> {
 
 export type StepFunction<S, R, K extends string> = (state: S, ctx: StepContext<S, R, K>) => WorkflowStepResult | Promise<WorkflowStepResult>;
 
+export interface StepRetry {
+  maxAttempts?: number;
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+}
+
 /** A step with its own policies. */
 export interface StepDefinition<S, R, K extends string> {
   run: StepFunction<S, R, K>;
-  /** This step's attempts (else the queue's `maxAttempts`). */
-  retry?: { maxAttempts?: number };
+  /**
+   * This step's retry policy: its attempts (else the queue's `maxAttempts`)
+   * and the delay before each retry of a transient failure, doubling from
+   * `initialDelayMs` up to `maxDelayMs` (default 32 x `initialDelayMs`);
+   * without `initialDelayMs`, the queue's backoff.
+   */
+  retry?: StepRetry;
   /** Longest this step may run, in ms (else the runtime's `stepTimeoutMs`). */
   timeoutMs?: number;
 }
@@ -143,9 +154,21 @@ function resolveStep<S, R, K extends string>(workflow: string, step: string, val
   if (spec === null || typeof spec !== 'object' || typeof spec.run !== 'function') {
     throw new WorkflowDefinitionError(workflow, `step ${JSON.stringify(step)} must be a function or { run, retry?, timeoutMs? }`);
   }
-  const maxAttempts = spec.retry?.maxAttempts;
+  const { maxAttempts, initialDelayMs, maxDelayMs } = spec.retry ?? {};
   if (maxAttempts !== undefined && (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1)) {
     throw new WorkflowDefinitionError(workflow, `step ${JSON.stringify(step)}: retry.maxAttempts must be a positive integer, got ${String(maxAttempts)}`);
+  }
+  if (initialDelayMs !== undefined && (!Number.isSafeInteger(initialDelayMs) || initialDelayMs < 0)) {
+    throw new WorkflowDefinitionError(
+      workflow,
+      `step ${JSON.stringify(step)}: retry.initialDelayMs must be a non-negative integer, got ${String(initialDelayMs)}`,
+    );
+  }
+  if (maxDelayMs !== undefined && (initialDelayMs === undefined || !Number.isSafeInteger(maxDelayMs) || maxDelayMs < initialDelayMs)) {
+    throw new WorkflowDefinitionError(
+      workflow,
+      `step ${JSON.stringify(step)}: retry.maxDelayMs must be an integer of at least retry.initialDelayMs, got ${String(maxDelayMs)}`,
+    );
   }
   if (spec.timeoutMs !== undefined && (!Number.isSafeInteger(spec.timeoutMs) || spec.timeoutMs < 1)) {
     throw new WorkflowDefinitionError(workflow, `step ${JSON.stringify(step)}: timeoutMs must be a positive integer, got ${String(spec.timeoutMs)}`);

@@ -30,6 +30,7 @@ import type {
   ReapReport,
   ReaperTemplate,
   RenewResult,
+  SettleAction,
   SettleResult,
   Settlement,
   StoreNotification,
@@ -370,6 +371,21 @@ class CompletesOnRetry extends MemoryInstance {
 }
 
 /** Drops `reaperDeadLetter` from every job it enqueues, directly or through effects. */
+/** Drops `delayMs` from nack actions (valid ones: a bad one keeps its typed error). */
+class DropsNackDelay extends MemoryInstance {
+  private strip(action: SettleAction): SettleAction {
+    return action.type === 'nack' && action.delayMs !== undefined && Number.isSafeInteger(action.delayMs) && action.delayMs >= 0
+      ? { type: 'nack', error: action.error }
+      : action;
+  }
+  override settle(claim: ClaimRef, settlement: Settlement): Promise<SettleResult> {
+    const rewritten: Settlement = { ...settlement, action: this.strip(settlement.action) };
+    if (settlement.ifCancelRequested)
+      rewritten.ifCancelRequested = { ...settlement.ifCancelRequested, action: this.strip(settlement.ifCancelRequested.action) };
+    return super.settle(claim, rewritten);
+  }
+}
+
 /** Drops `ttlMs` from the kv writes of enqueues and settlements (after the argument checks would have seen it). */
 class DropsKvTtl extends MemoryInstance {
   private strip(writes: KvWrite[] | undefined): KvWrite[] | undefined {
@@ -813,6 +829,12 @@ export const MUTANTS: Mutant[] = [
     bug: 'the effects a job carries for the reaper are not kept, so a reaper dead-letter applies none of them',
     create: (ctx) => new DropsReaperEffects(memory(ctx), 0),
     ...shared(() => (inner, i) => new DropsReaperEffects(inner, i)),
+  },
+  {
+    name: 'nack-delay-ignored',
+    bug: "a nack's own delayMs is dropped: the retry follows the queue's backoff",
+    create: (ctx) => new DropsNackDelay(memory(ctx), 0),
+    ...shared(() => (inner, i) => new DropsNackDelay(inner, i)),
   },
   {
     name: 'kv-ttl-ignored',

@@ -26,6 +26,7 @@ describe('durable hook delivery', () => {
         claimToken: 'T',
         workflow: undefined,
         payload: new Uint8Array(0),
+        retryDelayMs: undefined,
       },
       { ok: true, outcome: StepOutcome.succeed(bytes('res')) },
     );

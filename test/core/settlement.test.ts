@@ -33,6 +33,7 @@ function facts(overrides: Partial<StepFacts> = {}): StepFacts {
     claimToken: 'TOKEN',
     workflow: undefined,
     payload: new Uint8Array(0),
+    retryDelayMs: undefined,
     ...overrides,
   };
 }

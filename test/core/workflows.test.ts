@@ -173,6 +173,38 @@ describe('defineWorkflow on the runtime', () => {
     expect(charges).toBe(2);
   });
 
+  it("a step's own backoff: each retry after its doubling delay, capped, not the queue's backoff", async () => {
+    const { store, clock } = freshStore({ defaultQueueConfig: { retryBackoffBaseMs: 60_000 } });
+    const times: number[] = [];
+    const backoff = defineWorkflow({
+      name: 'backoff',
+      steps: {
+        pay: {
+          retry: { maxAttempts: 4, initialDelayMs: 250, maxDelayMs: 400 },
+          run: (n: number, ctx) => {
+            times.push(clock.now());
+            if (ctx.attempt < 4) throw StepError.transient('declined, try again');
+            return ctx.succeed(n);
+          },
+        },
+      },
+    });
+    const hook = new OutcomeChannel();
+    const runtime = new WorkflowRuntime({ store, clock, workflows: [backoff], hook: hook.hook });
+    await runtime.start(backoff, { runId: 'b1', input: 7 });
+    const worker = startWorker(runtime);
+    await until(clock, () => hook.received.length === 1, 10);
+    await worker.stop();
+    expect(hook.received[0]).toMatchObject({ status: 'succeeded', output: 7 });
+    const gaps = times.slice(1).map((t, i) => t - (times[i] as number));
+    expect(gaps).toHaveLength(3);
+    // 250, then 500 capped at 400, then 400 (each plus at most one clock step of the test).
+    for (const [gap, delay] of gaps.map((g, i) => [g, [250, 400, 400][i] as number])) {
+      expect(gap).toBeGreaterThanOrEqual(delay as number);
+      expect(gap).toBeLessThanOrEqual((delay as number) + 20);
+    }
+  });
+
   it("a step's own timeout aborts its signal and counts as a transient failure", async () => {
     const { store, clock } = freshStore({ defaultQueueConfig: { retryBackoffBaseMs: 0 } });
     const signals: AbortSignal[] = [];

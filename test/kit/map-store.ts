@@ -20,7 +20,7 @@ import type {
   StoreOptions,
 } from '../../core/index.js';
 import { BaseQueueStore, STALE_BRANCH, bytesEqual, checkNewJobIds, compareIds, copyHeaders, copyReaperBranch, enqueueDueAt } from '../../core/store-kit.js';
-import { copyBytes, copyReaperTemplate, jobRecord, newId, reaperBranchOf, reaperEffects, retryDelayMs } from '../../core/store-kit.js';
+import { copyBytes, copyReaperTemplate, jobRecord, newId, reaperBranchOf, reaperEffects, nackDelayMs } from '../../core/store-kit.js';
 import type { BatchItem, CompletionState, JobFields } from '../../core/store-kit.js';
 
 /** A job as kept: the public fields (unset ones `undefined`), the current claim token, the effects it carries for the reaper. */
@@ -99,7 +99,7 @@ export class MapStore extends BaseQueueStore {
       this.kill(job, action.type === 'deadLetter' ? action.reason : action.error, now);
     } else {
       job.lastError = action.error;
-      const delay = retryDelayMs(config, job.attempts);
+      const delay = nackDelayMs(action, config, job.attempts);
       status = delay === 0 ? 'pending' : 'scheduled';
       this.makeDue(job, now + delay);
     }
