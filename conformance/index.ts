@@ -35,6 +35,7 @@ export { checkStoreConcurrency, storeConcurrencyChecks } from './store-concurren
 export { storeOperationChecks, storeBadInputChecks, JOB_TRAITS } from './store-operations.js';
 export type { JobTrait, JobInState } from './store-operations.js';
 export { checkWorkflow, checkWorkflowProperties, workflowGroups, workflowPropertyChecks } from './workflow-suite.js';
+export { workflowDefinitionChecks } from './workflow-definitions.js';
 export { FaultInjectingStore } from './fault-injection.js';
 export { storeNotificationChecks, crossInstanceNotificationChecks, NOTIFICATION_RULES } from './store-notifications.js';
 export type { NotificationRule } from './store-notifications.js';

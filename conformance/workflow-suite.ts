@@ -9,6 +9,7 @@
  * Time is a `ManualClock`; the driver lets the event loop drain
  * (`setImmediate`), then jumps the clock to the next timer. No real sleeps.
  */
+import { workflowDefinitionChecks } from './workflow-definitions.js';
 import fc from 'fast-check';
 import { ManualClock } from '../core/clock.js';
 import { StoreUnavailableError } from '../core/errors.js';
@@ -514,7 +515,7 @@ export function workflowPropertyChecks(): ConformanceGroup {
 
 /** Every workflow-level group. */
 export function workflowGroups(): ConformanceGroup[] {
-  return [workflowPropertyChecks()];
+  return [workflowPropertyChecks(), workflowDefinitionChecks()];
 }
 
 /** Runs the whole workflow-level suite without vitest. */
