@@ -176,10 +176,12 @@ export interface WorkflowRuntimeOptions {
 /** Typed lifecycle events, for logging and metrics without wrapping the runner. */
 export interface RuntimeEvents {
   runSubmitted: (event: { runId: string; jobId: string }) => void;
-  stepStarted: (event: { runId: string; stepNumber: number; jobId: string; attempts: number }) => void;
+  /** `step` is the step's name, for named steps (workflow definitions). */
+  stepStarted: (event: { runId: string; stepNumber: number; step?: string; jobId: string; attempts: number }) => void;
   stepSettled: (event: {
     runId: string;
     stepNumber: number;
+    step?: string;
     jobId: string;
     branch: SettleResult['branch'];
     status: SettleResult['status'];
@@ -798,7 +800,9 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       const stepNumber = parsed.stepNumber;
       const headers = userHeaders(job.headers);
       if (job.cancelRequested) controller.abort(cancelReason());
-      if (this.listenerCount('stepStarted') > 0) this.emit('stepStarted', { runId, stepNumber, jobId: job.id, attempts: job.attempts });
+      if (this.listenerCount('stepStarted') > 0) {
+        this.emit('stepStarted', { runId, stepNumber, ...(stepName === undefined ? {} : { step: stepName }), jobId: job.id, attempts: job.attempts });
+      }
       const running = this.runStep(lane.runner as StepRunner, leased, new RunnerStep(runId, stepNumber, job, headers, controller, stepName));
       // A runner that answers synchronously costs no extra promise hop.
       const returned = isThenable(running) ? await running : running;
@@ -849,6 +853,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         this.emit('stepSettled', {
           runId,
           stepNumber,
+          ...(stepName === undefined ? {} : { step: stepName }),
           jobId: job.id,
           branch: settled.branch,
           status: settled.status,

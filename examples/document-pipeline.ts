@@ -1,7 +1,8 @@
 /**
  * A document pipeline on the embedded default store (SQLite, in the working
- * directory): extract → OCR (flaky: retried) → wait for a review window
- * (a delayed step) → summarize. Interrupt it (Ctrl-C, or kill) and run it
+ * directory), written with `defineWorkflow`: extract → OCR (flaky: retried
+ * by its own policy) → wait for a review window (a delayed step) →
+ * summarize. Interrupt it (Ctrl-C, or kill) and run it
  * again: unfinished runs resume where they stopped.
  *
  *   npm run example                 # 12 documents
@@ -9,19 +10,14 @@
  *   npm run example -- --reset      # forget earlier progress and start over
  */
 import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
-import { StepError, StepOutcome, WorkflowRuntime } from '../core/index.js';
-import type { RunOutcome, Step } from '../core/index.js';
+import { StepError, WorkflowRuntime, defineWorkflow, json } from '../core/index.js';
+import type { RunOutcome } from '../core/index.js';
 import { SqliteStore } from '../adapters/sqlite/index.js';
 
 const DB_PATH = process.env.PIPELINE_DB ?? 'document-pipeline.db';
 const RESULTS_PATH = `${DB_PATH}.results.jsonl`;
 const DOCS = Number(process.env.DOCS ?? 12);
-const STEP_NAMES = ['extract', 'ocr', 'review window', 'summarize'];
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-const json = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
-const parse = <T>(bytes: Uint8Array): T => JSON.parse(decoder.decode(bytes)) as T;
 const work = (ms: number, signal: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
@@ -38,26 +34,35 @@ interface Doc {
   words?: number;
 }
 
-/** The workflow: one function, one branch per step. Idempotent per (run, step). */
-async function runner(step: Step): Promise<StepOutcome> {
-  const doc = parse<Doc>(step.payload);
-  switch (step.stepNumber) {
-    case 0:
-      await work(150 + doc.pages * 20, step.signal);
-      return StepOutcome.continue(json({ ...doc, text: `${doc.name} `.repeat(doc.pages * 40) }));
-    case 1:
-      await work(200, step.signal);
-      // Every third document's scanner times out on the first attempt: a transient error, retried with backoff.
-      if (Number(doc.name.slice(-2)) % 3 === 0 && step.attempts === 1) throw StepError.transient('OCR service timed out');
-      return StepOutcome.continueAfter(json({ ...doc, words: doc.text?.split(' ').length ?? 0 }), 1_500);
-    case 2:
-      await work(100, step.signal);
-      return StepOutcome.continue(step.payload);
-    default:
-      await work(150, step.signal);
-      return StepOutcome.succeed(json({ name: doc.name, words: doc.words, summary: `${doc.name}: ${doc.pages} pages, ${doc.words} words` }));
-  }
-}
+/** The workflow: named, typed steps, each idempotent (a step may run again after a crash). */
+const pipeline = defineWorkflow({
+  name: 'documents',
+  codec: json<Doc>(),
+  resultCodec: json<{ name: string; words: number; summary: string }>(),
+  steps: {
+    extract: async (doc, ctx) => {
+      await work(150 + doc.pages * 20, ctx.signal);
+      return ctx.next('ocr', { ...doc, text: `${doc.name} `.repeat(doc.pages * 40) });
+    },
+    ocr: {
+      // This step's own policy: up to 5 attempts, 500 ms doubling to 4 s between them.
+      retry: { maxAttempts: 5, initialDelayMs: 500, maxDelayMs: 4_000 },
+      timeoutMs: 10_000,
+      run: async (doc, ctx) => {
+        await work(200, ctx.signal);
+        // Every third document's scanner times out on the first attempt: a transient error, retried.
+        if (Number(doc.name.slice(-2)) % 3 === 0 && ctx.attempt === 1) throw StepError.transient('OCR service timed out');
+        // The review window: the next step runs 1.5 s from now.
+        return ctx.next('summarize', { ...doc, words: doc.text?.split(' ').length ?? 0 }, { delayMs: 1_500 });
+      },
+    },
+    summarize: async (doc, ctx) => {
+      await work(150, ctx.signal);
+      const words = doc.words ?? 0;
+      return ctx.succeed({ name: doc.name, words, summary: `${doc.name}: ${doc.pages} pages, ${words} words` });
+    },
+  },
+});
 
 function finishedEarlier(): Set<string> {
   if (!existsSync(RESULTS_PATH)) return new Set();
@@ -75,7 +80,7 @@ async function main(): Promise<void> {
     rmSync(RESULTS_PATH, { force: true });
     console.log(`reset: removed ${DB_PATH} and its results`);
   }
-  const store = new SqliteStore({ path: DB_PATH, defaultQueueConfig: { retryBackoffBaseMs: 500 } });
+  const store = new SqliteStore({ path: DB_PATH });
   const done = finishedEarlier();
   const started = Date.now();
   const outcomes: RunOutcome[] = [];
@@ -87,23 +92,24 @@ async function main(): Promise<void> {
 
   const runtime = new WorkflowRuntime({
     store,
-    runner,
+    workflows: [pipeline],
     maxConcurrentSteps: 4,
     hook: (outcome) => {
       outcomes.push(outcome);
       appendFileSync(RESULTS_PATH, `${JSON.stringify({ runId: outcome.runId, status: outcome.status })}\n`);
-      const detail = outcome.status === 'succeeded' && outcome.result !== undefined ? parse<{ summary: string }>(outcome.result).summary : outcome.error;
+      // `output` is the result decoded by the workflow's result codec.
+      const detail = outcome.status === 'succeeded' ? (outcome.output as { summary: string }).summary : outcome.error;
       console.log(`  ✔ ${outcome.runId} ${outcome.status} after step ${outcome.finalStep}: ${detail}   [${done.size + outcomes.length}/${total} done]`);
       if (done.size + outcomes.length >= total) finished();
     },
   });
   runtime.on('stepSettled', (e) => {
     steps++;
-    if (e.status === 'scheduled' || e.status === 'pending') {
+    if (e.status === 'scheduled' && e.step === 'ocr') {
       retries++;
-      console.log(`  ↻ ${e.runId} ${STEP_NAMES[e.stepNumber]} failed, will retry`);
-    } else if (e.branch === 'primary' && e.stepNumber < 3) {
-      console.log(`  · ${e.runId} ${STEP_NAMES[e.stepNumber]} done${e.stepNumber === 1 ? ' (review window opens in 1.5 s)' : ''}`);
+      console.log(`  ↻ ${e.runId} ${e.step} failed, will retry`);
+    } else if (e.branch === 'primary' && e.step !== 'summarize') {
+      console.log(`  · ${e.runId} ${e.step ?? ''} done${e.step === 'ocr' ? ' (review window opens in 1.5 s)' : ''}`);
     }
   });
   runtime.on('storeError', (e) => console.error(`  ! store error during ${e.operation}:`, e.error));
@@ -113,7 +119,7 @@ async function main(): Promise<void> {
   for (let i = 1; i <= total; i++) {
     const runId = `doc-${String(i).padStart(2, '0')}`;
     if (done.has(runId)) continue;
-    const result = await runtime.submit({ runId, input: json({ name: runId, pages: 1 + (i % 5) }), headers: { pipeline: 'documents' } });
+    const result = await runtime.start(pipeline, { runId, input: { name: runId, pages: 1 + (i % 5) }, headers: { pipeline: 'documents' } });
     if (result.newlySubmitted) fresh++;
     else resumed++;
   }
