@@ -46,6 +46,9 @@ export const HEADER_WORKFLOW = 'workflow.name';
 /** Reserved step-job header carrying the name of the step a job runs (named steps). */
 export const HEADER_STEP_NAME = 'workflow.step_name';
 
+/** Reserved step-job header marking the job that runs a workflow's `onCancel` (its value: `1`). */
+export const HEADER_ON_CANCEL = 'workflow.on_cancel';
+
 /** Header keys the runtime owns: a submitter's headers never start with it. */
 export const RESERVED_HEADER_PREFIX = 'workflow.';
 

@@ -25,6 +25,8 @@ export interface LeasedJob {
   deadline: number | undefined;
   /** The step timeout the deadline was set from. */
   readonly timeoutMs: number | undefined;
+  /** Whether a cancel aborts the runner's signal (false for a step that takes no cancel mid-step). */
+  cancellable: boolean;
   /** A renewal of this lease is in flight. */
   renewing: boolean;
   /** Called once when `deadline` passes. */
@@ -72,6 +74,7 @@ export class LeaseKeeper {
       leaseExpiresAt: now + leaseMs,
       deadline: timeoutMs === undefined ? undefined : now + timeoutMs,
       timeoutMs,
+      cancellable: true,
       renewing: false,
       onTimeout: undefined,
       controller,

@@ -126,6 +126,8 @@ export interface Step {
   readonly signal: AbortSignal;
   /** The step's name, for named steps (`StepOutcome.continue(payload, { step })`, and workflow definitions). */
   readonly stepName?: string | undefined;
+  /** True for the delivery that runs a workflow's `onCancel` (after an external cancel). */
+  readonly onCancel?: boolean;
 }
 
 /** Runs one step. Must be idempotent for `(runId, stepNumber)`: delivery is at least once. */

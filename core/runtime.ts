@@ -22,7 +22,7 @@ import {
   isTransientError,
 } from './errors.js';
 import type { WorkflowError } from './errors.js';
-import { HEADER_STEP_NAME, HEADER_WORKFLOW, copyHeaders, headerBytes, userHeaders } from './headers.js';
+import { HEADER_ON_CANCEL, HEADER_STEP_NAME, HEADER_WORKFLOW, copyHeaders, headerBytes, userHeaders } from './headers.js';
 import { decodeDeliveryMode, deliveryModeKey, deliveryModeWrite } from './delivery-mode.js';
 import type { HookDelivery } from './delivery-mode.js';
 import { hookAttempt, hookFailureSettlement, resolveHookRetry } from './hook-retry.js';
@@ -39,7 +39,9 @@ import type { EndedReceipt, RunCursor, RunIdentity, RunKeys } from './run-record
 import {
   HEADER_RUN_ID,
   HEADER_STEP,
+  ENDS_AT_ONCE,
   RESERVED_HEADER_PREFIX,
+  compensationEffects,
   cursorValue,
   decideSettlement,
   endRunEffects,
@@ -47,7 +49,7 @@ import {
   stepDedupKey,
   stepHeaders,
 } from './settlement.js';
-import type { SettlementDecision, StepFacts, StepNames } from './settlement.js';
+import type { CancelRule, SettlementDecision, StepFacts, StepNames } from './settlement.js';
 import { checkHeaders, checkNonNegativeInt, checkPositiveInt, checkQueueName, describe } from './store-validation.js';
 
 /** Spec of a new run. */
@@ -248,6 +250,7 @@ class RunnerStep implements Step {
     readonly headers: Headers,
     abort: LazyAbort,
     readonly stepName: string | undefined,
+    readonly onCancel: boolean,
   ) {
     this.payload = job.payload;
     this.jobId = job.id;
@@ -321,6 +324,16 @@ class Lane {
     const retry = this.workflow?.steps.get(stepName ?? this.workflow.start)?.retry;
     if (retry?.initialDelayMs === undefined) return undefined;
     return retryDelayMs({ retryBackoffBaseMs: retry.initialDelayMs, retryBackoffMaxMs: retry.maxDelayMs ?? 32 * retry.initialDelayMs }, attempts);
+  }
+
+  /** How an external cancel is taken at a step (see `CancelRule`). */
+  cancelRuleFor(stepName: string | undefined, onCancel: boolean): CancelRule {
+    const workflow = this.workflow;
+    if (workflow === undefined) return ENDS_AT_ONCE;
+    if (onCancel) return COMPENSATING;
+    const cancellable = workflow.steps.get(stepName ?? workflow.start)?.cancellable !== false;
+    const compensate = workflow.onCancel !== undefined;
+    return cancellable && !compensate ? ENDS_AT_ONCE : { compensate, cancellable, compensating: false };
   }
 
   /** The step timeout of `job`: its workflow step's own, else the runtime's. */
@@ -419,7 +432,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     this.shutdownGraceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
     checkNonNegativeInt('shutdownGraceMs', this.shutdownGraceMs);
     this.keeper = new LeaseKeeper(this.clock, this.store, {
-      cancelRequested: (leased) => leased.controller.abort(cancelReason()),
+      cancelRequested: (leased) => abortForCancel(leased),
       leaseLost: (leased) => leased.controller.abort(new LeaseLostError(leased.jobId)),
       renewFailed: (leased, error) =>
         this.emit('storeError', { operation: 'renewLease', error, ...(leased.runId === undefined ? {} : { runId: leased.runId }), jobId: leased.jobId }),
@@ -532,7 +545,9 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       const cursor = decodeRecord<RunCursor>(raw);
       const job = await this.store.getJob(cursor.jobId);
       if (!job) continue; // the run advanced between the two reads
-      const state: RunState = job.cancelRequested ? 'cancelling' : job.status === 'pending' || job.status === 'scheduled' ? 'pending' : 'running';
+      const compensating = ownHeader(job.headers, HEADER_ON_CANCEL) !== undefined;
+      const state: RunState =
+        job.cancelRequested || compensating ? 'cancelling' : job.status === 'pending' || job.status === 'scheduled' ? 'pending' : 'running';
       const status: RunStatus = { runId, state, currentStep: cursor.step };
       const workflow = ownHeader(job.headers, HEADER_WORKFLOW);
       if (workflow !== undefined) status.workflow = workflow;
@@ -563,6 +578,20 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       // The outcome carries the job's headers: read them first. The effects are attached whatever the
       // status read: they commit only with a removal, and the step may be re-queued meanwhile.
       const job = await this.store.getJob(cursor.jobId);
+      // A compensation already runs: the run is being cancelled, and its compensation cannot be.
+      if (job && ownHeader(job.headers, HEADER_ON_CANCEL) !== undefined) return false;
+      const compensated = job ? this.compensationOnRemoval(job, keys, runId, cursor.step) : undefined;
+      if (compensated) {
+        const removed = await this.store.cancel(cursor.jobId, compensated);
+        if (removed.outcome === 'removed') return true; // its onCancel runs next; the hook fires when it ends
+        if (removed.outcome === 'requested') {
+          const held = this.keeper.find(cursor.jobId);
+          if (removed.firstRequest && held) abortForCancel(held);
+          return removed.firstRequest;
+        }
+        previousJobId = cursor.jobId;
+        continue;
+      }
       const outcome = job && cancelledOutcome(runId, job, cursor.step);
       // The notification goes where the job's own lane sends them (the workflow's, for a workflow run).
       const outcomeQueue = job && this.outcomeQueue !== undefined ? notificationQueueOf(job.queue) : undefined;
@@ -584,7 +613,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         return true;
       }
       if (result.outcome === 'requested') {
-        if (result.firstRequest) this.keeper.find(cursor.jobId)?.controller.abort(cancelReason());
+        const held = this.keeper.find(cursor.jobId);
+        if (result.firstRequest && held) abortForCancel(held);
         return result.firstRequest;
       }
       previousJobId = cursor.jobId; // the run moved on meanwhile: follow it
@@ -771,7 +801,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         this.wake();
         return;
       case 'cancelRequested':
-        this.keeper.find(notification.jobId)?.controller.abort(cancelReason());
+        const held = this.keeper.find(notification.jobId);
+        if (held) abortForCancel(held);
         return;
       case 'deadLettered':
         return; // the reaper's commit already ended those runs (the effects each step job carries)
@@ -786,7 +817,10 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     const controller = new LazyAbort();
     const claimedAt = this.clock.now(); // this runtime's clock: the store's claim time may be another host's
     const stepName = ownHeader(claim.job.headers, HEADER_STEP_NAME);
+    const onCancel = ownHeader(claim.job.headers, HEADER_ON_CANCEL) !== undefined;
     const leased = this.keeper.hold(claim, controller, lane.timeoutFor(stepName, this.stepTimeoutMs));
+    // A step that takes no cancel mid-step (and a compensation) keeps its signal when a cancel comes.
+    leased.cancellable = lane.cancelRuleFor(stepName, onCancel).cancellable;
     try {
       const job = claim.job;
       const parsed = parseStepHeaders(job.headers);
@@ -799,11 +833,11 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       leased.runId = runId;
       const stepNumber = parsed.stepNumber;
       const headers = userHeaders(job.headers);
-      if (job.cancelRequested) controller.abort(cancelReason());
+      if (job.cancelRequested && leased.cancellable) controller.abort(cancelReason());
       if (this.listenerCount('stepStarted') > 0) {
         this.emit('stepStarted', { runId, stepNumber, ...(stepName === undefined ? {} : { step: stepName }), jobId: job.id, attempts: job.attempts });
       }
-      const running = this.runStep(lane.runner as StepRunner, leased, new RunnerStep(runId, stepNumber, job, headers, controller, stepName));
+      const running = this.runStep(lane.runner as StepRunner, leased, new RunnerStep(runId, stepNumber, job, headers, controller, stepName, onCancel));
       // A runner that answers synchronously costs no extra promise hop.
       const returned = isThenable(running) ? await running : running;
       leased.deadline = undefined;
@@ -828,6 +862,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         workflow: lane.workflow?.name,
         payload: job.payload,
         retryDelayMs: lane.retryDelayFor(stepName, job.attempts),
+        stepName,
+        cancel: lane.cancelRuleFor(stepName, onCancel),
       };
       const decision = decideSettlement(facts, checkDueTime(returned, now));
       // Issued before the slot is freed, so the store sees the settlement ahead of the next claim.
@@ -1094,6 +1130,28 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   }
 
   /**
+   * For a pending step of a workflow with `onCancel`: the effects that
+   * replace it with its compensation job (the state it would have run with),
+   * committed with its removal; `undefined` when the run just ends.
+   */
+  private compensationOnRemoval(job: JobRecord, keys: RunKeys, runId: string, step: number): Effects | undefined {
+    const workflowName = ownHeader(job.headers, HEADER_WORKFLOW);
+    const workflow = workflowName === undefined ? undefined : this.lanesByWorkflow.get(workflowName)?.workflow;
+    if (workflow?.onCancel === undefined) return undefined;
+    const facts = {
+      queueName: job.queue,
+      runId,
+      stepNumber: step,
+      userHeaders: userHeaders(job.headers),
+      keys,
+      nextJobId: newId(this.clock.now()),
+      priority: job.priority,
+      workflow: workflow.name,
+    };
+    return compensationEffects(facts, job.payload, ownHeader(job.headers, HEADER_STEP_NAME));
+  }
+
+  /**
    * How `delivery` of `jobId` (its claim token; empty for a removal) ended
    * its run, from the run's ended receipt (in-process delivery); `undefined`
    * when the receipt names no ending by that delivery. Reads again with backoff while the store is unavailable (the
@@ -1159,6 +1217,14 @@ const NO_SIGNAL = { abort: (): void => undefined };
 
 function cancelReason(): Error {
   return new Error('run cancelled');
+}
+
+/** The rule of a workflow's compensation step. */
+const COMPENSATING: CancelRule = Object.freeze({ compensate: false, cancellable: false, compensating: true });
+
+/** Aborts a held step's signal for a cancel, unless the step takes no cancel mid-step. */
+function abortForCancel(leased: LeasedJob): void {
+  if (leased.cancellable) leased.controller.abort(cancelReason());
 }
 
 function parseStepHeaders(headers: Headers): { runId: string; stepNumber: number } | Error {

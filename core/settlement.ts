@@ -16,7 +16,7 @@
  * | any of the above, cancel flagged   | ack + delete run records        | cancelled, no error |
  *   (except a runner-issued cancel, whose reason wins)
  */
-import { HEADER_RUN_ID, HEADER_STEP, HEADER_STEP_NAME, HEADER_WORKFLOW, RESERVED_HEADER_PREFIX, createHeaders } from './headers.js';
+import { HEADER_ON_CANCEL, HEADER_RUN_ID, HEADER_STEP, HEADER_STEP_NAME, HEADER_WORKFLOW, RESERVED_HEADER_PREFIX, createHeaders } from './headers.js';
 import {
   CURSOR_TEXT,
   ENDED_RECEIPT_TTL_MS,
@@ -85,15 +85,39 @@ export interface StepFacts {
   payload: Uint8Array;
   /** The delay before a retry of this step, from its own retry policy; `undefined`: the queue's backoff. */
   retryDelayMs: number | undefined;
+  /** The step's name (named steps); the compensation job of a cancel carries it. */
+  stepName: string | undefined;
+  /** How an external cancel is taken at this step (`ENDS_AT_ONCE` for the low-level API). */
+  cancel: CancelRule;
 }
+
+/**
+ * How an external cancel flagged at commit is taken:
+ * - `compensate`: the run does not end; its workflow's `onCancel` runs next,
+ *   as a step job of its own (`compensationEffects`), with the state the
+ *   cancelled step started with (else the run ends cancelled at once);
+ * - `cancellable: false`: the step's own outcome commits and the cancel
+ *   applies at the boundary after it, with the state it committed (no
+ *   effect if the step ended the run);
+ * - `compensating`: this step is the compensation: a cancel changes nothing,
+ *   and its success ends the run cancelled.
+ */
+export interface CancelRule {
+  readonly compensate: boolean;
+  readonly cancellable: boolean;
+  readonly compensating: boolean;
+}
+
+/** The low-level API's rule: a cancel ends the run at once, whatever the step. */
+export const ENDS_AT_ONCE: CancelRule = Object.freeze({ compensate: false, cancellable: true, compensating: false });
 
 /** The decision: what to commit, and how the run ends on each branch. */
 export interface SettlementDecision {
   settlement: Settlement;
   /** Terminal outcome when the primary branch commits; undefined when the run goes on. */
   primaryOutcome: RunOutcome | undefined;
-  /** Terminal outcome when the cancel branch commits. */
-  cancelOutcome: RunOutcome;
+  /** Terminal outcome when the cancel branch commits; undefined when the run goes on (to its `onCancel`). */
+  cancelOutcome: RunOutcome | undefined;
   /** Set when the primary branch enqueues the next step. */
   next?: { jobId: string; stepNumber: number };
 }
@@ -156,19 +180,25 @@ export function reaperTemplate(queueName: string, reapedOutcomeQueue: string): R
 const ACK: SettleAction = Object.freeze({ type: 'ack' });
 
 /** The outcome of a run ending on this step; `result`/`error` only when given. */
-function ended(facts: StepFacts, status: RunOutcome['status'], result?: Uint8Array, error?: string): RunOutcome {
+function ended(facts: StepFacts, status: RunOutcome['status'], result?: Uint8Array, error?: string, lastPayload: Uint8Array = facts.payload): RunOutcome {
   const outcome: RunOutcome = { runId: facts.runId, status, headers: facts.userHeaders, finalStep: facts.stepNumber };
   if (result !== undefined) outcome.result = result;
   if (error !== undefined) outcome.error = error;
   if (facts.workflow !== undefined) {
     outcome.workflow = facts.workflow;
-    outcome.lastPayload = facts.payload;
+    outcome.lastPayload = lastPayload;
   }
   return outcome;
 }
 
 /** A branch that ends the run with `outcome`, cancellable by an external cancel. */
-function terminal(facts: StepFacts, action: SettleAction, outcome: RunOutcome, cancelBranch: SettlementBranch, cancelOutcome: RunOutcome): SettlementDecision {
+function terminal(
+  facts: StepFacts,
+  action: SettleAction,
+  outcome: RunOutcome,
+  cancelBranch: SettlementBranch,
+  cancelOutcome: RunOutcome | undefined,
+): SettlementDecision {
   return {
     settlement: {
       action,
@@ -183,8 +213,76 @@ function terminal(facts: StepFacts, action: SettleAction, outcome: RunOutcome, c
 
 /** Decides the settlement of one step. Pure: same input, same output. */
 export function decideSettlement(facts: StepFacts, result: RunnerResult): SettlementDecision {
-  const cancelOutcome = ended(facts, 'cancelled');
-  const cancelBranch: SettlementBranch = { action: ACK, effects: endRunEffects(facts, cancelOutcome, 'cancel') };
+  if (facts.cancel.compensating) return decideCompensation(facts, result);
+  const decision = decideStep(facts, result, cancelAt(facts, facts.payload, facts.stepName));
+  return facts.cancel.cancellable ? decision : deferCancel(facts, decision);
+}
+
+/** The branch an external cancel takes at a step boundary where the run's state is `payload`, and how it ends the run. */
+function cancelAt(facts: StepFacts, payload: Uint8Array, stepName: string | undefined): { branch: SettlementBranch; outcome: RunOutcome | undefined } {
+  if (facts.cancel.compensate) return { branch: { action: ACK, effects: compensationEffects(facts, payload, stepName) }, outcome: undefined };
+  const outcome = ended(facts, 'cancelled', undefined, undefined, payload);
+  return { branch: { action: ACK, effects: endRunEffects(facts, outcome, 'cancel') }, outcome };
+}
+
+/** A step that is not cancellable: its own outcome commits either way, and the cancel moves to the boundary after it. */
+function deferCancel(facts: StepFacts, decision: SettlementDecision): SettlementDecision {
+  const settlement = decision.settlement;
+  if (decision.next) {
+    const next = settlement.effects?.enqueue?.[0];
+    const nextName = next?.options?.headers?.[HEADER_STEP_NAME];
+    const boundary = cancelAt(facts, next?.payload ?? facts.payload, nextName);
+    return { ...decision, settlement: { ...settlement, ifCancelRequested: boundary.branch }, cancelOutcome: boundary.outcome };
+  }
+  if (decision.primaryOutcome) {
+    // The step ended the run: the cancel comes too late.
+    const primary: SettlementBranch = settlement.effects ? { action: settlement.action, effects: settlement.effects } : { action: settlement.action };
+    return { ...decision, settlement: { ...settlement, ifCancelRequested: primary }, cancelOutcome: decision.primaryOutcome };
+  }
+  return decision; // a retry: the boundary is now
+}
+
+/**
+ * The compensation job of a cancelled run (its workflow's `onCancel`): step
+ * n+1, carrying `payload` (the state to compensate) and the name of the
+ * step the cancel came at; the cursor moves to it, so the run is still
+ * active (and `cancelling`) until it ends.
+ */
+export function compensationEffects(
+  facts: Pick<StepFacts, 'queueName' | 'runId' | 'stepNumber' | 'userHeaders' | 'keys' | 'nextJobId' | 'priority' | 'workflow'>,
+  payload: Uint8Array,
+  stepName: string | undefined,
+): Effects {
+  const step = facts.stepNumber + 1;
+  const headers = stepHeaders(facts.userHeaders, facts.runId, step, { workflow: facts.workflow, step: stepName });
+  headers[HEADER_ON_CANCEL] = '1';
+  return {
+    enqueue: [
+      { queue: facts.queueName, payload, options: { id: facts.nextJobId, headers, priority: facts.priority, dedupKey: stepDedupKey(facts.runId, step) } },
+    ],
+    kvWrites: [{ key: facts.keys.cursor, value: cursorValue(facts.nextJobId, step) }],
+  };
+}
+
+/** The compensation step: a cancel cannot cancel it; it ends the run cancelled, or failed if it fails for good. */
+function decideCompensation(facts: StepFacts, result: RunnerResult): SettlementDecision {
+  const precondition = cursorPrecondition(facts.keys, facts.jobId, facts.stepNumber);
+  const ending = (action: SettleAction, outcome: RunOutcome): SettlementDecision => {
+    const branch: SettlementBranch = { action, effects: endRunEffects(facts, outcome, 'primary') };
+    return { settlement: { ...branch, ifCancelRequested: branch, precondition }, primaryOutcome: outcome, cancelOutcome: outcome };
+  };
+  if (result.ok) return ending(ACK, ended(facts, 'cancelled'));
+  const failure = describeFailure(result.error);
+  const message = `onCancel failed: ${failure.message}`;
+  if (failure.permanent) return ending({ type: 'deadLetter', reason: message }, ended(facts, 'failed', undefined, message));
+  if (facts.attempts >= facts.maxAttempts) return ending({ type: 'nack', error: message }, ended(facts, 'failed', undefined, message));
+  const retry: SettlementBranch = { action: { type: 'nack', error: message } };
+  return { settlement: { ...retry, ifCancelRequested: retry, precondition }, primaryOutcome: undefined, cancelOutcome: undefined };
+}
+
+function decideStep(facts: StepFacts, result: RunnerResult, cancel: { branch: SettlementBranch; outcome: RunOutcome | undefined }): SettlementDecision {
+  const cancelOutcome = cancel.outcome;
+  const cancelBranch = cancel.branch;
 
   if (result.ok) {
     const outcome = result.outcome;

@@ -61,7 +61,29 @@ export interface StepDefinition<S, R, K extends string> {
   retry?: StepRetry;
   /** Longest this step may run, in ms (else the runtime's `stepTimeoutMs`). */
   timeoutMs?: number;
+  /**
+   * Default true. A step marked `false` is never interrupted by an external
+   * cancel: its signal is not aborted for it and its outcome commits; the
+   * cancel applies at the next step boundary, with the state it committed.
+   */
+  cancellable?: boolean;
 }
+
+/** Where a workflow's `onCancel` runs. */
+export interface CancelContext<K extends string> {
+  readonly runId: string;
+  readonly workflow: string;
+  /** The step the run was cancelled at (the one that would have run next, or was running). */
+  readonly step: K;
+  /** Delivery count of this compensation, from 1. */
+  readonly attempt: number;
+  /** Aborted only when the compensation times out or the worker stops: a cancel cannot cancel it. */
+  readonly signal: AbortSignal;
+  readonly headers: Readonly<Headers>;
+}
+
+/** A workflow's compensation: runs, at least once, with the last committed state after an external cancel. */
+export type CancelHandler<S, K extends string> = (lastState: S, ctx: CancelContext<K>) => void | Promise<void>;
 
 export interface WorkflowDefinition<S, R, K extends string> {
   /** 1 to 64 characters of [A-Za-z0-9_-]: routes runs to this definition, and is stored with every step. */
@@ -73,6 +95,14 @@ export interface WorkflowDefinition<S, R, K extends string> {
   /** The steps by name; the first is where a run starts, unless `start` names another. */
   steps: { [P in K]: StepFunction<S, R, K> | StepDefinition<S, R, K> };
   start?: NoInfer<K>;
+  /**
+   * Run when an external cancel commits: a durable compensation step with
+   * the last committed state, retried like any step (the queue's policy),
+   * after which the run ends `cancelled`; if it fails for good the run ends
+   * `failed` with `onCancel failed: <message>`. Without it, a cancel ends
+   * the run at once.
+   */
+  onCancel?: CancelHandler<S, K>;
 }
 
 /** A defined workflow: pass it to `WorkflowRuntime({ workflows })` and `runtime.start`. */
@@ -92,6 +122,7 @@ export interface ResolvedWorkflow {
   readonly resultCodec: Codec<unknown>;
   /** The steps, each with its policies resolved. */
   readonly steps: ReadonlyMap<string, Readonly<StepDefinition<unknown, unknown, string>>>;
+  readonly onCancel: CancelHandler<unknown, string> | undefined;
 }
 
 const definitions = new WeakMap<Workflow, ResolvedWorkflow>();
@@ -144,6 +175,7 @@ export function defineWorkflow<S, R = unknown, K extends string = string>(defini
     codec: checkCodec(name, 'codec', definition.codec) ?? json<S>(),
     resultCodec: checkCodec(name, 'resultCodec', definition.resultCodec) ?? json<R>(),
     steps: steps as unknown as ReadonlyMap<string, StepDefinition<unknown, unknown, string>>,
+    onCancel: checkOnCancel(name, definition.onCancel) as CancelHandler<unknown, string> | undefined,
   });
   return workflow;
 }
@@ -170,10 +202,19 @@ function resolveStep<S, R, K extends string>(workflow: string, step: string, val
       `step ${JSON.stringify(step)}: retry.maxDelayMs must be an integer of at least retry.initialDelayMs, got ${String(maxDelayMs)}`,
     );
   }
+  if (spec.cancellable !== undefined && typeof spec.cancellable !== 'boolean') {
+    throw new WorkflowDefinitionError(workflow, `step ${JSON.stringify(step)}: cancellable must be a boolean`);
+  }
   if (spec.timeoutMs !== undefined && (!Number.isSafeInteger(spec.timeoutMs) || spec.timeoutMs < 1)) {
     throw new WorkflowDefinitionError(workflow, `step ${JSON.stringify(step)}: timeoutMs must be a positive integer, got ${String(spec.timeoutMs)}`);
   }
   return Object.freeze({ ...spec });
+}
+
+function checkOnCancel<T>(workflow: string, handler: T | undefined): T | undefined {
+  if (handler !== undefined && typeof handler !== 'function')
+    throw new WorkflowDefinitionError(workflow, 'onCancel must be a function (lastState, ctx) => void');
+  return handler;
 }
 
 function checkCodec<T>(workflow: string, what: string, codec: Codec<T> | undefined): Codec<T> | undefined {

@@ -11,6 +11,8 @@ import type { Step, StepRunner } from '../outcomes.js';
 import type { Headers } from '../queue-store.js';
 import type { ResolvedWorkflow, StepContext, WorkflowStepResult } from './define.js';
 
+const NOTHING = new Uint8Array(0);
+
 /** Results made by a `ctx`: anything else a step returns is refused. */
 const made = new WeakSet<object>();
 
@@ -65,9 +67,14 @@ export function workflowRunner(workflow: ResolvedWorkflow): StepRunner {
   return async (step) => {
     const name = stepNameOf(workflow, step);
     const spec = workflow.steps.get(name);
-    if (spec === undefined) return StepOutcome.fail(`workflow ${JSON.stringify(workflow.name)} has no step ${JSON.stringify(name)}`);
+    if (spec === undefined && step.onCancel !== true) return StepOutcome.fail(`workflow ${JSON.stringify(workflow.name)} has no step ${JSON.stringify(name)}`);
     const state = permanent(() => workflow.codec.decode(step.payload), `step ${JSON.stringify(name)}: cannot decode its state`);
-    const returned: unknown = await spec.run(state, new Context(workflow.name, name, step));
+    if (step.onCancel === true) {
+      // The compensation of an external cancel: its success ends the run cancelled (see `decideCompensation`).
+      await workflow.onCancel?.(state, new Context(workflow.name, name, step));
+      return StepOutcome.succeed(NOTHING);
+    }
+    const returned: unknown = await (spec as NonNullable<typeof spec>).run(state, new Context(workflow.name, name, step));
     if (returned === null || typeof returned !== 'object' || !made.has(returned)) {
       throw StepError.permanent(`step ${JSON.stringify(name)} returned no outcome: return ctx.next(...), ctx.succeed(...), ctx.fail(...) or ctx.cancel(...)`);
     }

@@ -1,4 +1,5 @@
 /** Durable hook delivery: the terminal commit enqueues the outcome; the hook runs as that job's worker, at least once. */
+import { ENDS_AT_ONCE } from '../../core/settlement.js';
 import { describe, expect, it } from 'vitest';
 import { StepOutcome, WorkflowRuntime, decideSettlement, decodeOutcome, runKeys } from '../../core/index.js';
 import type { RunOutcome, StepRunner } from '../../core/index.js';
@@ -27,6 +28,8 @@ describe('durable hook delivery', () => {
         workflow: undefined,
         payload: new Uint8Array(0),
         retryDelayMs: undefined,
+        stepName: undefined,
+        cancel: ENDS_AT_ONCE,
       },
       { ok: true, outcome: StepOutcome.succeed(bytes('res')) },
     );

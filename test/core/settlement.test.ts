@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { StepError, StepOutcome, decideSettlement, decodeNotification, decodeRecord, reaperTemplate, runKeys } from '../../core/index.js';
 import type { RunCursor, RunnerResult, SettlementDecision, StepFacts } from '../../core/index.js';
 import { bytes } from '../support/harness.js';
+import { ENDS_AT_ONCE } from '../../core/settlement.js';
 import { ENDED_RECEIPT_TTL_MS, encodeReceipt } from '../../core/run-records.js';
 import type { EndedReceipt } from '../../core/run-records.js';
 import { instantiateReaperTemplate } from '../../core/store-kit.js';
@@ -34,6 +35,8 @@ function facts(overrides: Partial<StepFacts> = {}): StepFacts {
     workflow: undefined,
     payload: new Uint8Array(0),
     retryDelayMs: undefined,
+    stepName: undefined,
+    cancel: ENDS_AT_ONCE,
     ...overrides,
   };
 }

@@ -299,3 +299,141 @@ describe('defineWorkflow refuses definitions that cannot run', () => {
     expect(() => new WorkflowRuntime({ store, clock, workflows: [order, order] })).toThrow(/two workflows are named "order"/);
   });
 });
+
+describe('cancel handling: onCancel and non-cancellable steps', () => {
+  interface Trip {
+    booked: string[];
+  }
+  const compensations: Array<{ runId: string; step: string; state: Trip; attempt: number }> = [];
+
+  function tripWorkflow(options: { hotelCancellable?: boolean; failCompensation?: 'transient' | 'permanent' } = {}) {
+    let failures = 0;
+    return defineWorkflow({
+      name: 'trip',
+      codec: json<Trip>(),
+      steps: {
+        flight: (trip, ctx) => ctx.next('hotel', { booked: [...trip.booked, 'flight'] }),
+        hotel: {
+          cancellable: options.hotelCancellable ?? true,
+          run: async (trip, ctx) => {
+            await gates.hotel.promise;
+            if (ctx.signal.aborted) throw StepError.transient('aborted');
+            return ctx.next('car', { booked: [...trip.booked, 'hotel'] });
+          },
+        },
+        car: (trip, ctx) => ctx.succeed({ booked: [...trip.booked, 'car'] }),
+      },
+      onCancel: (trip, ctx) => {
+        compensations.push({ runId: ctx.runId, step: ctx.step, state: trip, attempt: ctx.attempt });
+        if (options.failCompensation === 'permanent') throw StepError.permanent('refund refused');
+        if (options.failCompensation === 'transient' && failures++ < 2) throw StepError.transient('refund service down');
+      },
+    });
+  }
+  const gates = { hotel: { promise: Promise.resolve(), open: (): void => undefined } };
+  function holdHotel(): void {
+    let open!: () => void;
+    gates.hotel = { promise: new Promise<void>((resolve) => (open = resolve)), open };
+  }
+
+  it('a cancel of a pending step runs onCancel with the last committed state, then the run ends cancelled', async () => {
+    compensations.length = 0;
+    const trip = tripWorkflow();
+    const { store, clock } = freshStore();
+    const hook = new OutcomeChannel();
+    const runtime = new WorkflowRuntime({ store, clock, workflows: [trip], hook: hook.hook });
+    await runtime.start(trip, { runId: 'trip-1', input: { booked: [] } });
+    expect(await runtime.cancel('trip-1')).toBe(true);
+    expect(await runtime.status('trip-1')).toMatchObject({ state: 'cancelling', workflow: 'trip', step: 'flight' });
+    expect(await runtime.cancel('trip-1')).toBe(false); // its compensation cannot be cancelled
+    const worker = startWorker(runtime);
+    expect(await hook.next()).toMatchObject({ runId: 'trip-1', status: 'cancelled', workflow: 'trip', lastState: { booked: [] } });
+    await worker.stop();
+    expect(compensations).toEqual([{ runId: 'trip-1', step: 'flight', state: { booked: [] }, attempt: 1 }]);
+    expect(hook.received).toHaveLength(1);
+  });
+
+  it('a cancel during a cancellable step aborts it; onCancel gets the state that step started with', async () => {
+    compensations.length = 0;
+    holdHotel();
+    const trip = tripWorkflow();
+    const { store, clock } = freshStore();
+    const hook = new OutcomeChannel();
+    const runtime = new WorkflowRuntime({ store, clock, workflows: [trip], hook: hook.hook });
+    const worker = startWorker(runtime);
+    await runtime.start(trip, { runId: 'trip-2', input: { booked: [] } });
+    await eventually(async () => (await runtime.status('trip-2'))?.state === 'running');
+    expect(await runtime.cancel('trip-2')).toBe(true);
+    gates.hotel.open();
+    expect(await hook.next()).toMatchObject({ status: 'cancelled', lastState: { booked: ['flight'] } });
+    await worker.stop();
+    expect(compensations.map((c) => [c.step, c.state])).toEqual([['hotel', { booked: ['flight'] }]]);
+  });
+
+  it('a non-cancellable step is not aborted: its outcome commits and the cancel applies at the next boundary, with its state', async () => {
+    compensations.length = 0;
+    holdHotel();
+    const trip = tripWorkflow({ hotelCancellable: false });
+    const { store, clock } = freshStore();
+    const hook = new OutcomeChannel();
+    const runtime = new WorkflowRuntime({ store, clock, workflows: [trip], hook: hook.hook });
+    const worker = startWorker(runtime);
+    await runtime.start(trip, { runId: 'trip-3', input: { booked: [] } });
+    await eventually(async () => (await runtime.status('trip-3'))?.step === 'hotel' && (await runtime.status('trip-3'))?.state === 'running');
+    expect(await runtime.cancel('trip-3')).toBe(true);
+    gates.hotel.open();
+    expect(await hook.next()).toMatchObject({ status: 'cancelled', lastState: { booked: ['flight', 'hotel'] } });
+    await worker.stop();
+    // The hotel step was not aborted (it would have thrown) and its booking committed; the compensation saw it, at the boundary before `car`.
+    expect(compensations.map((c) => [c.step, c.state])).toEqual([['car', { booked: ['flight', 'hotel'] }]]);
+  });
+
+  it('a cancel during a non-cancellable step that ends the run comes too late: the run succeeds', async () => {
+    compensations.length = 0;
+    const release = { open: (): void => undefined };
+    const last = defineWorkflow({
+      name: 'last',
+      steps: {
+        finish: {
+          cancellable: false,
+          run: async (n: number, ctx) => {
+            await new Promise<void>((resolve) => (release.open = resolve));
+            return ctx.signal.aborted ? ctx.fail('was aborted') : ctx.succeed(n);
+          },
+        },
+      },
+      onCancel: () => void compensations.push({ runId: 'x', step: 'x', state: { booked: [] }, attempt: 0 }),
+    });
+    const { store, clock } = freshStore();
+    const hook = new OutcomeChannel();
+    const runtime = new WorkflowRuntime({ store, clock, workflows: [last], hook: hook.hook });
+    const worker = startWorker(runtime);
+    await runtime.start(last, { runId: 'late-1', input: 3 });
+    await eventually(async () => (await runtime.status('late-1'))?.state === 'running');
+    expect(await runtime.cancel('late-1')).toBe(true);
+    release.open();
+    expect(await hook.next()).toMatchObject({ status: 'succeeded', output: 3 });
+    await worker.stop();
+    expect(compensations).toEqual([]);
+  });
+
+  it('onCancel is retried like a step; one that fails for good ends the run failed, saying so', async () => {
+    for (const [mode, expected] of [
+      ['transient', { status: 'cancelled' }],
+      ['permanent', { status: 'failed', error: 'onCancel failed: refund refused' }],
+    ] as const) {
+      compensations.length = 0;
+      const trip = tripWorkflow({ failCompensation: mode });
+      const { store, clock } = freshStore({ defaultQueueConfig: { retryBackoffBaseMs: 0 } });
+      const hook = new OutcomeChannel();
+      const runtime = new WorkflowRuntime({ store, clock, workflows: [trip], hook: hook.hook });
+      await runtime.start(trip, { runId: `comp-${mode}`, input: { booked: [] } });
+      await runtime.cancel(`comp-${mode}`);
+      const worker = startWorker(runtime);
+      await until(clock, () => hook.received.length === 1);
+      await worker.stop();
+      expect(hook.received[0]).toMatchObject(expected);
+      expect(compensations.map((c) => c.attempt)).toEqual(mode === 'transient' ? [1, 2, 3] : [1]);
+    }
+  });
+});
