@@ -800,12 +800,13 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         for (const lane of this.lanes) if (notification.queue === lane.notificationQueue) lane.notificationsMaybeWaiting = true;
         this.wake();
         return;
-      case 'cancelRequested':
+      case 'cancelRequested': {
         const held = this.keeper.find(notification.jobId);
         if (held) abortForCancel(held);
         return;
+      }
       case 'deadLettered':
-        return; // the reaper's commit already ended those runs (the effects each step job carries)
+        return; // the reaper's commit already ended those runs (its queue's reaper template)
     }
   }
 
