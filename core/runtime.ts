@@ -126,6 +126,13 @@ export interface WorkflowRuntimeOptions {
    * all of them (one run id, one run).
    */
   workflows?: readonly Workflow[];
+  /**
+   * Wraps every step delivery, of the runner and of every workflow: called
+   * with the step and a function that runs it, it returns what that returns
+   * (or throws what it throws). For tracing, metrics and test kits; a step
+   * of a workflow is seen as the engine runs it (named, its state as bytes).
+   */
+  aroundStep?: (step: Step, run: () => StepOutcome | Promise<StepOutcome>) => StepOutcome | Promise<StepOutcome>;
   /** Called once per ended run, after the terminal commit. Default: no-op. */
   hook?: TerminalHook;
   /** Queue carrying the step jobs. Default `workflow-steps`; at most 247 characters (`<queueName>.outcomes` carries the hook notifications). */
@@ -359,10 +366,10 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   readonly store: QueueStore;
   readonly queueName: string;
   /** The low-level runner's lane (`queueName`), then one per workflow. */
-  private readonly lanes: Lane[];
-  private readonly lanesByQueue = new Map<string, Lane>();
+  private readonly laneList: Lane[];
   private readonly lanesByWorkflow = new Map<string, Lane>();
   private readonly hook: TerminalHook;
+  private readonly aroundStep: WorkflowRuntimeOptions['aroundStep'];
   private readonly hookRetry: HookRetryPolicy;
   private readonly stepTimeoutMs: number | undefined;
   private readonly shutdownGraceMs: number;
@@ -399,6 +406,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     if (options.hook !== undefined && typeof options.hook !== 'function') throw new InvalidArgumentError('hook', 'expected a function');
     this.store = options.store;
     this.hook = options.hook ?? noopHook;
+    if (options.aroundStep !== undefined && typeof options.aroundStep !== 'function') throw new InvalidArgumentError('aroundStep', 'expected a function');
+    this.aroundStep = options.aroundStep;
     this.queueName = options.queueName ?? 'workflow-steps';
     checkQueueName(this.queueName);
     this.maxConcurrentSteps = options.maxConcurrentSteps ?? 16;
@@ -415,17 +424,16 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     this.notificationQueue = notificationQueueOf(this.queueName);
     checkQueueName(this.notificationQueue);
     this.outcomeQueue = this.hookDelivery === 'durable' ? this.notificationQueue : undefined;
-    this.lanes = [new Lane(this.queueName, options.runner, undefined)];
+    this.laneList = [new Lane(this.queueName, options.runner, undefined)];
     const workflows: unknown = options.workflows ?? [];
     if (!Array.isArray(workflows)) throw new InvalidArgumentError('workflows', 'expected an array of workflows');
     for (const workflow of workflows as readonly Workflow[]) {
       const resolved = definitionOf(workflow);
       if (this.lanesByWorkflow.has(resolved.name)) throw new InvalidArgumentError('workflows', `two workflows are named ${JSON.stringify(resolved.name)}`);
       const lane = new Lane(`${this.queueName}:${resolved.name}`, workflowRunner(resolved), resolved);
-      this.lanes.push(lane);
+      this.laneList.push(lane);
       this.lanesByWorkflow.set(resolved.name, lane);
     }
-    for (const lane of this.lanes) this.lanesByQueue.set(lane.queue, lane);
     this.hookRetry = resolveHookRetry(options.hookRetry);
     if (options.stepTimeoutMs !== undefined) checkPositiveInt('stepTimeoutMs', options.stepTimeoutMs);
     this.stepTimeoutMs = options.stepTimeoutMs;
@@ -453,7 +461,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   submit(spec: RunSpec): Promise<SubmitResult> {
     try {
       const checked = this.checkSpec(spec, spec.input);
-      return this.submitTo(this.lanes[0] as Lane, checked, spec, undefined);
+      return this.submitTo(this.laneList[0] as Lane, checked, spec, undefined);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -533,6 +541,15 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       // The identity vanished in between (that run just ended): try again.
     }
     return { runId, newlySubmitted: false };
+  }
+
+  /** The step queue and notification queue of the runner (first) and of each workflow this runtime has. */
+  get lanes(): ReadonlyArray<{ readonly steps: string; readonly notifications: string; readonly workflow?: string }> {
+    return this.laneList.map((lane) =>
+      lane.workflow
+        ? { steps: lane.queue, notifications: lane.notificationQueue, workflow: lane.workflow.name }
+        : { steps: lane.queue, notifications: lane.notificationQueue },
+    );
   }
 
   /** Status of an active run, from any runtime sharing the store; `undefined` once it ended or if unknown. */
@@ -633,7 +650,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
    * `RunnerRequiredError` on a runtime built without a runner.
    */
   async run(signal: AbortSignal): Promise<void> {
-    const lanes = this.lanes.filter((lane) => lane.runner !== undefined);
+    const lanes = this.laneList.filter((lane) => lane.runner !== undefined);
     if (lanes.length === 0) throw new RunnerRequiredError();
     if (this.running) throw new InvalidStateError(this.queueName, 'running', 'start a second worker loop on');
     this.running = true;
@@ -779,7 +796,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         dueAt,
         cancel: this.clock.setTimer(() => {
           if (this.pollTimer === timer) this.pollTimer = undefined;
-          for (const lane of this.lanes) lane.notificationsMaybeWaiting = true; // a notice from another process may have been missed
+          for (const lane of this.laneList) lane.notificationsMaybeWaiting = true; // a notice from another process may have been missed
           this.wake();
         }, ms),
       };
@@ -797,7 +814,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   private onNotification(notification: StoreNotification): void {
     switch (notification.type) {
       case 'jobsAvailable':
-        for (const lane of this.lanes) if (notification.queue === lane.notificationQueue) lane.notificationsMaybeWaiting = true;
+        for (const lane of this.laneList) if (notification.queue === lane.notificationQueue) lane.notificationsMaybeWaiting = true;
         this.wake();
         return;
       case 'cancelRequested': {
@@ -920,7 +937,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   private runStep(runner: StepRunner, leased: LeasedJob, step: RunnerStep): RunnerResult | Promise<RunnerResult> {
     let returned: StepOutcome | Promise<StepOutcome>;
     try {
-      returned = runner(step);
+      returned = this.aroundStep === undefined ? runner(step) : this.aroundStep(step, () => runner(step));
     } catch (error) {
       return { ok: false, error };
     }

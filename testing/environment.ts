@@ -7,7 +7,20 @@
  * runner set on `env.clock`). No real timers, no global fake timers.
  */
 import { InvalidArgumentError, WorkflowRuntime } from '../core/index.js';
-import type { ManualClock, QueueConfig, RunOutcome, RunSpec, RunStatus, Step, StepOutcome, StepRunner, SubmitResult, TerminalHook } from '../core/index.js';
+import type {
+  ManualClock,
+  QueueConfig,
+  RunOutcome,
+  RunSpec,
+  RunStatus,
+  StartSpec,
+  Step,
+  StepOutcome,
+  StepRunner,
+  SubmitResult,
+  TerminalHook,
+  Workflow,
+} from '../core/index.js';
 import type { MemoryStore } from '../adapters/memory/index.js';
 import { TestGuardError, describeActiveRuns } from './errors.js';
 import { InterceptingStore } from './intercepting-store.js';
@@ -16,8 +29,10 @@ import type { Delivery } from './world.js';
 
 /** Options of `createTestEnvironment`. */
 export interface TestEnvironmentOptions {
-  /** The runner under test (your production runner). */
-  runner: StepRunner;
+  /** The runner under test (your production runner), for runs started with `submit`. */
+  runner?: StepRunner;
+  /** The workflow definitions under test (`defineWorkflow`), for runs started with `start`. One of the two is needed. */
+  workflows?: readonly Workflow[];
   /** Your terminal hook, called after the environment recorded the outcome. */
   hook?: TerminalHook;
   /** Store-wide queue settings (lease, attempts, backoff...). Defaults: `DEFAULT_QUEUE_CONFIG`. */
@@ -58,6 +73,8 @@ export interface TestEnvironment {
   readonly runtime: WorkflowRuntime;
   /** Submits a run. Nothing runs until the environment is driven. */
   submit(spec: RunSpec): Promise<SubmitResult>;
+  /** Starts a run of one of the environment's workflows. Nothing runs until the environment is driven. */
+  start<S, R, K extends string>(workflow: Workflow<S, R, K>, spec: StartSpec<S>): Promise<SubmitResult>;
   /**
    * Runs every claimable step, jumping virtual time to the next due step,
    * retry or lease expiry whenever nothing is claimable, until no step job is
@@ -93,7 +110,7 @@ class Environment implements TestEnvironment {
   private readonly ended = new Map<string, RunOutcome>();
   private readonly maxSteps: number;
   private readonly maxVirtualTimeMs: number;
-  private readonly userRunner: StepRunner;
+
   private readonly userHook: TerminalHook | undefined;
   private driving = false;
   private started = false;
@@ -106,14 +123,15 @@ class Environment implements TestEnvironment {
 
   constructor(options: TestEnvironmentOptions) {
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
-    if (!options || typeof options.runner !== 'function') throw new InvalidArgumentError('runner', 'expected a function (step) => StepOutcome');
+    if (!options || (typeof options.runner !== 'function' && !(Array.isArray(options.workflows) && options.workflows.length > 0))) {
+      throw new InvalidArgumentError('runner', 'expected a runner (step) => StepOutcome, or workflows');
+    }
     const queueName = options.queueName ?? 'workflow-steps';
     this.maxSteps = positive('maxSteps', options.maxSteps ?? DEFAULT_MAX_STEPS);
     this.maxVirtualTimeMs = positive('maxVirtualTimeMs', options.maxVirtualTimeMs ?? DEFAULT_MAX_VIRTUAL_TIME_MS);
     this.world = new World(queueName, options, memoryStoreFactory);
     this.clock = this.world.clock;
     this.store = this.world.store;
-    this.userRunner = options.runner;
     this.userHook = options.hook;
     this.view = new InterceptingStore(this.store, {
       // Outside a drive the worker finds nothing to claim: steps run only while driven.
@@ -128,10 +146,20 @@ class Environment implements TestEnvironment {
       pollIntervalMs: WORKER_POLL_MS,
       ...(options.maxConcurrentSteps === undefined ? {} : { maxConcurrentSteps: options.maxConcurrentSteps }),
       ...(options.hookDelivery === undefined ? {} : { hookDelivery: options.hookDelivery }),
-      runner: (step) => this.runStep(step),
+      ...(options.runner === undefined ? {} : { runner: options.runner }),
+      ...(options.workflows === undefined ? {} : { workflows: options.workflows }),
+      // Every delivery goes through the environment: counted against the drive's budget, recorded in the history.
+      aroundStep: (step, run) => this.runStep(step, run),
       hook: (outcome) => this.onOutcome(outcome),
     });
-    this.world.watchQueue(this.runtime.notificationQueue);
+    for (const lane of this.runtime.lanes) {
+      this.world.watchQueue(lane.steps, false);
+      this.world.watchQueue(lane.notifications);
+    }
+  }
+
+  start<S, R, K extends string>(workflow: Workflow<S, R, K>, spec: StartSpec<S>): Promise<SubmitResult> {
+    return this.runtime.start(workflow, spec);
   }
 
   submit(spec: RunSpec): Promise<SubmitResult> {
@@ -180,7 +208,7 @@ class Environment implements TestEnvironment {
     const startedAt = this.clock.now();
     // Let runners paused by a previous guard go on, and wake the worker for what was submitted meanwhile.
     this.resume?.();
-    this.view.notifyListeners(this.runtime.queueName, { type: 'jobsAvailable', queue: this.runtime.queueName });
+    for (const lane of this.runtime.lanes) this.view.notifyListeners(lane.steps, { type: 'jobsAvailable', queue: lane.steps });
     try {
       for (;;) {
         await this.world.quiesce();
@@ -239,7 +267,7 @@ class Environment implements TestEnvironment {
     });
   }
 
-  private async runStep(step: Step): Promise<StepOutcome> {
+  private async runStep(step: Step, run: () => StepOutcome | Promise<StepOutcome>): Promise<StepOutcome> {
     while (this.budget <= 0) {
       // Out of steps for this drive: wait (without blocking the microtask queue) for the next one.
       if (!this.resume) this.resumed = new Promise((resolve) => (this.resume = resolve));
@@ -251,7 +279,7 @@ class Environment implements TestEnvironment {
     this.budget--;
     const delivery = this.world.startDelivery(step, 0);
     try {
-      const value = await this.userRunner(step);
+      const value = await run();
       this.world.endDelivery(delivery, { ok: true, value });
       return value;
     } catch (error) {

@@ -17,6 +17,8 @@ export interface Delivery {
   seq: number;
   runId: string;
   step: number;
+  /** The step's name, for workflow definitions (and named low-level steps). */
+  stepName?: string;
   /** The job's attempt count at this delivery (1 for the first). */
   attempt: number;
   /** Differs between executions (ids are ULIDs); leave it out of equality checks. */
@@ -69,8 +71,10 @@ export class World<S extends QueueStore = QueueStore> {
   private readonly byKey = new Map<string, Delivery>();
   private readonly tokens = new Map<string, { jobId: string; attempts: number }>();
 
-  /** The queues whose jobs count as live work: the steps queue, and the outcome queue under durable hook delivery. */
+  /** The queues whose jobs count as live work: the steps queues, and the outcome queues. */
   readonly queues: string[];
+  /** Of those, the outcome-notification queues. */
+  private readonly notificationQueues = new Set<string>();
 
   constructor(
     readonly queueName: string,
@@ -83,9 +87,11 @@ export class World<S extends QueueStore = QueueStore> {
     this.store = makeStore({ clock: this.clock, queueConfig: options.queueConfig });
   }
 
-  /** Counts another queue's jobs as live work (the runtime's outcome queue). */
-  watchQueue(queue: string | undefined): void {
-    if (queue !== undefined && !this.queues.includes(queue)) this.queues.push(queue);
+  /** Counts another queue's jobs as live work: a workflow's steps, or (`notifications`) a queue of outcome notifications. */
+  watchQueue(queue: string | undefined, notifications = true): void {
+    if (queue === undefined) return;
+    if (!this.queues.includes(queue)) this.queues.push(queue);
+    if (notifications) this.notificationQueues.add(queue);
   }
 
   // ---- observation ---------------------------------------------------------
@@ -153,6 +159,7 @@ export class World<S extends QueueStore = QueueStore> {
       seq: this.deliveries.length,
       runId: step.runId,
       step: step.stepNumber,
+      ...(step.stepName === undefined ? {} : { stepName: step.stepName }),
       attempt: step.attempts,
       jobId: step.jobId,
       worker,
@@ -232,7 +239,7 @@ export class World<S extends QueueStore = QueueStore> {
   activeRuns(jobs: JobRecord[]): ActiveRun[] {
     return jobs.map((job) => {
       const common = { jobId: job.id, attempts: job.attempts };
-      if (job.queue !== this.queueName) {
+      if (this.notificationQueues.has(job.queue)) {
         // A durable outcome notification: the run has ended, its hook has not run yet.
         let outcome: { runId: string; finalStep: number } | undefined;
         try {
