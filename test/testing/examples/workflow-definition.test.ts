@@ -1,7 +1,6 @@
-/** The test environment on workflow definitions: typed runs, named steps in the history, virtual time for a step's own backoff. */
 import { describe, expect, it } from 'vitest';
-import { StepError, defineWorkflow, json } from '../../core/index.js';
-import { createTestEnvironment } from '../../testing/index.js';
+import { StepError, defineWorkflow, json } from '../../../core/index.js';
+import { createTestEnvironment } from '../../../testing/index.js';
 
 interface Agent {
   goal: string;
