@@ -16,6 +16,7 @@ import { defineWorkflow } from '../core/workflow/define.js';
 import { assert, assertEqual, withStore } from './checks.js';
 import type { ConformanceCheck, ConformanceGroup } from './checks.js';
 import { canonical } from './compare.js';
+import { InterceptingStore } from '../testing/intercepting-store.js';
 
 const LEASE_MS = 1_000;
 const CONTEXT = { backgroundMaintenance: true, defaultQueueConfig: { leaseDurationMs: LEASE_MS, retryBackoffBaseMs: 0 } };
@@ -184,6 +185,83 @@ async function reapedStepNamesItsWorkflow(store: QueueStore, clock: ManualClock)
   }
 }
 
+interface Trip {
+  booked: string[];
+}
+
+async function compensationSurvivesDeath(store: QueueStore, clock: ManualClock): Promise<void> {
+  const compensations: number[] = [];
+  let hangFirst = true;
+  const trip = defineWorkflow({
+    name: 'trip',
+    codec: json<Trip>(),
+    steps: { book: (state, ctx) => ctx.next('pay', { booked: [...state.booked, 'hotel'] }), pay: (state, ctx) => ctx.succeed(state) },
+    onCancel: async (_state, ctx) => {
+      compensations.push(ctx.attempt);
+      if (hangFirst) {
+        hangFirst = false;
+        await new Promise(() => undefined); // the process dies here
+      }
+    },
+  });
+  // The first worker's store calls go through a view that stops answering: its process is gone (as after SIGKILL).
+  const doomedView = new InterceptingStore(store, {});
+  const doomed = new WorkflowRuntime({ store: doomedView, clock, hookDelivery: 'durable', pollIntervalMs: 50, workflows: [trip] });
+  await doomed.start(trip, { runId: 'trip-1', input: { booked: [] } });
+  assertEqual('a cancel of the pending run starts its compensation', await doomed.cancel('trip-1'), true);
+  assertEqual('the run is cancelling meanwhile', (await doomed.status('trip-1'))?.state, 'cancelling');
+  const doomedLoop = doomed.run(new AbortController().signal);
+  void doomedLoop.catch(() => undefined);
+  await drive(clock, () => compensations.length === 1, 'the first compensation starts');
+  doomedView.detach();
+  const survivor = worker({ store, clock, workflows: [trip] });
+  try {
+    await drive(clock, () => survivor.outcomes.length === 1, 'the compensation runs again after the lease expires, and the run ends');
+    assertEqual('compensation attempts', compensations, [1, 2]);
+    assertEqual('the outcome', summary(survivor.outcomes[0] as RunOutcome), { runId: 'trip-1', status: 'cancelled', workflow: 'trip' });
+    assertEqual('the state it compensated', survivor.outcomes[0]?.lastState, { booked: [] });
+  } finally {
+    await survivor.stop();
+  }
+}
+
+async function cancelDuringNonCancellableStep(store: QueueStore, clock: ManualClock): Promise<void> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let running = false;
+  const shipment = defineWorkflow({
+    name: 'shipment',
+    codec: json<Trip>(),
+    steps: {
+      ship: {
+        cancellable: false,
+        run: async (state, ctx) => {
+          running = true;
+          await released;
+          return ctx.next('notify', { booked: [...state.booked, ctx.signal.aborted ? 'aborted' : 'shipped'] });
+        },
+      },
+      notify: (state, ctx) => ctx.succeed(state),
+    },
+  });
+  const w = worker({ store, clock, workflows: [shipment] });
+  try {
+    await w.runtime.start(shipment, { runId: 'ship-1', input: { booked: [] } });
+    await drive(clock, () => running, 'the step starts');
+    assertEqual('the cancel is taken', await w.runtime.cancel('ship-1'), true);
+    release();
+    await drive(clock, () => w.outcomes.length === 1, 'the run ends');
+    assertEqual('cancelled at the boundary after the step', summary(w.outcomes[0] as RunOutcome), {
+      runId: 'ship-1',
+      status: 'cancelled',
+      workflow: 'shipment',
+    });
+    assertEqual('with the state the step committed, its signal never aborted', w.outcomes[0]?.lastState, { booked: ['shipped'] });
+  } finally {
+    await w.stop();
+  }
+}
+
 /** The workflow-definition checks. */
 export function workflowDefinitionChecks(): ConformanceGroup {
   const check = (name: string, body: (store: QueueStore, clock: ManualClock) => Promise<void>): ConformanceCheck => ({
@@ -197,6 +275,8 @@ export function workflowDefinitionChecks(): ConformanceGroup {
       check('services with different workflows share the store: each claims only the steps of its own', servicesShareTheStore),
       check("a step's own retry policy (attempts and backoff) holds across a runtime restart", retryAcrossRestart),
       check('a step reaped on its last attempt ends its run, the outcome naming the workflow', reapedStepNamesItsWorkflow),
+      check('onCancel is a durable step: when its worker dies mid-compensation, another runs it again and the run ends cancelled', compensationSurvivesDeath),
+      check('a cancel during a non-cancellable step applies at the next boundary, with the state the step committed', cancelDuringNonCancellableStep),
     ],
   };
 }
