@@ -8,8 +8,8 @@
  *   npm run bench:transitions -- --store memory --heap      (heap bytes per pending run)
  */
 import { performance } from 'node:perf_hooks';
-import { StepOutcome, WorkflowRuntime } from '../core/index.js';
-import type { QueueStore } from '../core/index.js';
+import { StepOutcome, WorkflowRuntime, defineWorkflow } from '../core/index.js';
+import type { QueueStore, Step } from '../core/index.js';
 import { openBenchStore, sqliteSynchronous, storeNames } from './stores.js';
 
 interface Args {
@@ -88,13 +88,26 @@ function median(values: number[]): number {
   );
 }
 
-/** Drives `runs` x `steps` transitions through a WorkflowRuntime on `store`. */
+/**
+ * The same chain as a workflow definition: one named step that runs itself
+ * again with a counter until the last, so the bench measures what
+ * `defineWorkflow` adds (codec, ctx, named-step headers) over the runner.
+ */
+function chainWorkflow(steps: number) {
+  return defineWorkflow({
+    name: 'chain',
+    steps: { step: (n: number, ctx) => (n + 1 < steps ? ctx.next('step', n + 1) : ctx.succeed(n)) },
+  });
+}
+
+/** Drives `runs` x `steps` transitions through a WorkflowRuntime on `store`: the low-level runner, or (`path: 'workflow'`) a definition. */
 export async function measureTransitions(
   store: QueueStore,
   runs: number,
   steps: number,
   concurrency: number,
   onProgress?: (done: number) => void,
+  path: 'runner' | 'workflow' = 'runner',
 ): Promise<TransitionResult> {
   const total = runs * steps;
   let ended = 0;
@@ -103,11 +116,14 @@ export async function measureTransitions(
   const latencies: number[] = [];
   let finished!: () => void;
   const allEnded = new Promise<void>((resolve) => (finished = resolve));
+  const workflow = chainWorkflow(steps);
   const runtime = new WorkflowRuntime({
     store,
     maxConcurrentSteps: concurrency,
     pollIntervalMs: 50,
-    runner: (step) => (step.stepNumber + 1 < steps ? StepOutcome.continue(step.payload) : StepOutcome.succeed(step.payload)),
+    ...(path === 'workflow'
+      ? { workflows: [workflow] }
+      : { runner: (step: Step) => (step.stepNumber + 1 < steps ? StepOutcome.continue(step.payload) : StepOutcome.succeed(step.payload)) }),
     hook: () => {
       if (++ended === runs) finished();
     },
@@ -121,7 +137,10 @@ export async function measureTransitions(
   });
   runtime.on('storeError', (e) => console.error(`store error in ${e.operation}:`, e.error));
   const input = new Uint8Array(64);
-  for (let i = 0; i < runs; i++) await runtime.submit({ runId: `bench-${i}`, input });
+  for (let i = 0; i < runs; i++) {
+    if (path === 'workflow') await runtime.start(workflow, { runId: `bench-${i}`, input: 0 });
+    else await runtime.submit({ runId: `bench-${i}`, input });
+  }
   const controller = new AbortController();
   const start = performance.now();
   const worker = runtime.run(controller.signal);
@@ -161,6 +180,8 @@ export async function measureHeapPerPendingRun(store: QueueStore, runs: number):
 /** One round: our runtime on a fresh store and, for SQLite, the raw limit and plainjob at the same synchronous level. */
 interface Round {
   ours: TransitionResult;
+  /** The same chain as a `defineWorkflow` definition, on a fresh store of the same kind. */
+  workflow: TransitionResult;
   rawTps?: number;
   /** The store's own SQL for the same transitions, nothing around it (see bareTransitionSqlTps). */
   bareSqlTps?: number;
@@ -176,12 +197,19 @@ async function measureRound(args: Args, onOpened?: (label: string) => void): Pro
   } finally {
     await bench.close();
   }
-  if (args.store !== 'sqlite') return { ours };
+  const onWorkflow = await openBenchStore(args.store);
+  let workflow: TransitionResult;
+  try {
+    workflow = await measureTransitions(onWorkflow.store, args.runs, args.steps, args.concurrency, undefined, 'workflow');
+  } finally {
+    await onWorkflow.close();
+  }
+  if (args.store !== 'sqlite') return { ours, workflow };
   const { bareTransitionSqlTps, rawSqliteWriteTps, plainjobChainTps } = await import('./sqlite-baselines.js');
   const rawTps = rawSqliteWriteTps({ synchronous: sqliteSynchronous }).perSecond;
   const bareSqlTps = bareTransitionSqlTps({ synchronous: sqliteSynchronous, runs: args.runs, steps: args.steps, batch: args.concurrency }).perSecond;
   const plain = await plainjobChainTps({ synchronous: sqliteSynchronous, runs: args.runs, steps: args.steps });
-  return { ours, rawTps, bareSqlTps, plainjob: plain.skipped ? { skipped: plain.skipped } : { perSecond: plain.perSecond } };
+  return { ours, workflow, rawTps, bareSqlTps, plainjob: plain.skipped ? { skipped: plain.skipped } : { perSecond: plain.perSecond } };
 }
 
 function printSqliteBaselines(rounds: Round[], oursPerSecond: number): void {
@@ -234,7 +262,7 @@ async function main(): Promise<void> {
         ? ''
         : `, raw ${round.rawTps.toFixed(0)} tx/s, bare SQL ${round.bareSqlTps?.toFixed(0)}/s, plainjob ${'perSecond' in (round.plainjob ?? {}) ? (round.plainjob as { perSecond: number }).perSecond.toFixed(0) + '/s' : 'skipped'}`;
     process.stderr.write(
-      `  round ${i + 1}/${args.warmup + args.repeat}${warm ? ' (warm-up, discarded)' : ''}: ${round.ours.perSecond.toFixed(0)} transitions/s${extra}\n`,
+      `  round ${i + 1}/${args.warmup + args.repeat}${warm ? ' (warm-up, discarded)' : ''}: ${round.ours.perSecond.toFixed(0)} transitions/s, defineWorkflow ${round.workflow.perSecond.toFixed(0)}/s${extra}\n`,
     );
   }
   const perSecond = median(rounds.map((r) => r.ours.perSecond));
@@ -248,6 +276,9 @@ async function main(): Promise<void> {
   console.log(`p99 claim-to-commit      ${percentile(latencies, 99).toFixed(3)} ms`);
   console.log(`baseline promise hops/s  ${baseline.toFixed(0)}  (same count, no store)`);
   console.log(`ratio runtime/baseline   ${(perSecond / baseline).toFixed(4)}`);
+  console.log(
+    `defineWorkflow path/s    ${median(rounds.map((r) => r.workflow.perSecond)).toFixed(0)}  (the same chain as a workflow definition; ratio to the runner ${median(rounds.map((r) => r.workflow.perSecond / r.ours.perSecond)).toFixed(3)}, median of per-round ratios)`,
+  );
   if (args.store === 'sqlite') printSqliteBaselines(rounds, perSecond);
 }
 
