@@ -14,6 +14,7 @@ import type {
   JobRecord,
   JobStatus,
   KvPrecondition,
+  KvWrite,
   ReaperDeadLetterBranch,
   SettleResult,
   Settlement,
@@ -157,9 +158,18 @@ interface ReaperBranchJson {
   ifCancelRequested?: EffectsJson;
 }
 
+/** A kv write as the functions take it: `ttlMs` present only when given (resolved in SQL against the statement's `now`). */
+export interface KvWriteJson {
+  key: string;
+  value: string;
+  ttlMs?: number;
+  /** Only in `enqueue`'s own writes (effects do not honour it). */
+  ifAbsent?: boolean;
+}
+
 interface EffectsJson {
   enqueue?: JobJson[];
-  kvWrites?: Array<{ key: string; value: string }>;
+  kvWrites?: KvWriteJson[];
   kvDeletes?: string[];
 }
 
@@ -231,6 +241,14 @@ export function findRepeatedId(ids: Array<string | undefined>): string | undefin
   return undefined;
 }
 
+/** A kv write in the functions' JSON (the key checked storable); `ifAbsent` is for `enqueue`'s own writes. */
+export function kvWriteJson(write: KvWrite, ifAbsent = false): KvWriteJson {
+  const out: KvWriteJson = { key: storedKvKey(write.key), value: base64(write.value) };
+  if (write.ttlMs !== undefined) out.ttlMs = write.ttlMs;
+  if (ifAbsent && write.ifAbsent === true) out.ifAbsent = true;
+  return out;
+}
+
 function preconditionJson(precondition: KvPrecondition): PreconditionJson {
   return { key: storedKvKey(precondition.key), equals: base64(precondition.equals) };
 }
@@ -272,7 +290,7 @@ export class WireEncoder {
     if (!effects) return undefined;
     const out: EffectsJson = {};
     if (effects.enqueue?.length) out.enqueue = effects.enqueue.map((request) => this.job(request, carried));
-    if (effects.kvWrites?.length) out.kvWrites = effects.kvWrites.map((w) => ({ key: storedKvKey(w.key), value: base64(w.value) }));
+    if (effects.kvWrites?.length) out.kvWrites = effects.kvWrites.map((w) => kvWriteJson(w));
     if (effects.kvDeletes?.length) out.kvDeletes = effects.kvDeletes.map(storedKvKey);
     return out;
   }

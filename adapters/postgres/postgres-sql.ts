@@ -32,9 +32,9 @@ export interface Statements {
   deadJobsAfter: { params: { queue: string; limit: number; after: string }; row: JobRow };
   stats: { params: { queue: string }; row: Record<keyof QueueStats, string> };
   listQueues: { params: Record<string, never>; row: { queue: string } };
-  kvGet: { params: { key: string }; row: { value: Buffer } };
-  kvDelete: { params: { key: string }; row: never };
-  kvDeleteIf: { params: { key: string; value: Buffer }; row: never };
+  kvGet: { params: { now: Now; key: string }; row: { value: Buffer } };
+  kvDelete: { params: { now: Now; key: string }; row: never };
+  kvDeleteIf: { params: { now: Now; key: string; value: Buffer }; row: never };
 }
 
 export type StatementName = keyof Statements;
@@ -74,9 +74,10 @@ function texts(S: string): Record<StatementName, string> {
     stats: `SELECT coalesce(sum(pending), 0) AS pending, coalesce(sum(claimed), 0) AS claimed, coalesce(sum(scheduled), 0) AS scheduled,
             coalesce(sum(dead), 0) AS dead, coalesce(sum(done), 0) AS done FROM ${S}.counters WHERE queue = :queue`,
     listQueues: `SELECT DISTINCT queue FROM ${S}.counters`,
-    kvGet: `SELECT value FROM ${S}.kv WHERE key = :key`,
-    kvDelete: `DELETE FROM ${S}.kv WHERE key = :key`,
-    kvDeleteIf: `DELETE FROM ${S}.kv WHERE key = :key AND value = :value`,
+    // A record past its expires_at is gone for every read (it stays until a reap deletes it, or a write replaces it).
+    kvGet: `SELECT value FROM ${S}.kv WHERE key = :key AND (expires_at IS NULL OR expires_at > ${S}.now_ms(:now::bigint))`,
+    kvDelete: `DELETE FROM ${S}.kv WHERE key = :key AND (expires_at IS NULL OR expires_at > ${S}.now_ms(:now::bigint))`,
+    kvDeleteIf: `DELETE FROM ${S}.kv WHERE key = :key AND value = :value AND (expires_at IS NULL OR expires_at > ${S}.now_ms(:now::bigint))`,
   };
 }
 

@@ -32,7 +32,7 @@ import { SCHEMA_VERSION, migrate } from './postgres-migrations.js';
 import { PostgresNotifier } from './postgres-notifier.js';
 import type { PgPoolLike } from './postgres-pool.js';
 import { SCHEMA_NAME_PATTERN } from './postgres-pool.js';
-import { WireEncoder, base64, findRepeatedId, parseNotification, queueConfigsJson, storedKvKey, toRecord } from './postgres-rows.js';
+import { WireEncoder, findRepeatedId, kvWriteJson, parseNotification, queueConfigsJson, storedKvKey, toRecord } from './postgres-rows.js';
 import type { InsertJson, SettleJson } from './postgres-rows.js';
 import { paramValues, statements } from './postgres-sql.js';
 import type { PreparedText, StatementName, Statements } from './postgres-sql.js';
@@ -206,9 +206,8 @@ export class PostgresStore extends BaseQueueStore {
   // ---- the primitives -------------------------------------------------------------------------
 
   protected async _enqueue(queue: string, payload: Uint8Array, options: EnqueueOptions | undefined, kvWrites: KvWrite[] | undefined): Promise<EnqueueResult> {
-    for (const write of kvWrites ?? []) storedKvKey(write.key);
+    const kv = kvWrites && kvWrites.length > 0 ? kvWrites.map((w) => kvWriteJson(w, true)) : null;
     const job = this.encoder.job(options === undefined ? { queue, payload } : { queue, payload, options });
-    const kv = kvWrites && kvWrites.length > 0 ? kvWrites.map((w) => ({ key: w.key, value: base64(w.value), ifAbsent: w.ifAbsent === true })) : null;
     let inserted: InsertJson[];
     try {
       inserted = (await this.one('enqueue', { now: this.now(), jobs: JSON.stringify([job]), kvWrites: kv && JSON.stringify(kv), single: true })).result;
@@ -332,15 +331,15 @@ export class PostgresStore extends BaseQueueStore {
   }
 
   protected async _kvGet(key: string): Promise<Uint8Array | undefined> {
-    const [row] = await this.rows('kvGet', { key });
+    const [row] = await this.rows('kvGet', { now: this.now(), key });
     return row ? new Uint8Array(row.value) : undefined;
   }
 
   protected async _kvDelete(key: string, ifValue: Uint8Array | undefined): Promise<boolean> {
     const result =
       ifValue === undefined
-        ? await this.query('kvDelete', { key })
-        : await this.query('kvDeleteIf', { key, value: Buffer.from(ifValue.buffer, ifValue.byteOffset, ifValue.byteLength) });
+        ? await this.query('kvDelete', { now: this.now(), key })
+        : await this.query('kvDeleteIf', { now: this.now(), key, value: Buffer.from(ifValue.buffer, ifValue.byteOffset, ifValue.byteLength) });
     return (result.rowCount ?? 0) > 0;
   }
 

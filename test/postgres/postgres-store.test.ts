@@ -350,6 +350,27 @@ describe.skipIf(!available)('PostgresStore', () => {
       expect((await store.enqueue('q', bytes('later'), { runAt: Date.now() + 3_600_000 })).kind).toBe('new');
       expect((await store.stats('q')).scheduled).toBe(1);
     });
+
+    it('counts a kv ttlMs from the commit in database time, and the record is gone for reads from then on', async () => {
+      const store = await open();
+      const { id } = (await store.enqueue('q', bytes('x'), {}, [
+        { key: 'hour', value: bytes('h'), ttlMs: 3_600_000 },
+        { key: 'brief', value: bytes('b'), ttlMs: 1 },
+      ])) as { id: string };
+      const job = await store.getJob(id);
+      const rows = await admin<{ key: string; expires_at: string }>(`SELECT key, expires_at FROM "${store.schema}".kv ORDER BY key`);
+      // The job's enqueue time and the expiry come from the same statement's now.
+      expect(rows.map((row) => [row.key, Number(row.expires_at) - job!.enqueuedAt])).toEqual([
+        ['brief', 1],
+        ['hour', 3_600_000],
+      ]);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(text(await store.kvGet('hour'))).toBe('h');
+      expect(await store.kvGet('brief')).toBeUndefined();
+      expect(await store.kvDelete('brief')).toBe(false);
+      await store.reap();
+      expect((await admin(`SELECT key FROM "${store.schema}".kv ORDER BY key`)).map((row) => (row as { key: string }).key)).toEqual(['hour']);
+    });
   });
 
   describe('cross-process notifications', () => {

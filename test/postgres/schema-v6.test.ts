@@ -4,7 +4,9 @@
  * one carrying its own branch, a dedup key, kv, counters) migrates in place,
  * its data and behaviour survive, and the reaper templates it adds apply on
  * it: set through one store, applied by the reap of another on the same
- * schema. Fresh random schemas, dropped afterwards.
+ * schema. Its kv records are permanent (they never expire, nor does the
+ * record its carried branch writes), and records written with `ttlMs` on it
+ * expire and are swept. Fresh random schemas, dropped afterwards.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../core/clock.js';
@@ -25,7 +27,7 @@ describe.skipIf(!available)('PostgresStore schema version 6', () => {
     for (const schema of schemas) await dropSchema(schema);
   });
 
-  it('a version-5 schema migrates in place: its jobs, leases, dedup key, kv and counters survive; templates set after apply to its jobs', async () => {
+  it('a version-5 schema migrates in place: its jobs, leases, dedup key, kv and counters survive; templates set after apply to its jobs; kv expiry works on it', async () => {
     expect(SCHEMA_VERSION).toBe(6);
     const schema = freshSchemaName('tq_v5');
     await schemaAtVersion(schema, schemas, 5);
@@ -84,6 +86,11 @@ describe.skipIf(!available)('PostgresStore schema version 6', () => {
       expect(await setter.getJob('f-expiring')).toMatchObject({ status: 'claimed', headers: { run: 'run-f-expiring' }, leaseExpiresAt: T0 + 1000 });
       expect(await setter.stats('q')).toEqual({ pending: 1, claimed: 3, scheduled: 1, dead: 1, done: 1 });
       expect(await setter.kvGet('cursor')).toEqual(bytes('v'));
+      // The kv records from before are permanent.
+      expect(await admin(`SELECT key, expires_at FROM ${S}.kv ORDER BY key`)).toEqual([
+        { key: 'cursor', expires_at: null },
+        { key: 'lock:run-f-expiring', expires_at: null },
+      ]);
 
       // A template set through one store applies at the reap of another: to the job that carries nothing, not to the one that carries its own.
       await setter.setReaperTemplate('q', {
@@ -115,6 +122,55 @@ describe.skipIf(!available)('PostgresStore schema version 6', () => {
       expect((await setter.claim('q', { limit: 10 })).map((c) => c.jobId)).toEqual(['b-claimed', 'c-scheduled']);
       expect(await setter.stats('q')).toEqual({ pending: 0, claimed: 4, scheduled: 0, dead: 2, done: 1 });
       expect(await setter.stats('outcomes')).toEqual({ pending: 0, claimed: 1, scheduled: 0, dead: 0, done: 0 });
+
+      // An hour of store time on (the leases above expire too), the records from before and the one the carried branch wrote are
+      // still there, through a reap.
+      clock.advance(3_600_000);
+      await reaper.reap();
+      expect([await setter.kvGet('cursor'), await setter.kvGet('g.own')]).toEqual([bytes('v'), bytes('yes')]);
+      // Records with ttlMs expire on the migrated schema: written by an enqueue and by settlement effects, at now + ttlMs.
+      const now = clock.now();
+      await setter.enqueue('ttl', bytes('t'), { id: 't-1' }, [
+        { key: 'short', value: bytes('s'), ttlMs: 1000 },
+        { key: 'cursor', value: bytes('v2'), ttlMs: 1000 },
+      ]);
+      const [next] = await setter.claim('ttl');
+      expect(next?.jobId).toBe('t-1');
+      expect(
+        await setter.settle(next!, {
+          action: { type: 'ack' },
+          precondition: { key: 'short', equals: bytes('s') },
+          effects: {
+            kvWrites: [
+              { key: 'cursor', value: bytes('v3') },
+              { key: 'later', value: bytes('l'), ttlMs: 3000 },
+            ],
+          },
+        }),
+      ).toMatchObject({ branch: 'primary' });
+      expect(await admin(`SELECT key, expires_at::float8 AS expires_at FROM ${S}.kv ORDER BY key`)).toEqual([
+        { key: 'cursor', expires_at: null },
+        { key: 'g.own', expires_at: null },
+        { key: 'later', expires_at: now + 3000 },
+        { key: 'short', expires_at: now + 1000 },
+      ]);
+      clock.advance(1000);
+      expect(await setter.kvGet('short')).toBeUndefined();
+      expect(await setter.kvDelete('short', { ifValue: bytes('s') })).toBe(false);
+      expect(await setter.enqueue('ttl', bytes('u'), { id: 't-2' }, [{ key: 'short', value: bytes('again'), ifAbsent: true }])).toEqual({
+        kind: 'new',
+        id: 't-2',
+      });
+      expect(await setter.kvGet('later')).toEqual(bytes('l'));
+      clock.advance(2000);
+      expect(await setter.kvGet('later')).toBeUndefined();
+      await reaper.reap();
+      expect(await admin(`SELECT key, expires_at FROM ${S}.kv ORDER BY key`)).toEqual([
+        { key: 'cursor', expires_at: null },
+        { key: 'g.own', expires_at: null },
+        { key: 'short', expires_at: null },
+      ]);
+      expect(await setter.kvGet('short')).toEqual(bytes('again'));
     } finally {
       await setter.close();
       await reaper.close();

@@ -6,13 +6,15 @@
  * final state (jobs, kv, counters) must match. Settlements may share kv
  * keys, dedup keys and enqueued ids, name a job twice, carry stale tokens,
  * or name no job at all; their preconditions may read keys other items
- * write, and hold or not; their enqueues may be delayed or carry effects
- * for their reaper dead-letter. `TAQUBA_DEEP=1` runs more cases.
+ * write, and hold or not (a seeded record may have expired, or expire
+ * later); their kv writes may expire (`ttlMs`); their enqueues may be
+ * delayed or carry effects for their reaper dead-letter. `TAQUBA_DEEP=1`
+ * runs more cases.
  */
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../core/clock.js';
-import type { ClaimRef, Settlement, SettlementBranch } from '../../core/queue-store.js';
+import type { ClaimRef, KvWrite, Settlement, SettlementBranch } from '../../core/queue-store.js';
 import { PostgresStore } from '../../adapters/postgres/index.js';
 import { PG_URL, admin, dropSchema, freshSchemaName, postgresAvailable } from './helpers.js';
 
@@ -36,6 +38,9 @@ interface Scenario {
   config: { maxAttempts: number; retryBackoffBaseMs: number; retryBackoffMaxMs: number; keepDoneJobsMs?: number };
   jobIds: string[];
   kvSeeds: string[];
+  /** Seeded records already expired at the settlements' time, and records that expire after it. */
+  kvExpired: string[];
+  kvExpiring: string[];
   dedupSeeds: string[];
   cancelled: string[];
   items: Array<{ jobId: string; stale: boolean; settlement: Settlement }>;
@@ -43,6 +48,8 @@ interface Scenario {
 
 function scenario(seed: number): Scenario {
   const g = generator(seed);
+  // Expiry draws from a generator of its own, so a seed describes the same settlements as before expiry existed.
+  const t = generator(seed ^ 0x2545f491);
   const jobIds = Array.from({ length: 2 + g.int(8) }, (_, i) => `j${String(i).padStart(2, '0')}`);
   const shared = g.chance(0.4); // settlements that touch the same keys and ids
   let counter = 0;
@@ -63,7 +70,11 @@ function scenario(seed: number): Scenario {
         return { queue: g.pick(['q', 'r']), payload: bytes(`p${counter++}`), options };
       });
     }
-    if (g.chance(0.6)) out.kvWrites = [{ key: shared ? g.pick(['k0', 'k1', 'k2', 'k3']) : `own-${jobId}-${g.int(2)}`, value: bytes(`v${counter++}`) }];
+    if (g.chance(0.6)) {
+      const write: KvWrite = { key: shared ? g.pick(['k0', 'k1', 'k2', 'k3']) : `own-${jobId}-${g.int(2)}`, value: bytes(`v${counter++}`) };
+      if (t.chance(0.4)) write.ttlMs = t.pick([1, 1000]);
+      out.kvWrites = [write];
+    }
     if (g.chance(0.3)) out.kvDeletes = [shared ? g.pick(['k0', 'k1', 'k2', 'k3']) : `own-${jobId}-${g.int(2)}`];
     return out;
   };
@@ -88,10 +99,14 @@ function scenario(seed: number): Scenario {
   }
   items.push({ jobId: 'missing', stale: false, settlement: { action: { type: 'ack' } } });
   const keep = g.chance(0.3);
+  const kvSeeds = [...['k0', 'k1', 'k2'].filter(() => g.chance(0.5)), ...jobIds.flatMap((id) => [`own-${id}-0`, `own-${id}-1`])];
+  const expiry = kvSeeds.map(() => t.pick(['permanent', 'permanent', 'expired', 'expiring'] as const));
   return {
     config: { maxAttempts: 1 + g.int(3), retryBackoffBaseMs: g.pick([0, 100]), retryBackoffMaxMs: 1000, ...(keep ? { keepDoneJobsMs: 5000 } : {}) },
     jobIds,
-    kvSeeds: [...['k0', 'k1', 'k2'].filter(() => g.chance(0.5)), ...jobIds.flatMap((id) => [`own-${id}-0`, `own-${id}-1`])],
+    kvSeeds,
+    kvExpired: kvSeeds.filter((_, i) => expiry[i] === 'expired'),
+    kvExpiring: kvSeeds.filter((_, i) => expiry[i] === 'expiring'),
     dedupSeeds: ['d0', 'd1'].filter(() => g.chance(0.5)),
     cancelled: jobIds.filter(() => g.chance(0.3)),
     items,
@@ -112,6 +127,9 @@ async function play(s: Scenario, batched: boolean): Promise<unknown> {
   });
   try {
     for (const key of s.kvSeeds) await store.enqueue('q', bytes('seed'), { id: `kv-${key}` }, [{ key, value: bytes('old') }]);
+    // Expired at the store's time (START): gone for preconditions and replaced by writes, though still in the table.
+    await admin(`UPDATE "${schema}".kv SET expires_at = $1::bigint WHERE key = ANY ($2::text[])`, [START, s.kvExpired]);
+    await admin(`UPDATE "${schema}".kv SET expires_at = $1::bigint WHERE key = ANY ($2::text[])`, [START + 1000, s.kvExpiring]);
     for (const key of s.dedupSeeds) await store.enqueue('q', bytes('seed'), { id: `pre-${key}`, dedupKey: key, priority: 99 });
     for (const id of s.jobIds) await store.enqueue('q', bytes(id), { id, priority: 0 });
     const claims = await store.claim('q', { limit: s.jobIds.length });
@@ -141,7 +159,7 @@ async function play(s: Scenario, batched: boolean): Promise<unknown> {
               reaper_dead_letter
        FROM "${schema}".jobs ORDER BY id`,
     );
-    const kv = await admin(`SELECT key, encode(value, 'escape') AS value FROM "${schema}".kv ORDER BY key`);
+    const kv = await admin(`SELECT key, encode(value, 'escape') AS value, expires_at FROM "${schema}".kv ORDER BY key`);
     const counters = await admin(
       `SELECT queue, sum(pending) p, sum(claimed) c, sum(scheduled) s, sum(dead) d, sum(done) dn FROM "${schema}".counters GROUP BY queue ORDER BY queue`,
     );
@@ -169,8 +187,9 @@ describe.skipIf(!available)('PostgresStore set-based settlement', () => {
           const [batched, oneByOne] = [await play(s, true), await play(s, false)];
           expect(batched).toEqual(oneByOne);
         }),
-        // The first example: a precondition reading a key an earlier item of the batch writes.
-        { numRuns: RUNS, examples: [[780185161]] },
+        // The examples: a precondition reading a key an earlier item of the batch writes; one on a seeded record
+        // that has expired.
+        { numRuns: RUNS, examples: [[780185161], [53085734]] },
       );
     },
     RUNS * 5_000,
