@@ -174,7 +174,7 @@ interface EffectsJson {
 }
 
 interface BranchJson {
-  action: { type: 'ack' } | { type: 'nack'; error: string } | { type: 'deadLetter'; reason: string };
+  action: { type: 'ack' } | { type: 'nack'; error: string; delayMs?: number } | { type: 'deadLetter'; reason: string };
   effects?: EffectsJson;
   /** An id repeated within the branch's enqueues: an error if (and only if) the branch is applied. */
   repeatedId?: string;
@@ -318,7 +318,9 @@ export class WireEncoder {
       branch.action.type === 'ack'
         ? { type: 'ack' }
         : branch.action.type === 'nack'
-          ? { type: 'nack', error: storableText(branch.action.error) }
+          ? branch.action.delayMs === undefined
+            ? { type: 'nack', error: storableText(branch.action.error) }
+            : { type: 'nack', error: storableText(branch.action.error), delayMs: branch.action.delayMs }
           : { type: 'deadLetter', reason: storableText(branch.action.reason) };
     const repeatedId = findRepeatedId((branch.effects?.enqueue ?? []).map((request) => request.options?.id));
     const out: BranchJson = { action };

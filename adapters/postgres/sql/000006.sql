@@ -12,6 +12,8 @@
 --   functions that read or write kv (enqueue's ifAbsent, preconditions in holds() and settle_set(),
 --   apply_effects(), settle_one(), reap()) are replaced here to follow that, and reap() deletes the
 --   expired rows. An expired row that is still there is replaced by an ifAbsent write.
+-- - A nack action may carry its own "delayMs" (a step's retry policy): settle_one() and settle_set() use it
+--   instead of the queue's backoff.
 -- Processes of version 5 go on working against it: they cannot set a template, and their reaps call this
 -- reap(), so the templates processes of version 6 set apply whichever process reaps. Their kv writes are
 -- permanent (they send no ttlMs), and their function calls honour expiry; only their own kvGet and kvDelete
@@ -361,7 +363,8 @@ BEGIN
       lease_expires_at = NULL, token = NULL WHERE id = j.id;
     IF NOT p_defer THEN PERFORM {{S}}.bump(j.queue, 0, -1, 0, 1, 0); END IF;
   ELSE
-    v_delay := {{S}}.retry_delay(c, j.attempts);
+    -- A nack's own delay (a step's retry policy), else the queue's backoff.
+    v_delay := coalesce((a->>'delayMs')::bigint, {{S}}.retry_delay(c, j.attempts));
     IF v_delay = 0 THEN
       v_status := 'pending';
       UPDATE {{S}}.jobs SET status = 'pending', last_error = a->>'error', lease_expires_at = NULL, token = NULL, run_at = NULL WHERE id = j.id;
@@ -404,7 +407,7 @@ BEGIN
     SELECT r.ord, r.id, r.ok, r.queue, r.attempts, r.max_attempts, r.branch, r.b, r.pre_key,
       coalesce(jsonb_typeof(r.c->'keepDoneJobsMs') = 'number', false) AS keep,
       CASE WHEN NOT r.ok OR r.b->'action'->>'type' <> 'nack' THEN NULL
-           ELSE {{S}}.retry_delay(r.c, r.attempts) END AS delay
+           ELSE coalesce((r.b->'action'->>'delayMs')::bigint, {{S}}.retry_delay(r.c, r.attempts)) END AS delay
     FROM (
       SELECT i.ord::integer AS ord, i.it->>'jobId' AS id, coalesce(j.token = i.it->>'token', false) AS ok, j.queue, j.attempts, j.max_attempts,
         CASE WHEN j.cancel_requested AND i.it->'settlement' ? 'ifCancelRequested' THEN 'cancel' ELSE 'primary' END AS branch,
