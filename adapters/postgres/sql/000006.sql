@@ -514,3 +514,8 @@ BEGIN
   FROM unnest(v_plan) p;
   RETURN v_out;
 END $$;
+
+-- Vacuum `jobs` every 2,000 dead rows whatever its size (the default waits for 20% of the table): every claim
+-- and ack leaves a dead entry at the head of the pending index that claims walk until vacuum removes it, so
+-- with a large backlog the default let tens of thousands pile up. Needs autovacuum on (the server default).
+ALTER TABLE {{S}}.jobs SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000);
