@@ -5,6 +5,8 @@
  * then checks the library's invariants. The same seed replays the same
  * schedule exactly, so any failure is reproducible from its seed.
  */
+import { definitionOf } from '../core/workflow/define.js';
+import type { Workflow } from '../core/workflow/define.js';
 import {
   InvalidArgumentError,
   LeaseLostError,
@@ -57,7 +59,10 @@ export const DEFAULT_FAULTS: Readonly<FaultRates> = Object.freeze({ crash: 0.05,
 
 /** A run to submit at the start of the simulation. */
 export interface SimulatedRun {
-  input: Uint8Array;
+  /** The run's input: bytes for the runner, or a value of `workflow`'s state type. */
+  input: unknown;
+  /** A workflow of `SimulationOptions.workflows` to start this run of. */
+  workflow?: Workflow;
   /** Default `run-<index>`, so runs are named the same on every replay. */
   runId?: string;
   headers?: Headers;
@@ -67,7 +72,15 @@ export interface SimulatedRun {
 
 /** Options of `simulate`. */
 export interface SimulationOptions {
-  runner: StepRunner;
+  /** Runs the steps of low-level runs (`SimulatedRun.input` as bytes). */
+  runner?: StepRunner;
+  /**
+   * Workflow definitions; a run naming one (`SimulatedRun.workflow`) is
+   * started with `start`, its input encoded by the workflow's codec. Not
+   * yet with `onCancel` (its compensation step is not modelled by the
+   * checker): such a definition is refused.
+   */
+  workflows?: readonly Workflow[];
   runs: SimulatedRun[];
   /** Any integer. The same seed (and options) gives the same schedule, faults and history. */
   seed: number;
@@ -266,7 +279,14 @@ class Simulation {
 
   constructor(private readonly options: SimulationOptions) {
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
-    if (!options || typeof options.runner !== 'function') throw new InvalidArgumentError('runner', 'expected a function (step) => StepOutcome');
+    if (!options || (typeof options.runner !== 'function' && !(Array.isArray(options.workflows) && options.workflows.length > 0))) {
+      throw new InvalidArgumentError('runner', 'expected a runner (step) => StepOutcome, or workflows');
+    }
+    for (const workflow of options.workflows ?? []) {
+      if (definitionOf(workflow).onCancel !== undefined) {
+        throw new InvalidArgumentError('workflows', `workflow ${JSON.stringify(workflow.name)} has onCancel, which simulate does not model yet`);
+      }
+    }
     if (!Array.isArray(options.runs)) throw new InvalidArgumentError('runs', 'expected an array of { input }');
     if (typeof options.seed !== 'number' || !Number.isSafeInteger(options.seed))
       throw new InvalidArgumentError('seed', `expected an integer, got ${String(options.seed)}`);
@@ -283,7 +303,10 @@ class Simulation {
     const clientView = new InterceptingStore(this.world.store, this.interceptor('client'));
     this.client = { view: clientView, runtime: this.newRuntime(clientView, 'client') };
     this.outcomeQueue = this.client.runtime.outcomeQueue;
-    this.world.watchQueue(this.client.runtime.notificationQueue);
+    for (const lane of this.client.runtime.lanes) {
+      this.world.watchQueue(lane.steps, false);
+      this.world.watchQueue(lane.notifications);
+    }
   }
 
   async run(): Promise<SimulationReport> {
@@ -332,7 +355,7 @@ class Simulation {
       if (live && this.prng.chance(this.faults.cancel)) await this.schedulerCancel();
       await this.world.jumpTo(next);
     }
-    await this.collectDeadNotifications(this.client.runtime.notificationQueue);
+    for (const lane of this.client.runtime.lanes) await this.collectDeadNotifications(lane.notifications);
     if (completed) await this.checkInvariants();
     for (const worker of this.workers) {
       if (!worker.dead) continue;
@@ -370,7 +393,13 @@ class Simulation {
       pollIntervalMs: WORKER_POLL_MS,
       ...(this.options.maxConcurrentSteps === undefined ? {} : { maxConcurrentSteps: this.options.maxConcurrentSteps }),
       ...(this.options.hookDelivery === undefined ? {} : { hookDelivery: this.options.hookDelivery }),
-      runner: id === 'client' ? () => never() : (step) => this.runStep(step, id),
+      ...(this.options.workflows === undefined ? {} : { workflows: this.options.workflows }),
+      ...(id === 'client'
+        ? {}
+        : {
+            runner: this.options.runner ?? (() => never()),
+            aroundStep: (step: Step, run: () => StepOutcome | Promise<StepOutcome>) => this.runStep(step, id, run),
+          }),
       hook: (outcome) => this.onHook(outcome, id),
     });
   }
@@ -401,7 +430,8 @@ class Simulation {
       const spec = { ...run, runId: this.runIds[index] as string };
       for (let attempt = 0; ; attempt++) {
         try {
-          await this.client.runtime.submit(spec);
+          if (run.workflow === undefined) await this.client.runtime.submit({ ...spec, input: run.input as Uint8Array });
+          else await this.client.runtime.start(run.workflow, { ...spec, input: run.input as never });
           break;
         } catch (error) {
           // A submitter retries transient errors; the run id makes the retry idempotent.
@@ -538,7 +568,7 @@ class Simulation {
 
   // ---- the runner and the hook ------------------------------------------------------
 
-  private async runStep(step: Step, workerId: number): Promise<StepOutcome> {
+  private async runStep(step: Step, workerId: number, run: () => StepOutcome | Promise<StepOutcome>): Promise<StepOutcome> {
     const worker = this.workers[workerId] as Worker;
     if (this.world.deliveries.length >= this.maxSteps) {
       this.guardTripped = true;
@@ -550,7 +580,7 @@ class Simulation {
     if (worker.dead) return never();
     let outcome: { ok: true; value: StepOutcome } | { ok: false; error: unknown };
     try {
-      outcome = { ok: true, value: await this.options.runner(step) };
+      outcome = { ok: true, value: await run() };
     } catch (error) {
       outcome = { ok: false, error };
     }
