@@ -431,7 +431,7 @@ class Simulation {
       for (let attempt = 0; ; attempt++) {
         try {
           if (run.workflow === undefined) await this.client.runtime.submit({ ...spec, input: run.input as Uint8Array });
-          else await this.client.runtime.start(run.workflow, { ...spec, input: run.input as never });
+          else await this.client.runtime.start(run.workflow, { ...spec, input: run.input });
           break;
         } catch (error) {
           // A submitter retries transient errors; the run id makes the retry idempotent.
