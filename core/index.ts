@@ -8,7 +8,17 @@
 export { WorkflowRuntime, DEFAULT_LIMITS, SettlementUncertainError } from './runtime.js';
 export type { RunSpec, StartSpec, SubmitResult, RunState, RunStatus, RuntimeLimits, WorkflowRuntimeOptions, RuntimeEvents } from './runtime.js';
 export { defineWorkflow, WorkflowDefinitionError } from './workflow/define.js';
-export type { Workflow, WorkflowDefinition, StepContext, StepDefinition, StepFunction, StepRetry, WorkflowStepResult } from './workflow/define.js';
+export type {
+  Workflow,
+  WorkflowDefinition,
+  RunContext,
+  StepContext,
+  StepDefinition,
+  StepFunction,
+  StepRetry,
+  CancelHandler,
+  WorkflowStepResult,
+} from './workflow/define.js';
 export { json, bytes, CodecError } from './workflow/codec.js';
 export type { Codec } from './workflow/codec.js';
 export { StepOutcome, StepError, noopHook, describeFailure, toRunnerResult, checkDueTime } from './outcomes.js';

@@ -19,18 +19,22 @@ export type WorkflowStepResult =
   | { readonly kind: 'fail'; readonly reason: string }
   | { readonly kind: 'cancel'; readonly reason: string };
 
-/** Where a step runs, and the outcomes it can return. */
-export interface StepContext<S, R, K extends string> {
+/** Where a step (or a compensation) runs: the run, the step's name and this delivery. */
+export interface RunContext<K extends string> {
   readonly runId: string;
   readonly workflow: string;
-  /** This step's name. */
+  /** This step's name; for `onCancel`, the step the run was cancelled at (the one that would have run next, or was running). */
   readonly step: K;
   /** Delivery count of this step, from 1. */
   readonly attempt: number;
-  /** Aborted when the run is cancelled, the step times out, or the worker stops. */
+  /** Aborted when the run is cancelled (never for `onCancel` or a non-cancellable step), the step times out, or the worker stops. */
   readonly signal: AbortSignal;
   /** The headers the run was started with. */
   readonly headers: Readonly<Headers>;
+}
+
+/** Where a step runs, and the outcomes it can return. */
+export interface StepContext<S, R, K extends string> extends RunContext<K> {
   /** Run step `step` next with `state`, now or after `delayMs`. */
   next(step: K, state: S, options?: { delayMs?: number }): WorkflowStepResult;
   /** End the run as succeeded with `result`. */
@@ -69,21 +73,8 @@ export interface StepDefinition<S, R, K extends string> {
   cancellable?: boolean;
 }
 
-/** Where a workflow's `onCancel` runs. */
-export interface CancelContext<K extends string> {
-  readonly runId: string;
-  readonly workflow: string;
-  /** The step the run was cancelled at (the one that would have run next, or was running). */
-  readonly step: K;
-  /** Delivery count of this compensation, from 1. */
-  readonly attempt: number;
-  /** Aborted only when the compensation times out or the worker stops: a cancel cannot cancel it. */
-  readonly signal: AbortSignal;
-  readonly headers: Readonly<Headers>;
-}
-
 /** A workflow's compensation: runs, at least once, with the last committed state after an external cancel. */
-export type CancelHandler<S, K extends string> = (lastState: S, ctx: CancelContext<K>) => void | Promise<void>;
+export type CancelHandler<S, K extends string> = (lastState: S, ctx: RunContext<K>) => void | Promise<void>;
 
 export interface WorkflowDefinition<S, R, K extends string> {
   /** 1 to 64 characters of [A-Za-z0-9_-]: routes runs to this definition, and is stored with every step. */

@@ -403,23 +403,14 @@ describe('runner mistakes end the run with a clear failure', () => {
 });
 
 describe('submit snapshots its input and headers', () => {
-  it('mutating the input right after submit() does not change what is stored, nor its hash', async () => {
+  // A Node Buffer too: its slice() is a view of the same memory, not a copy.
+  it.each([
+    ['a Uint8Array', bytes],
+    ['a Node Buffer', (text: string) => Buffer.from(text)],
+  ])('mutating the input (%s) right after submit() does not change what is stored, nor its hash', async (_kind, make) => {
     const { store, clock } = freshStore();
     const runtime = new WorkflowRuntime({ store, clock, runner: never });
-    const input = bytes('original');
-    const submitted = runtime.submit({ runId: 'r1', input });
-    input.fill(0x78);
-    await submitted;
-    const [claim] = await store.claim('workflow-steps');
-    expect(Buffer.from(claim!.job.payload).toString()).toBe('original');
-    const identity = decodeRecord<RunIdentity>((await store.kvGet(runKeys('workflow-steps', 'r1').identity))!);
-    expect(identity.inputSha256).toBe(sha256Hex(bytes('original')));
-  });
-
-  it('a Node Buffer input is snapshotted too (its slice() would be a view of the same memory)', async () => {
-    const { store, clock } = freshStore();
-    const runtime = new WorkflowRuntime({ store, clock, runner: never });
-    const input = Buffer.from('original');
+    const input = make('original');
     const submitted = runtime.submit({ runId: 'r1', input });
     input.fill(0x78);
     await submitted;
