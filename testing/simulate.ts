@@ -5,7 +5,6 @@
  * then checks the library's invariants. The same seed replays the same
  * schedule exactly, so any failure is reproducible from its seed.
  */
-import { definitionOf } from '../core/workflow/define.js';
 import type { Workflow } from '../core/workflow/define.js';
 import {
   InvalidArgumentError,
@@ -76,9 +75,7 @@ export interface SimulationOptions {
   runner?: StepRunner;
   /**
    * Workflow definitions; a run naming one (`SimulatedRun.workflow`) is
-   * started with `start`, its input encoded by the workflow's codec. Not
-   * yet with `onCancel` (its compensation step is not modelled by the
-   * checker): such a definition is refused.
+   * started with `start`, its input encoded by the workflow's codec.
    */
   workflows?: readonly Workflow[];
   runs: SimulatedRun[];
@@ -281,11 +278,6 @@ class Simulation {
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- untyped callers reach this through the public API
     if (!options || (typeof options.runner !== 'function' && !(Array.isArray(options.workflows) && options.workflows.length > 0))) {
       throw new InvalidArgumentError('runner', 'expected a runner (step) => StepOutcome, or workflows');
-    }
-    for (const workflow of options.workflows ?? []) {
-      if (definitionOf(workflow).onCancel !== undefined) {
-        throw new InvalidArgumentError('workflows', `workflow ${JSON.stringify(workflow.name)} has onCancel, which simulate does not model yet`);
-      }
     }
     if (!Array.isArray(options.runs)) throw new InvalidArgumentError('runs', 'expected an array of { input }');
     if (typeof options.seed !== 'number' || !Number.isSafeInteger(options.seed))
@@ -625,7 +617,11 @@ class Simulation {
       if (runId === undefined) return;
       delivery = this.world.deliveryOf(args[0] as ClaimRef);
       const kind = delivery?.result?.kind;
-      status = settled.branch === 'cancel' || kind === 'cancel' ? 'cancelled' : kind === 'succeed' ? 'succeeded' : 'failed';
+      // A compensation (onCancel) that returns ends the run cancelled; one whose cancel branch is its primary
+      // (a compensation, a runner's own cancel, a non-cancellable step that ended the run) ends as its step says.
+      const byStep = kind === 'cancel' ? 'cancelled' : kind === 'succeed' ? (delivery?.onCancel === true ? 'cancelled' : 'succeeded') : 'failed';
+      const ownBranch = settlement.ifCancelRequested !== undefined && settlement.ifCancelRequested.effects === settlement.effects;
+      status = settled.branch === 'cancel' && !ownBranch ? 'cancelled' : byStep;
     } else if (op === 'cancel') {
       if ((result as CancelResult).outcome !== 'removed') return;
       runId = this.endedRun(args[1] as Effects | undefined);

@@ -19,6 +19,8 @@ export interface Delivery {
   step: number;
   /** The step's name, for workflow definitions (and named low-level steps). */
   stepName?: string;
+  /** Set on the delivery that runs a workflow's `onCancel`. */
+  onCancel?: true;
   /** The job's attempt count at this delivery (1 for the first). */
   attempt: number;
   /** Differs between executions (ids are ULIDs); leave it out of equality checks. */
@@ -160,6 +162,7 @@ export class World<S extends QueueStore = QueueStore> {
       runId: step.runId,
       step: step.stepNumber,
       ...(step.stepName === undefined ? {} : { stepName: step.stepName }),
+      ...(step.onCancel === true ? { onCancel: true as const } : {}),
       attempt: step.attempts,
       jobId: step.jobId,
       worker,

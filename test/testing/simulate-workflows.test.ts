@@ -42,8 +42,32 @@ describe('simulate({ workflows })', () => {
     }
   });
 
-  it('refuses a workflow with onCancel, which it does not model yet', async () => {
-    const compensated = defineWorkflow({ name: 'c', steps: { a: (n: number, ctx) => ctx.succeed(n) }, onCancel: () => undefined });
-    await expect(simulate({ workflows: [compensated], runs: [], seed: 1 })).rejects.toThrow(/onCancel, which simulate does not model yet/);
-  });
+  it.each(Array.from({ length: 12 }, (_, i) => i + 1))(
+    'seed %i: onCancel compensations and a non-cancellable step under faults; invariants hold, every cancelled run compensated',
+    async (seed) => {
+      const compensated = new Map<string, unknown>();
+      const trip = defineWorkflow({
+        name: 'trip',
+        codec: json<{ booked: string[] }>(),
+        steps: {
+          flight: (s, ctx) => ctx.next('hotel', { booked: [...s.booked, 'flight'] }),
+          hotel: { cancellable: false, run: (s, ctx) => ctx.next('car', { booked: [...s.booked, 'hotel'] }) },
+          car: (s, ctx) => ctx.succeed({ booked: [...s.booked, 'car'] }),
+        },
+        onCancel: (state, ctx) => void compensated.set(ctx.runId, state),
+      });
+      const report = await simulate({
+        workflows: [trip],
+        runs: Array.from({ length: 8 }, () => ({ workflow: trip, input: { booked: [] } })),
+        seed,
+        faults: { cancel: 0.15 },
+        queueConfig: { maxAttempts: 10 },
+      });
+      expect(report.violations).toEqual([]);
+      for (const [runId, outcome] of report.outcomes) {
+        if (outcome.status === 'cancelled') expect(compensated.get(runId), runId).toEqual(outcome.lastState);
+        else expect(compensated.has(runId), runId).toBe(false);
+      }
+    },
+  );
 });
