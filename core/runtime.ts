@@ -1,8 +1,9 @@
 import { EventEmitter } from 'eventemitter3';
 import { copyBytes } from './bytes.js';
 import { definitionOf } from './workflow/define.js';
-import type { ResolvedWorkflow, Workflow } from './workflow/define.js';
+import type { Workflow } from './workflow/define.js';
 import { workflowRunner } from './workflow/run-step.js';
+import { Lane, notificationQueueOf } from './lane.js';
 import { SystemClock } from './clock.js';
 import type { Clock } from './clock.js';
 import {
@@ -28,7 +29,6 @@ import type { HookDelivery } from './delivery-mode.js';
 import { hookAttempt, hookFailureSettlement, resolveHookRetry } from './hook-retry.js';
 import type { HookRetryPolicy } from './hook-retry.js';
 import { newId } from './ids.js';
-import { retryDelayMs } from './queue-config.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import type { LeasedJob } from './lease-keeper.js';
 import { StepError, checkDueTime, describeFailure, noopHook, toRunnerResult } from './outcomes.js';
@@ -39,7 +39,6 @@ import type { EndedReceipt, RunCursor, RunIdentity, RunKeys } from './run-record
 import {
   HEADER_RUN_ID,
   HEADER_STEP,
-  ENDS_AT_ONCE,
   RESERVED_HEADER_PREFIX,
   compensationEffects,
   cursorValue,
@@ -49,7 +48,7 @@ import {
   stepDedupKey,
   stepHeaders,
 } from './settlement.js';
-import type { CancelRule, SettlementDecision, StepFacts, StepNames } from './settlement.js';
+import type { SettlementDecision, StepFacts, StepNames } from './settlement.js';
 import { checkHeaders, checkNonNegativeInt, checkPositiveInt, checkQueueName, describe } from './store-validation.js';
 
 /** Spec of a new run. */
@@ -302,57 +301,6 @@ class WorkerLoop {
       drained();
     }
   };
-}
-
-/**
- * One step queue and what runs on it: the low-level runner on `queueName`,
- * or one workflow definition on `<queueName>:<name>`. Each has its own
- * notification queue and reaper template.
- */
-class Lane {
-  readonly notificationQueue: string;
-  /** Whether the notification queue may hold a claimable job (set by its notices and by polls). */
-  notificationsMaybeWaiting = true;
-  /** The store holds this lane's reaper template (set once, before its first step job). */
-  templateSet = false;
-
-  constructor(
-    readonly queue: string,
-    readonly runner: StepRunner | undefined,
-    readonly workflow: ResolvedWorkflow | undefined,
-  ) {
-    this.notificationQueue = notificationQueueOf(queue);
-    checkQueueName(queue);
-    checkQueueName(this.notificationQueue);
-  }
-
-  /** The delay before the retry of a step that failed on its `attempts`-th attempt: its own policy's, else `undefined` (the queue's). */
-  retryDelayFor(stepName: string | undefined, attempts: number): number | undefined {
-    const retry = this.workflow?.steps.get(stepName ?? this.workflow.start)?.retry;
-    if (retry?.initialDelayMs === undefined) return undefined;
-    return retryDelayMs({ retryBackoffBaseMs: retry.initialDelayMs, retryBackoffMaxMs: retry.maxDelayMs ?? 32 * retry.initialDelayMs }, attempts);
-  }
-
-  /** How an external cancel is taken at a step (see `CancelRule`). */
-  cancelRuleFor(stepName: string | undefined, onCancel: boolean): CancelRule {
-    const workflow = this.workflow;
-    if (workflow === undefined) return ENDS_AT_ONCE;
-    if (onCancel) return COMPENSATING;
-    const cancellable = workflow.steps.get(stepName ?? workflow.start)?.cancellable !== false;
-    const compensate = workflow.onCancel !== undefined;
-    return cancellable && !compensate ? ENDS_AT_ONCE : { compensate, cancellable, compensating: false };
-  }
-
-  /** The step timeout of `job`: its workflow step's own, else the runtime's. */
-  timeoutFor(stepName: string | undefined, fallback: number | undefined): number | undefined {
-    if (this.workflow === undefined) return fallback;
-    return this.workflow.steps.get(stepName ?? this.workflow.start)?.timeoutMs ?? fallback;
-  }
-}
-
-/** Where the outcome notifications of a step queue go. */
-function notificationQueueOf(stepQueue: string): string {
-  return `${stepQueue}.outcomes`;
 }
 
 /**
@@ -1236,9 +1184,6 @@ const NO_SIGNAL = { abort: (): void => undefined };
 function cancelReason(): Error {
   return new Error('run cancelled');
 }
-
-/** The rule of a workflow's compensation step. */
-const COMPENSATING: CancelRule = Object.freeze({ compensate: false, cancellable: false, compensating: true });
 
 /** Aborts a held step's signal for a cancel, unless the step takes no cancel mid-step. */
 function abortForCancel(leased: LeasedJob): void {

@@ -27,9 +27,9 @@ class Context<S, R, K extends string> implements StepContext<S, R, K> {
   constructor(
     readonly workflow: string,
     readonly step: K,
-    step_: Step,
+    delivery: Step,
   ) {
-    this.#step = step_;
+    this.#step = delivery;
   }
   get runId(): string {
     return this.#step.runId;
@@ -66,15 +66,15 @@ export function stepNameOf(workflow: ResolvedWorkflow, step: Pick<Step, 'stepNam
 export function workflowRunner(workflow: ResolvedWorkflow): StepRunner {
   return async (step) => {
     const name = stepNameOf(workflow, step);
-    const spec = workflow.steps.get(name);
-    if (spec === undefined && step.onCancel !== true) return StepOutcome.fail(`workflow ${JSON.stringify(workflow.name)} has no step ${JSON.stringify(name)}`);
-    const state = permanent(() => workflow.codec.decode(step.payload), `step ${JSON.stringify(name)}: cannot decode its state`);
+    const decode = (): unknown => permanent(() => workflow.codec.decode(step.payload), `step ${JSON.stringify(name)}: cannot decode its state`);
     if (step.onCancel === true) {
-      // The compensation of an external cancel: its success ends the run cancelled (see `decideCompensation`).
-      await workflow.onCancel?.(state, new Context(workflow.name, name, step));
+      // The compensation of an external cancel (named after the step it came at): its success ends the run cancelled.
+      await workflow.onCancel?.(decode(), new Context(workflow.name, name, step));
       return StepOutcome.succeed(NOTHING);
     }
-    const returned: unknown = await (spec as NonNullable<typeof spec>).run(state, new Context(workflow.name, name, step));
+    const spec = workflow.steps.get(name);
+    if (spec === undefined) return StepOutcome.fail(`workflow ${JSON.stringify(workflow.name)} has no step ${JSON.stringify(name)}`);
+    const returned: unknown = await spec.run(decode(), new Context(workflow.name, name, step));
     if (returned === null || typeof returned !== 'object' || !made.has(returned)) {
       throw StepError.permanent(`step ${JSON.stringify(name)} returned no outcome: return ctx.next(...), ctx.succeed(...), ctx.fail(...) or ctx.cancel(...)`);
     }
