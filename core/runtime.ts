@@ -1,7 +1,7 @@
 import { EventEmitter } from 'eventemitter3';
 import { copyBytes } from './bytes.js';
 import { definitionOf } from './workflow/define.js';
-import type { Workflow } from './workflow/define.js';
+import type { ResolvedWorkflow, Workflow } from './workflow/define.js';
 import { workflowRunner } from './workflow/run-step.js';
 import { Lane, notificationQueueOf } from './lane.js';
 import { SystemClock } from './clock.js';
@@ -316,6 +316,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
   /** The low-level runner's lane (`queueName`), then one per workflow. */
   private readonly laneList: Lane[];
   private readonly lanesByWorkflow = new Map<string, Lane>();
+  private readonly startOnlyLanes = new Map<string, Lane>();
   private readonly hook: TerminalHook;
   private readonly aroundStep: WorkflowRuntimeOptions['aroundStep'];
   private readonly hookRetry: HookRetryPolicy;
@@ -429,7 +430,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
       if (!spec || typeof spec !== 'object') throw new InvalidArgumentError('start spec', `expected an object, got ${describe(spec)}`);
       const input = resolved.codec.encode(spec.input);
       const checked = this.checkSpec(spec, input);
-      const lane = this.lanesByWorkflow.get(resolved.name) ?? new Lane(`${this.queueName}:${resolved.name}`, undefined, resolved);
+      const lane = this.lanesByWorkflow.get(resolved.name) ?? this.startOnlyLane(resolved);
       const maxAttempts = resolved.steps.get(resolved.start)?.retry?.maxAttempts;
       return this.submitTo(lane, checked, maxAttempts === undefined ? spec : { ...spec, maxAttemptsPerStep: maxAttempts }, {
         workflow: resolved.name,
@@ -438,6 +439,16 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /** The lane of a workflow this runtime starts but does not run (kept, so its reaper template is stored once). */
+  private startOnlyLane(workflow: ResolvedWorkflow): Lane {
+    let lane = this.startOnlyLanes.get(workflow.name);
+    if (lane === undefined) {
+      lane = new Lane(`${this.queueName}:${workflow.name}`, undefined, workflow);
+      this.startOnlyLanes.set(workflow.name, lane);
+    }
+    return lane;
   }
 
   private async submitTo(

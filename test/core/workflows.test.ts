@@ -116,6 +116,19 @@ describe('defineWorkflow on the runtime', () => {
     expect(both.received).toHaveLength(2);
   });
 
+  it("a runtime that only starts a workflow (does not run it) stores that workflow queue's reaper template once", async () => {
+    const { store: inner, clock } = freshStore();
+    const templates: string[] = [];
+    const store = Object.create(inner) as typeof inner;
+    store.setReaperTemplate = (queue, template) => {
+      templates.push(queue);
+      return inner.setReaperTemplate(queue, template);
+    };
+    const submitter = new WorkflowRuntime({ store, clock });
+    for (const runId of ['s1', 's2', 's3']) await submitter.start(order, { runId, input: { sku: 'A', qty: 1 } });
+    expect(templates.filter((q) => q === 'workflow-steps:order')).toEqual(['workflow-steps:order']);
+  });
+
   it('a step naming a step its workflow lacks fails the run with a clear reason (no hang, no retry)', async () => {
     const { store, clock } = freshStore();
     const broken = defineWorkflow({
