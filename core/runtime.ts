@@ -561,7 +561,8 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
     const onCancel = ownHeader(claim.job.headers, HEADER_ON_CANCEL) !== undefined;
     const leased = this.keeper.hold(claim, controller, lane.timeoutFor(stepName, this.stepTimeoutMs));
     // A step that takes no cancel mid-step (and a compensation) keeps its signal when a cancel comes.
-    leased.cancellable = lane.cancelRuleFor(stepName, onCancel).cancellable;
+    const cancelRule = lane.cancelRuleFor(stepName, onCancel);
+    leased.cancellable = cancelRule.cancellable;
     try {
       const job = claim.job;
       const parsed = parseStepHeaders(job.headers);
@@ -604,7 +605,7 @@ export class WorkflowRuntime extends EventEmitter<RuntimeEvents> {
         payload: job.payload,
         retryDelayMs: lane.retryDelayFor(stepName, job.attempts),
         stepName,
-        cancel: lane.cancelRuleFor(stepName, onCancel),
+        cancel: cancelRule,
       };
       const decision = decideSettlement(facts, checkDueTime(returned, now));
       // Issued before the slot is freed, so the store sees the settlement ahead of the next claim.
